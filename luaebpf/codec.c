@@ -1,0 +1,656 @@
+/* codec.c: codec specs -> layouts, and the two directions between Lua values
+ * and the bytes the kernel stores. A spec ("u32", "char[16]", { "u32", 4 },
+ * { { "pid", "u32" }, ..., packed = true }) compiles into a flat array of
+ * nodes held by a "luaebpf.Codec" userdata; the node array is owned by that
+ * userdata from the first allocation, so a spec error raised halfway through
+ * compiling leaks nothing. Structs follow C's natural alignment. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "luaebpf.h"
+
+#define MAX_DEPTH 32
+#define MAX_SIZE (1u << 30) /* far above any map's key or value size */
+
+/* ---------------------------------------------------------------- compile */
+
+static const struct {
+    const char *name;
+    uint8_t kind;
+    uint8_t size;
+} scalars[] = {
+    {"u8", LUAEBPF_UINT, 1},  {"u16", LUAEBPF_UINT, 2}, {"u32", LUAEBPF_UINT, 4},
+    {"u64", LUAEBPF_UINT, 8}, {"i8", LUAEBPF_INT, 1},   {"i16", LUAEBPF_INT, 2},
+    {"i32", LUAEBPF_INT, 4},  {"i64", LUAEBPF_INT, 8},  {"be16", LUAEBPF_BE, 2},
+    {"be32", LUAEBPF_BE, 4},  {"be64", LUAEBPF_BE, 8},  {"bool", LUAEBPF_BOOL, 1},
+    {"f32", LUAEBPF_F32, 4},  {"f64", LUAEBPF_F64, 8},
+};
+#define NSCALARS (sizeof scalars / sizeof scalars[0])
+
+static int codec_gc(lua_State *L) {
+    luaebpf_codec *c = luaL_checkudata(L, 1, LUAEBPF_CODEC);
+    if (c->nodes) {
+        for (uint32_t i = 0; i < c->n; i++)
+            free(c->nodes[i].name);
+        free(c->nodes);
+    }
+    c->nodes = NULL;
+    c->n = c->cap = 0;
+    return 0;
+}
+
+/* reserve `count` zeroed, contiguous nodes; returns the index of the first */
+static uint32_t reserve(lua_State *L, luaebpf_codec *c, uint32_t count) {
+    if (c->n + count > c->cap) {
+        uint32_t cap = c->cap ? c->cap : 8;
+        while (cap < c->n + count)
+            cap *= 2;
+        if (cap > (1u << 20))
+            luaL_error(L, "codec has too many fields (more than %d)", 1 << 20);
+        luaebpf_node *nodes = realloc(c->nodes, cap * sizeof *nodes);
+        if (!nodes)
+            luaL_error(L, "out of memory compiling a codec");
+        c->nodes = nodes;
+        c->cap = cap;
+    }
+    memset(c->nodes + c->n, 0, count * sizeof *c->nodes);
+    c->n += count;
+    return c->n - count;
+}
+
+/* "name[N]" -> name (into buf) and N; 0 when s has no such suffix */
+static int parse_count(const char *s, char *buf, size_t bufsize, uint32_t *count) {
+    const char *lb = strchr(s, '[');
+    size_t len = strlen(s);
+    if (!lb || len < 3 || s[len - 1] != ']' || (size_t)(lb - s) >= bufsize)
+        return 0;
+    char *end;
+    unsigned long v = strtoul(lb + 1, &end, 10);
+    if (end != s + len - 1 || end == lb + 1 || lb[1] == '-' || lb[1] == '+')
+        return -1;
+    memcpy(buf, s, (size_t)(lb - s));
+    buf[lb - s] = '\0';
+    *count = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    return 1;
+}
+
+static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx, int depth);
+
+static void check_count(lua_State *L, uint32_t count, uint32_t elem_size, const char *spec) {
+    if (count == 0)
+        luaL_error(L, "bad codec '%s': an array needs at least one element", spec);
+    if (elem_size && count > MAX_SIZE / elem_size)
+        luaL_error(L, "bad codec '%s': larger than %d bytes", spec, (int)MAX_SIZE);
+}
+
+static void compile_string(lua_State *L, luaebpf_codec *c, uint32_t slot, const char *s) {
+    luaebpf_node *n = &c->nodes[slot];
+    for (size_t i = 0; i < NSCALARS; i++) {
+        if (strcmp(s, scalars[i].name) == 0) {
+            n->kind = scalars[i].kind;
+            n->size = n->align = scalars[i].size;
+            return;
+        }
+    }
+    if (strcmp(s, "raw") == 0) { /* the map's whole key or value: sized when attached */
+        if (slot != 0)
+            luaL_error(L, "bad codec 'raw': inside a struct or array, give a size: 'raw[N]'");
+        n->kind = LUAEBPF_RAW;
+        n->align = 1;
+        return;
+    }
+    char base[16];
+    uint32_t count;
+    int r = parse_count(s, base, sizeof base, &count);
+    if (r == 1 && (strcmp(base, "char") == 0 || strcmp(base, "raw") == 0)) {
+        check_count(L, count, 1, s);
+        n->kind = base[0] == 'c' ? LUAEBPF_CHAR : LUAEBPF_RAW;
+        n->size = count;
+        n->align = 1;
+        return;
+    }
+    if (r == 1) {
+        for (size_t i = 0; i < NSCALARS; i++) {
+            if (strcmp(base, scalars[i].name) == 0) {
+                check_count(L, count, scalars[i].size, s);
+                uint32_t child = reserve(L, c, 1);
+                n = &c->nodes[slot]; /* reserve may move the array */
+                c->nodes[child].kind = scalars[i].kind;
+                c->nodes[child].size = c->nodes[child].align = scalars[i].size;
+                n->kind = LUAEBPF_ARRAY;
+                n->first = child;
+                n->count = count;
+                n->size = count * scalars[i].size;
+                n->align = scalars[i].size;
+                return;
+            }
+        }
+    }
+    luaL_error(L, "unknown codec '%s' (expected raw, u8..u64, i8..i64, be16/be32/be64, bool, "
+               "f32, f64, char[N], a type with [N], an array { type, N } or a struct "
+               "{ { name, type }, ... })", s);
+}
+
+static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx, int depth) {
+    uint32_t nfields = (uint32_t)lua_rawlen(L, idx);
+    int packed = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* only [1..n] and `packed` belong in a struct spec */
+        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "packed") == 0) {
+            if (!lua_isboolean(L, -1))
+                luaL_error(L, "bad struct codec: 'packed' must be a boolean, got %s",
+                           luaL_typename(L, -1));
+            packed = lua_toboolean(L, -1);
+        } else if (!luaebpf_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
+                   lua_tointeger(L, -2) > (lua_Integer)nfields) {
+            lua_pop(L, 1);
+            luaL_error(L, "bad struct codec: unknown entry '%s' (expected fields "
+                       "{ name, type } at 1..n and 'packed')", luaL_tolstring(L, -1, NULL));
+        }
+        lua_pop(L, 1);
+    }
+    if (nfields == 0)
+        luaL_error(L, "bad struct codec: no fields (expected { { name, type }, ... })");
+    uint32_t first = reserve(L, c, nfields);
+    uint32_t offset = 0, align = 1;
+    for (uint32_t i = 0; i < nfields; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1); /* field spec */
+        if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 2)
+            luaL_error(L, "bad struct codec: field %d must be { name, type }, got %s",
+                       (int)i + 1, luaL_typename(L, -1));
+        lua_rawgeti(L, -1, 1); /* field spec, name */
+        if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+            luaL_error(L, "bad struct codec: field %d needs a name string, got %s",
+                       (int)i + 1, luaL_typename(L, -1));
+        const char *fname = lua_tostring(L, -1);
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(c->nodes[first + j].name, fname) == 0)
+                luaL_error(L, "bad struct codec: field '%s' appears twice", fname);
+        c->nodes[first + i].name = strdup(fname);
+        if (!c->nodes[first + i].name)
+            luaL_error(L, "out of memory compiling a codec");
+        lua_pop(L, 1);
+        lua_rawgeti(L, -1, 2); /* field spec, type */
+        compile_node(L, c, first + i, lua_gettop(L), depth + 1);
+        lua_pop(L, 2);
+        luaebpf_node *f = &c->nodes[first + i];
+        if (f->kind == LUAEBPF_RAW && f->size == 0)
+            luaL_error(L, "bad struct codec: field '%s' is 'raw' without a size", f->name);
+        uint32_t a = packed ? 1 : f->align;
+        offset = (offset + a - 1) / a * a;
+        f->offset = offset;
+        if (f->size > MAX_SIZE - offset)
+            luaL_error(L, "bad struct codec: larger than %d bytes", (int)MAX_SIZE);
+        offset += f->size;
+        if (a > align)
+            align = a;
+    }
+    luaebpf_node *n = &c->nodes[slot];
+    n->kind = LUAEBPF_STRUCT;
+    n->first = first;
+    n->count = nfields;
+    n->align = align;
+    n->size = (offset + align - 1) / align * align; /* trailing padding, as C adds */
+}
+
+static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx, int depth) {
+    if (depth > MAX_DEPTH)
+        luaL_error(L, "bad codec: nested deeper than %d levels", MAX_DEPTH);
+    luaL_checkstack(L, 8, "codec nesting");
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        compile_string(L, c, slot, lua_tostring(L, idx));
+        return;
+    }
+    if (!lua_istable(L, idx))
+        luaL_error(L, "bad codec: a name such as \"u32\" or a table expected, got %s",
+                   luaL_typename(L, idx));
+    lua_rawgeti(L, idx, 2);
+    int is_array = lua_type(L, -1) == LUA_TNUMBER;
+    lua_pop(L, 1);
+    if (!is_array) {
+        compile_struct(L, c, slot, idx, depth);
+        return;
+    }
+    /* { type, N } */
+    lua_rawgeti(L, idx, 2);
+    if (!luaebpf_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+        lua_tointeger(L, -1) > (lua_Integer)MAX_SIZE)
+        luaL_error(L, "bad array codec: the count must be an integer >= 1, got %s",
+                   luaL_tolstring(L, -1, NULL));
+    uint32_t count = (uint32_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (lua_rawlen(L, idx) != 2)
+        luaL_error(L, "bad array codec: expected { type, N }, got %d entries",
+                   (int)lua_rawlen(L, idx));
+    uint32_t child = reserve(L, c, 1);
+    lua_rawgeti(L, idx, 1);
+    compile_node(L, c, child, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+    luaebpf_node *e = &c->nodes[child];
+    if (e->kind == LUAEBPF_RAW && e->size == 0)
+        luaL_error(L, "bad array codec: 'raw' elements need a size: 'raw[N]'");
+    if (e->size > MAX_SIZE / count)
+        luaL_error(L, "bad array codec: larger than %d bytes", (int)MAX_SIZE);
+    luaebpf_node *n = &c->nodes[slot];
+    n->kind = LUAEBPF_ARRAY;
+    n->first = child;
+    n->count = count;
+    n->size = count * e->size;
+    n->align = e->align;
+}
+
+static void describe(luaebpf_codec *c) {
+    luaebpf_node *r = &c->nodes[0];
+    switch (r->kind) {
+    case LUAEBPF_RAW:
+        snprintf(c->desc, sizeof c->desc, "raw");
+        break;
+    case LUAEBPF_CHAR:
+        snprintf(c->desc, sizeof c->desc, "char[%u]", r->size);
+        break;
+    case LUAEBPF_ARRAY:
+        snprintf(c->desc, sizeof c->desc, "array[%u] (%u bytes)", r->count, r->size);
+        break;
+    case LUAEBPF_STRUCT:
+        snprintf(c->desc, sizeof c->desc, "struct (%u bytes)", r->size);
+        break;
+    default:
+        for (size_t i = 0; i < NSCALARS; i++)
+            if (scalars[i].kind == r->kind && scalars[i].size == r->size)
+                snprintf(c->desc, sizeof c->desc, "%s", scalars[i].name);
+    }
+}
+
+static luaebpf_codec *push_codec(lua_State *L) {
+    luaebpf_codec *c = luaebpf_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, LUAEBPF_CODEC);
+    return c;
+}
+
+/* compile the spec at idx; pushes the Codec userdata. `what` names it in errors. */
+luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what) {
+    idx = lua_absindex(L, idx);
+    luaebpf_codec *c = push_codec(L);
+    int top = lua_gettop(L);
+    reserve(L, c, 1);
+    (void)what;
+    compile_node(L, c, 0, idx, 0);
+    lua_settop(L, top);
+    describe(c);
+    return c;
+}
+
+luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size) {
+    luaebpf_codec *c = push_codec(L);
+    reserve(L, c, 1);
+    c->nodes[0].kind = LUAEBPF_RAW;
+    c->nodes[0].size = size;
+    c->nodes[0].align = 1;
+    describe(c);
+    return c;
+}
+
+/* ----------------------------------------------------------------- encode */
+
+typedef struct encode_ctx {
+    lua_State *L;
+    const luaebpf_codec *c;
+    const char *what;             /* "key", "value" */
+    int arg;                      /* the argument being encoded, for the message; 0: none */
+    int depth;
+    const char *names[MAX_DEPTH + 1]; /* field name, or NULL for an array index */
+    lua_Integer index[MAX_DEPTH + 1];
+} encode_ctx;
+
+static void push_path(encode_ctx *x) {
+    lua_State *L = x->L;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, x->what);
+    for (int i = 0; i < x->depth; i++) {
+        if (x->names[i]) {
+            luaL_addchar(&b, '.');
+            luaL_addstring(&b, x->names[i]);
+        } else {
+            lua_pushfstring(L, "[%d]", (int)x->index[i]);
+            luaL_addvalue(&b);
+        }
+    }
+    luaL_pushresult(&b);
+}
+
+/* raises the message on top of the stack, as an argument error when there is one */
+static void raise_at(encode_ctx *x) {
+    if (x->arg > 0)
+        luaL_argerror(x->L, x->arg, lua_tostring(x->L, -1));
+    lua_error(x->L);
+}
+
+/* raises "<path>: <expected> expected, got <the number given, or its type>" */
+static void bad_value(encode_ctx *x, int idx, const char *expected) {
+    lua_State *L = x->L;
+    push_path(x);
+    const char *path = lua_tostring(L, -1);
+    const char *got = lua_type(L, idx) == LUA_TNUMBER ? luaL_tolstring(L, idx, NULL)
+                                                      : luaL_typename(L, idx);
+    lua_pushfstring(L, "%s: %s expected, got %s", path, expected, got);
+    raise_at(x);
+}
+
+static const char *int_range(const luaebpf_node *n) {
+    static const char *const u[] = {"u8 (0..255)", "u16 (0..65535)", "u32 (0..4294967295)",
+                                    "u64 (an integer)"};
+    static const char *const s[] = {"i8 (-128..127)", "i16 (-32768..32767)",
+                                    "i32 (-2147483648..2147483647)", "i64 (an integer)"};
+    static const char *const b[] = {"", "be16 (0..65535)", "be32 (0..4294967295)",
+                                    "be64 (an integer)"};
+    int i = n->size == 1 ? 0 : n->size == 2 ? 1 : n->size == 4 ? 2 : 3;
+    return n->kind == LUAEBPF_INT ? s[i] : n->kind == LUAEBPF_BE ? b[i] : u[i];
+}
+
+static uint64_t check_integer(encode_ctx *x, const luaebpf_node *n, int idx) {
+    lua_State *L = x->L;
+    int isnum = 0;
+    lua_Integer v = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+#if LUAEBPF_HAS_INTEGERS
+        v = lua_tointegerx(L, idx, &isnum);
+#else
+        lua_Number d = lua_tonumber(L, idx);
+        isnum = d == floor(d) && d >= -9223372036854775808.0 && d < 18446744073709551616.0;
+        if (isnum)
+            v = d >= 9223372036854775808.0 ? (lua_Integer)(uint64_t)d : (lua_Integer)d;
+#endif
+    }
+    if (!isnum)
+        bad_value(x, idx, int_range(n));
+    if (n->size == 8)
+        return (uint64_t)v; /* u64 takes any integer: negative ones are the values >= 2^63 */
+    int bits = (int)n->size * 8;
+    if (n->kind == LUAEBPF_INT) {
+        lua_Integer lim = (lua_Integer)1 << (bits - 1);
+        if (v < -lim || v >= lim)
+            bad_value(x, idx, int_range(n));
+    } else if (v < 0 || v > (((lua_Integer)1 << bits) - 1)) {
+        bad_value(x, idx, int_range(n));
+    }
+    return (uint64_t)v;
+}
+
+static void store_uint(unsigned char *p, uint64_t v, uint32_t size, int big_endian) {
+    if (big_endian) {
+        for (uint32_t i = 0; i < size; i++)
+            p[i] = (unsigned char)(v >> (8 * (size - 1 - i)));
+        return;
+    }
+    switch (size) { /* host order, unaligned-safe */
+    case 1: { uint8_t t = (uint8_t)v; memcpy(p, &t, 1); break; }
+    case 2: { uint16_t t = (uint16_t)v; memcpy(p, &t, 2); break; }
+    case 4: { uint32_t t = (uint32_t)v; memcpy(p, &t, 4); break; }
+    default: memcpy(p, &v, 8);
+    }
+}
+
+static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
+    lua_State *L = x->L;
+    const luaebpf_node *n = &x->c->nodes[ni];
+    switch (n->kind) {
+    case LUAEBPF_UINT:
+    case LUAEBPF_INT:
+    case LUAEBPF_BE:
+        store_uint(p, check_integer(x, n, idx), n->size, n->kind == LUAEBPF_BE);
+        return;
+    case LUAEBPF_BOOL:
+        if (!lua_isboolean(L, idx))
+            bad_value(x, idx, "boolean");
+        p[0] = (unsigned char)lua_toboolean(L, idx);
+        return;
+    case LUAEBPF_F32:
+    case LUAEBPF_F64:
+        if (lua_type(L, idx) != LUA_TNUMBER)
+            bad_value(x, idx, n->kind == LUAEBPF_F32 ? "f32 (a number)" : "f64 (a number)");
+        if (n->kind == LUAEBPF_F32) {
+            float f = (float)lua_tonumber(L, idx);
+            memcpy(p, &f, 4);
+        } else {
+            double d = (double)lua_tonumber(L, idx);
+            memcpy(p, &d, 8);
+        }
+        return;
+    case LUAEBPF_CHAR:
+    case LUAEBPF_RAW: {
+        size_t len;
+        if (lua_type(L, idx) != LUA_TSTRING) {
+            lua_pushfstring(L, n->kind == LUAEBPF_RAW ? "a string of %d bytes"
+                            : "a string of at most %d bytes", (int)n->size);
+            bad_value(x, idx, lua_tostring(L, -1));
+        }
+        const char *s = lua_tolstring(L, idx, &len);
+        if (n->kind == LUAEBPF_RAW ? len != n->size : len > n->size) {
+            lua_pushfstring(L, n->kind == LUAEBPF_RAW ? "a string of %d bytes"
+                            : "a string of at most %d bytes", (int)n->size);
+            lua_pushfstring(L, "a string of %d bytes", (int)len);
+            push_path(x);
+            lua_pushfstring(L, "%s: %s expected, got %s", lua_tostring(L, -1),
+                            lua_tostring(L, -3), lua_tostring(L, -2));
+            raise_at(x);
+        }
+        memcpy(p, s, len); /* the rest stays zero: the buffer was cleared */
+        return;
+    }
+    case LUAEBPF_ARRAY: {
+        if (!lua_istable(L, idx)) {
+            lua_pushfstring(L, "a table of %d elements", (int)n->count);
+            bad_value(x, idx, lua_tostring(L, -1));
+        }
+        size_t len = lua_rawlen(L, idx);
+        if (len != n->count) {
+            push_path(x);
+            lua_pushfstring(L, "%s: a table of %d elements expected, got %d elements",
+                            lua_tostring(L, -1), (int)n->count, (int)len);
+            raise_at(x);
+        }
+        luaL_checkstack(L, 4, "codec nesting");
+        const luaebpf_node *e = &x->c->nodes[n->first];
+        x->names[x->depth] = NULL;
+        x->depth++;
+        for (uint32_t i = 0; i < n->count; i++) {
+            x->index[x->depth - 1] = (lua_Integer)i + 1;
+            lua_rawgeti(L, idx, (lua_Integer)i + 1);
+            encode_node(x, n->first, lua_gettop(L), p + (size_t)i * e->size);
+            lua_pop(L, 1);
+        }
+        x->depth--;
+        return;
+    }
+    case LUAEBPF_STRUCT: {
+        if (!lua_istable(L, idx))
+            bad_value(x, idx, "a table of fields");
+        luaL_checkstack(L, 4, "codec nesting");
+        x->depth++;
+        for (uint32_t i = 0; i < n->count; i++) {
+            const luaebpf_node *f = &x->c->nodes[n->first + i];
+            x->names[x->depth - 1] = f->name;
+            lua_getfield(L, idx, f->name);
+            if (!lua_isnil(L, -1)) /* a missing field stays zero, as in C initializers */
+                encode_node(x, n->first + i, lua_gettop(L), p + f->offset);
+            lua_pop(L, 1);
+        }
+        x->depth--;
+        lua_pushnil(L); /* every key of the table must be a field */
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            int known = 0;
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                const char *k = lua_tostring(L, -1);
+                for (uint32_t i = 0; i < n->count && !known; i++)
+                    known = strcmp(k, x->c->nodes[n->first + i].name) == 0;
+            }
+            if (!known) {
+                const char *k = luaL_tolstring(L, -1, NULL);
+                push_path(x);
+                lua_pushfstring(L, "%s: unknown field '%s'", lua_tostring(L, -1), k);
+                raise_at(x);
+            }
+        }
+        return;
+    }
+    }
+}
+
+/* encode the Lua value at idx into buf (size of the codec, cleared first) */
+void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
+                    const char *what, int arg) {
+    encode_ctx x;
+    x.L = L;
+    x.arg = arg;
+    x.c = c;
+    x.what = what;
+    x.depth = 0;
+    memset(buf, 0, c->nodes[0].size);
+    encode_node(&x, 0, lua_absindex(L, idx), buf);
+}
+
+/* ----------------------------------------------------------------- decode */
+
+static uint64_t load_uint(const unsigned char *p, uint32_t size, int big_endian) {
+    if (big_endian) {
+        uint64_t v = 0;
+        for (uint32_t i = 0; i < size; i++)
+            v = v << 8 | p[i];
+        return v;
+    }
+    switch (size) {
+    case 1: return p[0];
+    case 2: { uint16_t t; memcpy(&t, p, 2); return t; }
+    case 4: { uint32_t t; memcpy(&t, p, 4); return t; }
+    default: { uint64_t t; memcpy(&t, p, 8); return t; }
+    }
+}
+
+static void push_uint64(lua_State *L, uint64_t v) {
+#if LUAEBPF_HAS_INTEGERS
+    lua_pushinteger(L, (lua_Integer)v); /* >= 2^63 reads negative: the same 64 bits */
+#else
+    lua_pushnumber(L, (lua_Number)v);
+#endif
+}
+
+static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
+                        const unsigned char *p) {
+    const luaebpf_node *n = &c->nodes[ni];
+    switch (n->kind) {
+    case LUAEBPF_UINT:
+    case LUAEBPF_BE:
+        push_uint64(L, load_uint(p, n->size, n->kind == LUAEBPF_BE));
+        return;
+    case LUAEBPF_INT: {
+        uint64_t u = load_uint(p, n->size, 0);
+        int shift = 64 - 8 * (int)n->size;
+        int64_t v = (int64_t)(u << shift) >> shift; /* sign-extend */
+        lua_pushinteger(L, (lua_Integer)v);
+        return;
+    }
+    case LUAEBPF_BOOL:
+        lua_pushboolean(L, p[0] != 0);
+        return;
+    case LUAEBPF_F32: {
+        float f;
+        memcpy(&f, p, 4);
+        lua_pushnumber(L, (lua_Number)f);
+        return;
+    }
+    case LUAEBPF_F64: {
+        double d;
+        memcpy(&d, p, 8);
+        lua_pushnumber(L, (lua_Number)d);
+        return;
+    }
+    case LUAEBPF_CHAR: {
+        const unsigned char *nul = memchr(p, 0, n->size);
+        lua_pushlstring(L, (const char *)p, nul ? (size_t)(nul - p) : n->size);
+        return;
+    }
+    case LUAEBPF_RAW:
+        lua_pushlstring(L, (const char *)p, n->size);
+        return;
+    case LUAEBPF_ARRAY: {
+        const luaebpf_node *e = &c->nodes[n->first];
+        luaL_checkstack(L, 4, "codec nesting");
+        lua_createtable(L, (int)n->count, 0);
+        for (uint32_t i = 0; i < n->count; i++) {
+            decode_node(L, c, n->first, p + (size_t)i * e->size);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        return;
+    }
+    case LUAEBPF_STRUCT:
+        luaL_checkstack(L, 4, "codec nesting");
+        lua_createtable(L, 0, (int)n->count);
+        for (uint32_t i = 0; i < n->count; i++) {
+            const luaebpf_node *f = &c->nodes[n->first + i];
+            decode_node(L, c, n->first + i, p + f->offset);
+            lua_setfield(L, -2, f->name);
+        }
+        return;
+    }
+}
+
+void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf) {
+    decode_node(L, c, 0, buf);
+}
+
+/* ------------------------------------------------------ module functions */
+
+/* core.sizeof(spec): the byte size of a codec ("raw" has none of its own) */
+static int core_sizeof(lua_State *L) {
+    luaL_checkany(L, 1);
+    luaebpf_codec *c = luaebpf_codec_compile(L, 1, "codec");
+    if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
+        return luaL_argerror(L, 1, "'raw' has no size of its own; use 'raw[N]'");
+    lua_pushinteger(L, c->nodes[0].size);
+    return 1;
+}
+
+/* core.encode(spec, value): the bytes, as a string */
+static int core_encode(lua_State *L) {
+    luaL_checkany(L, 1);
+    luaL_checkany(L, 2);
+    luaebpf_codec *c = luaebpf_codec_compile(L, 1, "codec");
+    if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
+        return luaL_argerror(L, 1, "'raw' has no size of its own; use 'raw[N]'");
+    luaL_Buffer b;
+    unsigned char *buf = (unsigned char *)luaL_buffinitsize(L, &b, c->nodes[0].size);
+    luaebpf_encode(L, c, 2, buf, "value", 2);
+    luaL_pushresultsize(&b, c->nodes[0].size);
+    return 1;
+}
+
+/* core.decode(spec, bytes): the Lua value; the string must be the codec's size */
+static int core_decode(lua_State *L) {
+    size_t len;
+    luaL_checkany(L, 1);
+    const char *s = luaL_checklstring(L, 2, &len);
+    luaebpf_codec *c = luaebpf_codec_compile(L, 1, "codec");
+    uint32_t size = c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0
+                        ? (uint32_t)len : c->nodes[0].size;
+    if (len != size)
+        return luaL_error(L, "bad argument #2 to 'decode' (%d bytes expected for %s, got %d)",
+                          (int)size, c->desc, (int)len);
+    if (c->nodes[0].kind == LUAEBPF_RAW)
+        c->nodes[0].size = size;
+    luaebpf_decode(L, c, (const unsigned char *)s);
+    return 1;
+}
+
+void luaebpf_codec_open(lua_State *L) {
+    luaL_newmetatable(L, LUAEBPF_CODEC); /* module, mt */
+    lua_pushcfunction(L, codec_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    static const luaL_Reg funcs[] = {
+        {"sizeof", core_sizeof}, {"encode", core_encode}, {"decode", core_decode}, {NULL, NULL}};
+    luaL_setfuncs(L, funcs, 0);
+}

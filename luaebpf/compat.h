@@ -1,0 +1,52 @@
+/* compat.h: every difference between the Lua C APIs luaebpf builds against
+ * (5.4, 5.3, 5.1/LuaJIT 2.1) lives here and nowhere else. The sources are
+ * written against the 5.3 API; this header fills in what older VMs lack. */
+#ifndef LUAEBPF_COMPAT_H
+#define LUAEBPF_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#if LUA_VERSION_NUM < 502
+/* Lua 5.1 and LuaJIT 2.1 */
+#define LUAEBPF_HAS_INTEGERS 0
+#ifndef LUA_JITLIBNAME
+/* vanilla 5.1 lacks what LuaJIT 2.1 added from 5.2 */
+#define luaL_setfuncs(L, l, nup) luaL_register((L), NULL, (l))
+static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
+    void *p = lua_touserdata(L, i);
+    if (p == NULL || !lua_getmetatable(L, i))
+        return NULL;
+    luaL_getmetatable(L, tname);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+#define luaL_setmetatable(L, tname) (luaL_getmetatable(L, tname), lua_setmetatable(L, -2))
+#endif
+#define lua_rawlen(L, i) lua_objlen((L), (i))
+#define lua_absindex(L, i) ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+/* user values are environment tables on 5.1 */
+#define luaebpf_setuservalue(L, i) lua_setfenv((L), (i))
+#define luaebpf_getuservalue(L, i) lua_getfenv((L), (i))
+static inline int luaebpf_isinteger(lua_State *L, int i) {
+    if (lua_type(L, i) != LUA_TNUMBER)
+        return 0;
+    lua_Number n = lua_tonumber(L, i);
+    return n == (lua_Number)(long long)n;
+}
+#else
+#define LUAEBPF_HAS_INTEGERS 1
+#define luaebpf_setuservalue(L, i) lua_setuservalue((L), (i))
+#define luaebpf_getuservalue(L, i) ((void)lua_getuservalue((L), (i)))
+#define luaebpf_isinteger(L, i) lua_isinteger((L), (i))
+#endif
+
+#if LUA_VERSION_NUM >= 504
+#define luaebpf_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)
+#else
+#define luaebpf_newuserdata(L, size) lua_newuserdata((L), (size))
+#endif
+
+#endif

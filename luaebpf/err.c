@@ -1,0 +1,203 @@
+/* err.c: the only place that turns an errno into words. Owns the error
+ * object (a table with op, errno, code, class, map, id, detail and the shared
+ * metatable "luaebpf.Error" whose __tostring is the one-line message), the
+ * errno -> code/class table, and core.error, the constructor Lua uses. */
+#include <errno.h>
+#include <string.h>
+#include "luaebpf.h"
+
+#define ENOTSUPP_KERNEL 524 /* kernel-internal; libc's strerror says "Unknown error 524" */
+
+static const struct {
+    int no;
+    const char *code, *cls;
+} errtab[] = {
+    {ENOENT, "ENOENT", "missing"},       {ESRCH, "ESRCH", "missing"},
+    {ENOTDIR, "ENOTDIR", "missing"},     {ENODEV, "ENODEV", "missing"},
+    {EPERM, "EPERM", "permission"},      {EACCES, "EACCES", "permission"},
+    {EINVAL, "EINVAL", "invalid"},       {EEXIST, "EEXIST", "invalid"},
+    {EFAULT, "EFAULT", "invalid"},       {EBADF, "EBADF", "closed"},
+    {E2BIG, "E2BIG", "resource"},        {ENOMEM, "ENOMEM", "resource"},
+    {ENOSPC, "ENOSPC", "resource"},      {EMFILE, "EMFILE", "resource"},
+    {ENFILE, "ENFILE", "resource"},      {EAGAIN, "EAGAIN", "transient"},
+    {EINTR, "EINTR", "transient"},       {EBUSY, "EBUSY", "transient"},
+    {EOPNOTSUPP, "EOPNOTSUPP", "unsupported"},
+    {ENOSYS, "ENOSYS", "unsupported"},   {ENOTSUPP_KERNEL, "ENOTSUPP", "unsupported"},
+};
+
+static void errno_names(int no, const char **code, const char **cls) {
+    for (size_t i = 0; i < sizeof errtab / sizeof errtab[0]; i++) {
+        if (errtab[i].no == no) {
+            *code = errtab[i].code;
+            *cls = errtab[i].cls;
+            return;
+        }
+    }
+    *code = NULL;
+    *cls = "invalid";
+}
+
+static const char *errno_text(int no) {
+    if (no == ENOTSUPP_KERNEL)
+        return "Operation not supported by this map type";
+    return strerror(no);
+}
+
+void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
+                       const char *map, uint32_t id, const char *detail) {
+    const char *code, *cls;
+    errno_names(errnum, &code, &cls);
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, op);
+    lua_setfield(L, -2, "op");
+    if (errnum != 0) {
+        lua_pushinteger(L, errnum);
+        lua_setfield(L, -2, "errno");
+        if (code)
+            lua_pushstring(L, code);
+        else
+            lua_pushfstring(L, "errno %d", errnum);
+        lua_setfield(L, -2, "code");
+    }
+    lua_pushstring(L, class_ ? class_ : cls);
+    lua_setfield(L, -2, "class");
+    if (map) {
+        lua_pushstring(L, map);
+        lua_setfield(L, -2, "map");
+    }
+    if (id) {
+        lua_pushinteger(L, id);
+        lua_setfield(L, -2, "id");
+    }
+    if (detail) {
+        lua_pushstring(L, detail);
+        lua_setfield(L, -2, "detail");
+    }
+    luaL_setmetatable(L, LUAEBPF_ERROR);
+}
+
+static const char *map_label(const luaebpf_map *m) {
+    return m->name[0] ? m->name : NULL;
+}
+
+int luaebpf_fail(lua_State *L, const char *op, int errnum, const luaebpf_map *m,
+                 const char *detail) {
+    lua_pushnil(L);
+    luaebpf_pusherror(L, op, errnum, NULL, map_label(m), m->id, detail);
+    return 2;
+}
+
+int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uint32_t id,
+                  const char *detail) {
+    luaebpf_pusherror(L, op, errnum, NULL, map, id, detail);
+    return lua_error(L);
+}
+
+/* field `name` of the table at 1 as a string, or NULL */
+static const char *field_string(lua_State *L, const char *name) {
+    lua_getfield(L, 1, name);
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the table still holds the string */
+    return s;
+}
+
+/* luaebpf: update on map 'counts' (id 28): Operation not permitted (EPERM, permission): detail */
+static int error_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_Buffer b;
+    const char *op = field_string(L, "op"), *map = field_string(L, "map");
+    const char *code = field_string(L, "code"), *cls = field_string(L, "class");
+    const char *detail = field_string(L, "detail");
+    lua_getfield(L, 1, "id");
+    lua_Integer id = lua_tointeger(L, -1);
+    lua_getfield(L, 1, "errno");
+    int errnum = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "luaebpf: ");
+    luaL_addstring(&b, op ? op : "error");
+    if (map || id) {
+        luaL_addstring(&b, " on map");
+        if (map) {
+            lua_pushfstring(L, " '%s'", map);
+            luaL_addvalue(&b);
+        }
+        if (id) {
+            lua_pushfstring(L, map ? " (id %d)" : " id %d", (int)id);
+            luaL_addvalue(&b);
+        }
+    }
+    luaL_addstring(&b, ": ");
+    if (errnum) {
+        lua_pushfstring(L, "%s (%s, %s)", errno_text(errnum), code ? code : "?",
+                        cls ? cls : "?");
+        luaL_addvalue(&b);
+        if (detail) {
+            luaL_addstring(&b, ": ");
+            luaL_addstring(&b, detail);
+        }
+    } else { /* an error made in Lua: the detail is the message */
+        lua_pushfstring(L, "%s (%s)", detail ? detail : "failed", cls ? cls : "?");
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* core.error{ op=, class=, map=, id=, errno=, detail= }: an error object made in Lua */
+static int core_error(lua_State *L) {
+    static const char *const known[] = {"op", "class", "map", "id", "errno", "detail", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaebpf_check_options(L, 1, "error", known);
+    const char *op = field_string(L, "op");
+    const char *cls = field_string(L, "class");
+    const char *map = field_string(L, "map");
+    const char *detail = field_string(L, "detail");
+    lua_getfield(L, 1, "errno");
+    int errnum = (int)lua_tointeger(L, -1);
+    lua_getfield(L, 1, "id");
+    uint32_t id = (uint32_t)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    luaebpf_pusherror(L, op ? op : "error", errnum, cls, map, id, detail);
+    return 1;
+}
+
+void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]) {
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int ok = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            for (int i = 0; known[i]; i++)
+                if (strcmp(k, known[i]) == 0)
+                    ok = 1;
+        }
+        if (!ok) {
+            luaL_Buffer b;
+            lua_pop(L, 1);
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                           : luaL_typename(L, -1);
+            luaL_buffinit(L, &b);
+            lua_pushfstring(L, "unknown field '%s' in %s (expected one of:", k, what);
+            luaL_addvalue(&b);
+            for (int i = 0; known[i]; i++) {
+                lua_pushfstring(L, " %s", known[i]);
+                luaL_addvalue(&b);
+            }
+            luaL_addstring(&b, ")");
+            luaL_pushresult(&b);
+            lua_error(L);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+void luaebpf_err_open(lua_State *L) {
+    luaL_newmetatable(L, LUAEBPF_ERROR); /* module, mt */
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, core_error);
+    lua_setfield(L, -2, "error");
+}

@@ -1,0 +1,101 @@
+/* luaebpf.h: the structs and prototypes the C files of luaebpf.core share.
+ * Each file owns one concern (see the comment at its top); everything not
+ * declared here is static to its file. */
+#ifndef LUAEBPF_H
+#define LUAEBPF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/bpf.h>
+#include "compat.h"
+
+#define LUAEBPF_MAP   "luaebpf.Map"
+#define LUAEBPF_CODEC "luaebpf.Codec"
+#define LUAEBPF_ERROR "luaebpf.Error"
+#define LUAEBPF_ITER  "luaebpf.Iter"
+
+#define LUAEBPF_API __attribute__((visibility("default")))
+
+/* ---- codec.c: a codec is a compiled layout, a flat array of nodes ---- */
+enum luaebpf_kind {
+    LUAEBPF_RAW,    /* bytes as a string of exactly `size` */
+    LUAEBPF_UINT,   /* host-order unsigned integer of 1, 2, 4 or 8 bytes */
+    LUAEBPF_INT,    /* host-order signed integer */
+    LUAEBPF_BE,     /* network-order unsigned integer of 2, 4 or 8 bytes */
+    LUAEBPF_BOOL,
+    LUAEBPF_F32,
+    LUAEBPF_F64,
+    LUAEBPF_CHAR,   /* char[size]: a string up to the first NUL */
+    LUAEBPF_ARRAY,  /* `count` elements of node `first` */
+    LUAEBPF_STRUCT  /* `count` field nodes starting at `first` */
+};
+
+typedef struct luaebpf_node {
+    uint8_t kind;
+    uint32_t size, align;
+    uint32_t offset;        /* as a struct field: offset in the parent */
+    uint32_t count, first;  /* ARRAY and STRUCT children, by node index */
+    char *name;             /* as a struct field: its name; else NULL */
+} luaebpf_node;
+
+typedef struct luaebpf_codec {
+    luaebpf_node *nodes;    /* nodes[0] is the root */
+    uint32_t n, cap;
+    char desc[40];          /* short form for messages: "u32", "struct (24 bytes)" */
+} luaebpf_codec;
+
+luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);
+luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size);
+void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
+                    const char *what, int arg);
+void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf);
+void luaebpf_codec_open(lua_State *L);
+
+/* ---- map.c: the Map handle ---- */
+typedef struct luaebpf_map {
+    int fd;                 /* -1 once closed: every method checks it first */
+    int owns_fd;            /* 0 for a Map borrowed from an owner that closes it */
+    uint32_t access;        /* BPF_F_RDONLY, BPF_F_WRONLY or 0 (read-write) */
+    uint32_t id, type, key_size, value_size, max_entries, map_flags;
+    int percpu, ncpus;
+    size_t value_stride;    /* per-CPU: round_up(value_size, 8); else value_size */
+    size_t value_bytes;     /* bytes one lookup writes: value_stride * ncpus if per-CPU */
+    unsigned char *key, *value;   /* one allocation, sized once per map */
+    const luaebpf_codec *kc, *vc; /* kept alive by the user value table */
+    char name[16];
+} luaebpf_map;
+
+luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op);
+void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t access);
+void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
+void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
+void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf);
+void luaebpf_map_open(lua_State *L);
+
+/* ---- err.c: errno -> code/class, the error object ---- */
+/* push an error object; map may be NULL, id 0 when unknown, detail may be NULL */
+void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
+                       const char *map, uint32_t id, const char *detail);
+int luaebpf_fail(lua_State *L, const char *op, int errnum, const luaebpf_map *m,
+                 const char *detail);               /* pushes nil, err; returns 2 */
+int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uint32_t id,
+                  const char *detail);               /* raises the error object */
+void luaebpf_err_open(lua_State *L);
+
+/* ---- names.c: kernel constants <-> the names users write ---- */
+const char *luaebpf_type_name(uint32_t type);
+int luaebpf_type_number(const char *name);           /* -1 when unknown */
+void luaebpf_push_flags(lua_State *L, uint32_t flags);
+uint32_t luaebpf_check_flags(lua_State *L, int idx, const char *what);
+int luaebpf_type_is_percpu(uint32_t type);
+int luaebpf_type_is_array(uint32_t type);
+
+/* ---- iter.c and system.c ---- */
+void luaebpf_iter_open(lua_State *L);
+void luaebpf_system_open(lua_State *L);
+int luaebpf_ncpus(void);
+
+/* strict option tables: raise on a field not in `known` (NULL-terminated) */
+void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
+
+#endif

@@ -1,0 +1,711 @@
+/* map.c: the Map handle. Owns opening (pinned path, id, create), the fd and
+ * its release (close, __close, __gc), the buffers every call reuses, codec
+ * attachment with size checks, info, and the single-element operations
+ * lookup/update/delete/lookup_and_delete, per-CPU layouts included. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "luaebpf.h"
+
+#define UV_KEY_CODEC 1   /* user value table slots: what the raw pointers point into */
+#define UV_VALUE_CODEC 2
+
+static const char *access_name(uint32_t access) {
+    return access == BPF_F_RDONLY ? "r" : access == BPF_F_WRONLY ? "w" : "rw";
+}
+
+/* ---------------------------------------------------------- the handle */
+
+static luaebpf_map *map_push_closed(lua_State *L) {
+    luaebpf_map *m = luaebpf_newuserdata(L, sizeof *m);
+    memset(m, 0, sizeof *m);
+    m->fd = -1; /* __gc on a handle that never got its fd releases nothing */
+    luaL_setmetatable(L, LUAEBPF_MAP);
+    lua_newtable(L);
+    luaebpf_setuservalue(L, -2);
+    return m;
+}
+
+static void map_release_fd(luaebpf_map *m) {
+    int fd = m->fd;
+    m->fd = -1; /* first: nothing sees it half-open */
+    if (fd >= 0 && m->owns_fd)
+        close(fd);
+    free(m->key);
+    m->key = m->value = NULL;
+}
+
+/* close, __close and __gc: idempotent, never raises */
+static int map_close(lua_State *L) {
+    luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
+    map_release_fd(m);
+    return 0;
+}
+
+luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op) {
+    luaebpf_map *m = luaL_checkudata(L, idx, LUAEBPF_MAP);
+    if (m->fd < 0) {
+        luaebpf_pusherror(L, op, EBADF, "closed", m->name[0] ? m->name : NULL, m->id,
+                          "the map handle was closed");
+        lua_error(L);
+    }
+    return m;
+}
+
+/* the kernel's view of the map: sizes, type, flags; then the reusable buffers */
+static int map_load_shape(luaebpf_map *m) {
+    struct bpf_map_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(m->fd, &info, &len) != 0)
+        return errno;
+    m->id = info.id;
+    m->type = info.type;
+    m->key_size = info.key_size;
+    m->value_size = info.value_size;
+    m->max_entries = info.max_entries;
+    m->map_flags = info.map_flags;
+    memcpy(m->name, info.name, sizeof m->name - 1);
+    m->name[sizeof m->name - 1] = '\0';
+    m->percpu = luaebpf_type_is_percpu(info.type);
+    m->ncpus = luaebpf_ncpus();
+    if (m->percpu) {
+        if (m->ncpus <= 0)
+            return -m->ncpus > 0 ? -m->ncpus : EINVAL;
+        m->value_stride = ((size_t)m->value_size + 7) / 8 * 8;
+        m->value_bytes = m->value_stride * (size_t)m->ncpus;
+    } else {
+        m->value_stride = m->value_bytes = m->value_size;
+    }
+    size_t key_bytes = ((size_t)m->key_size + 7) / 8 * 8 + 8;
+    m->key = calloc(1, key_bytes + m->value_bytes + 8);
+    if (!m->key)
+        return ENOMEM;
+    m->value = m->key + key_bytes;
+    return 0;
+}
+
+/* a pinned path may hold a program or a link: only a map fd is a map */
+static int fd_is_map(int fd) {
+    char link[64], target[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n < 0)
+        return 1; /* no /proc: let get_info decide */
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:bpf-map") == 0;
+}
+
+/* ---------------------------------------------------------------- codecs */
+
+/* attach the Codec userdata at codec_idx as the key (is_key) or value codec */
+static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_idx, int is_key) {
+    luaebpf_codec *c = luaL_checkudata(L, codec_idx, LUAEBPF_CODEC);
+    uint32_t want = is_key ? m->key_size : m->value_size;
+    const char *what = is_key ? "key" : "value";
+    if (is_key && m->key_size == 0)
+        luaL_error(L, "map '%s' (%s) has no keys: a key codec cannot be set", m->name,
+                   luaebpf_type_name(m->type) ? luaebpf_type_name(m->type) : "?");
+    if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
+        c->nodes[0].size = want; /* plain "raw": the map's own size */
+    if (c->nodes[0].size != want)
+        luaL_error(L, "%s codec %s is %d bytes, but map '%s' (id %d) has %d-byte %ss", what,
+                   c->desc, (int)c->nodes[0].size, m->name, (int)m->id, (int)want, what);
+    luaebpf_getuservalue(L, map_idx);
+    lua_pushvalue(L, codec_idx);
+    lua_rawseti(L, -2, is_key ? UV_KEY_CODEC : UV_VALUE_CODEC);
+    lua_pop(L, 1);
+    if (is_key)
+        m->kc = c;
+    else
+        m->vc = c;
+}
+
+/* compile the spec at spec_idx (nil: raw) and attach it */
+static void set_codec(lua_State *L, luaebpf_map *m, int map_idx, int spec_idx, int is_key) {
+    if (is_key && m->key_size == 0 && lua_isnil(L, spec_idx))
+        return;
+    if (lua_isnil(L, spec_idx))
+        luaebpf_codec_raw(L, is_key ? m->key_size : m->value_size);
+    else
+        luaebpf_codec_compile(L, spec_idx, is_key ? "key" : "value");
+    attach_codec(L, m, map_idx, lua_gettop(L), is_key);
+    lua_pop(L, 1);
+}
+
+void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf) {
+    if (m->key_size == 0) {
+        if (!lua_isnoneornil(L, idx))
+            luaL_argerror(L, idx, "this map has no keys: nil expected");
+        return;
+    }
+    luaebpf_encode(L, m->kc, idx, buf, "key", idx);
+}
+
+/* the value at idx into buf; per-CPU maps take an array of ncpus values or one
+ * value for every CPU (for table-shaped codecs, an array is a table of tables) */
+void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf) {
+    if (!m->percpu) {
+        luaebpf_encode(L, m->vc, idx, buf, "value", idx);
+        return;
+    }
+    memset(buf, 0, m->value_bytes); /* padding between CPUs is stored as given */
+    int kind = m->vc->nodes[0].kind;
+    int per_cpu_array = 0;
+    if (lua_istable(L, idx)) {
+        if (kind == LUAEBPF_ARRAY || kind == LUAEBPF_STRUCT) {
+            lua_rawgeti(L, idx, 1);
+            per_cpu_array = lua_istable(L, -1);
+            lua_pop(L, 1);
+        } else {
+            per_cpu_array = 1;
+        }
+    }
+    if (!per_cpu_array) {
+        luaebpf_encode(L, m->vc, idx, buf, "value", idx);
+        for (int i = 1; i < m->ncpus; i++)
+            memcpy(buf + (size_t)i * m->value_stride, buf, m->value_size);
+        return;
+    }
+    idx = lua_absindex(L, idx);
+    if (lua_rawlen(L, idx) != (size_t)m->ncpus)
+        luaL_argerror(L, idx, lua_pushfstring(L, "value: a per-CPU array of %d values (one per "
+                      "possible CPU) expected, got %d values", m->ncpus, (int)lua_rawlen(L, idx)));
+    for (int i = 0; i < m->ncpus; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "value[%d]", i + 1);
+        lua_rawgeti(L, idx, i + 1);
+        luaebpf_encode(L, m->vc, -1, buf + (size_t)i * m->value_stride, what, idx);
+        lua_pop(L, 1);
+    }
+}
+
+void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf) {
+    if (!m->percpu) {
+        luaebpf_decode(L, m->vc, buf);
+        return;
+    }
+    lua_createtable(L, m->ncpus, 0);
+    for (int i = 0; i < m->ncpus; i++) {
+        luaebpf_decode(L, m->vc, buf + (size_t)i * m->value_stride);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* ---------------------------------------------------------- constructors */
+
+static uint32_t check_access(lua_State *L, int opts) {
+    if (lua_isnoneornil(L, opts))
+        return BPF_F_RDONLY;
+    lua_getfield(L, opts, "access");
+    uint32_t flags = BPF_F_RDONLY;
+    if (!lua_isnil(L, -1)) {
+        const char *a = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (a && strcmp(a, "r") == 0)
+            flags = BPF_F_RDONLY;
+        else if (a && strcmp(a, "rw") == 0)
+            flags = 0;
+        else if (a && strcmp(a, "w") == 0)
+            flags = BPF_F_WRONLY;
+        else
+            luaL_error(L, "bad option 'access': \"r\", \"rw\" or \"w\" expected, got %s%s%s",
+                       a ? "\"" : "", a ? a : luaL_typename(L, -1), a ? "\"" : "");
+    }
+    lua_pop(L, 1);
+    return flags;
+}
+
+static const char *const open_options[] = {"access", "key", "value", NULL};
+
+/* checks opts at index `opts`; leaves key spec, value spec on the stack top */
+static uint32_t check_open_options(lua_State *L, int opts) {
+    if (!lua_isnoneornil(L, opts)) {
+        luaL_checktype(L, opts, LUA_TTABLE);
+        luaebpf_check_options(L, opts, "open options", open_options);
+    }
+    uint32_t access = check_access(L, opts);
+    if (lua_isnoneornil(L, opts)) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    } else {
+        lua_getfield(L, opts, "key");
+        lua_getfield(L, opts, "value");
+    }
+    return access;
+}
+
+static const char *open_hint(int errnum, uint32_t access, int by_id) {
+    switch (errnum) {
+    case ENOENT:
+        return by_id ? "no loaded map has this id" : "no such pinned object (is a bpffs mounted there?)";
+    case EACCES:
+    case EPERM:
+        if (by_id)
+            return "opening a map by id needs CAP_SYS_ADMIN";
+        return access == BPF_F_RDONLY ? "needs read permission on the pin file"
+               : "needs read and write permission on the pin file (or open with access = \"r\")";
+    case EINVAL:
+        return by_id ? NULL : "not a pinned BPF object (is this path on a bpffs?)";
+    default:
+        return NULL;
+    }
+}
+
+/* after the fd is stored: load its shape; on failure close the fd before
+ * raising, so a failed open leaves no fd behind for the GC to find */
+static void map_finish_open(lua_State *L, luaebpf_map *m, const char *label) {
+    int no = map_load_shape(m);
+    if (no) {
+        map_release_fd(m);
+        luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
+    }
+}
+
+static int apply_codecs(lua_State *L) {
+    luaebpf_map *m = lua_touserdata(L, 1);
+    set_codec(L, m, 1, 2, 1);
+    set_codec(L, m, 1, 3, 0);
+    return 0;
+}
+
+/* run apply_codecs protected; on error close the handle and re-raise */
+static void map_apply_codecs(lua_State *L, luaebpf_map *m, int map_idx, int kspec, int vspec) {
+    lua_pushcfunction(L, apply_codecs);
+    lua_pushvalue(L, map_idx);
+    lua_pushvalue(L, kspec);
+    lua_pushvalue(L, vspec);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        map_release_fd(m);
+        lua_error(L);
+    }
+}
+
+/* core.open(path [, opts]) */
+static int map_open(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    lua_settop(L, 2);
+    uint32_t access = check_open_options(L, 2); /* 3: key spec, 4: value spec */
+    luaebpf_map *m = map_push_closed(L);       /* 5 */
+    LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
+    int fd = bpf_obj_get_opts(path, &o);
+    if (fd < 0) {
+        int no = errno;
+        return luaebpf_raise(L, "open", no, path, 0, open_hint(no, access, 0));
+    }
+    m->fd = fd;
+    m->owns_fd = 1;
+    m->access = access;
+    if (!fd_is_map(fd)) {
+        map_release_fd(m);
+        return luaebpf_raise(L, "open", EINVAL, path, 0,
+                             "the pinned object is not a map (a program or a link?)");
+    }
+    map_finish_open(L, m, path);
+    lua_settop(L, 5);
+    map_apply_codecs(L, m, 5, 3, 4);
+    lua_settop(L, 5);
+    return 1;
+}
+
+/* core.open_id(id [, opts]) */
+static int map_open_id(lua_State *L) {
+    lua_Integer id = luaL_checkinteger(L, 1);
+    if (!luaebpf_isinteger(L, 1) || id <= 0 || id > (lua_Integer)UINT32_MAX)
+        return luaL_argerror(L, 1, lua_pushfstring(L, "a map id (integer >= 1) expected, got %s",
+                                                   luaL_tolstring(L, 1, NULL)));
+    lua_settop(L, 2);
+    uint32_t access = check_open_options(L, 2);
+    luaebpf_map *m = map_push_closed(L);
+    LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = access);
+    int fd = bpf_map_get_fd_by_id_opts((uint32_t)id, &o);
+    if (fd < 0) {
+        int no = errno;
+        return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, open_hint(no, access, 1));
+    }
+    m->fd = fd;
+    m->owns_fd = 1;
+    m->access = access;
+    map_finish_open(L, m, NULL);
+    lua_settop(L, 5);
+    map_apply_codecs(L, m, 5, 3, 4);
+    lua_settop(L, 5);
+    return 1;
+}
+
+static uint32_t opt_u32(lua_State *L, int t, const char *field, uint32_t dflt, int required) {
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        if (required)
+            luaL_error(L, "create: field '%s' (an integer >= 0) is required", field);
+        lua_pop(L, 1);
+        return dflt;
+    }
+    if (!luaebpf_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+        lua_tointeger(L, -1) > (lua_Integer)UINT32_MAX)
+        luaL_error(L, "create: field '%s': an integer in 0..4294967295 expected, got %s", field,
+                   lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL)
+                                                   : luaL_typename(L, -1));
+    uint32_t v = (uint32_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int check_map_name(const char *name) {
+    size_t n = strlen(name);
+    if (n > 15)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* size of a codec spec at idx, compiled on the fly; 0 for nil or plain "raw" */
+static uint32_t spec_size(lua_State *L, int idx) {
+    if (lua_isnil(L, idx))
+        return 0;
+    luaebpf_codec *c = luaebpf_codec_compile(L, idx, "codec");
+    uint32_t size = c->nodes[0].size;
+    lua_pop(L, 1);
+    return size;
+}
+
+/* core.create{ type=, key_size=, value_size=, max_entries=, name=, flags=, ... } */
+static int map_create(lua_State *L) {
+    static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
+                                        "name", "flags", "map_extra", "numa_node",
+                                        "inner_map", "key", "value", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaebpf_check_options(L, 1, "create spec", known);
+    lua_getfield(L, 1, "type");
+    int type = -1;
+    if (lua_type(L, -1) == LUA_TSTRING)
+        type = luaebpf_type_number(lua_tostring(L, -1));
+    else if (luaebpf_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
+        type = (int)lua_tointeger(L, -1);
+    if (type < 0)
+        return luaL_error(L, "create: field 'type': a map type name such as \"hash\", \"array\", "
+                          "\"percpu_hash\" expected, got %s", lua_type(L, -1) == LUA_TSTRING ?
+                          lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)) : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "key");   /* 2 */
+    lua_getfield(L, 1, "value"); /* 3 */
+    uint32_t ksz = spec_size(L, 2), vsz = spec_size(L, 3);
+    uint32_t key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && lua_isnil(L, 2));
+    uint32_t value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
+    if (ksz && ksz != key_size)
+        return luaL_error(L, "create: key codec is %d bytes but key_size is %d", (int)ksz,
+                          (int)key_size);
+    if (vsz && vsz != value_size)
+        return luaL_error(L, "create: value codec is %d bytes but value_size is %d", (int)vsz,
+                          (int)value_size);
+    uint32_t max_entries = opt_u32(L, 1, "max_entries", 0, 1);
+    uint32_t flags = 0;
+    lua_getfield(L, 1, "flags");
+    if (!lua_isnil(L, -1))
+        flags = luaebpf_check_flags(L, -1, "create: field 'flags'");
+    lua_pop(L, 1);
+    const char *name = NULL;
+    lua_getfield(L, 1, "name");
+    if (!lua_isnil(L, -1)) {
+        name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (!name || !check_map_name(name))
+            return luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
+                              "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
+                                                        : luaL_typename(L, -1));
+    }
+    lua_pop(L, 1); /* the spec table keeps the name alive */
+    LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
+    o.numa_node = opt_u32(L, 1, "numa_node", 0, 0);
+    o.map_extra = opt_u32(L, 1, "map_extra", 0, 0);
+    lua_getfield(L, 1, "inner_map");
+    if (!lua_isnil(L, -1))
+        o.inner_map_fd = (uint32_t)luaebpf_check_map(L, -1, "create")->fd;
+    lua_pop(L, 1);
+    luaebpf_map *m = map_push_closed(L); /* 4 */
+    int fd = bpf_map_create((enum bpf_map_type)type, name, key_size, value_size, max_entries, &o);
+    if (fd < 0) {
+        int no = errno;
+        return luaebpf_raise(L, "create", no, name, 0,
+                             no == EPERM ? "creating maps needs CAP_BPF (or root)"
+                             : no == EINVAL ? "the kernel refused this combination of type, "
+                                              "sizes and flags" : NULL);
+    }
+    m->fd = fd;
+    m->owns_fd = 1;
+    m->access = 0;
+    map_finish_open(L, m, name);
+    lua_settop(L, 4);
+    map_apply_codecs(L, m, 4, 2, 3);
+    lua_settop(L, 4);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ info */
+
+/* the info table users see; access UINT32_MAX leaves the access field out */
+void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t access) {
+    lua_createtable(L, 0, 16);
+    lua_pushinteger(L, info->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, info->name);
+    lua_setfield(L, -2, "name");
+    const char *tn = luaebpf_type_name(info->type);
+    if (tn)
+        lua_pushstring(L, tn);
+    else
+        lua_pushfstring(L, "type_%d", (int)info->type);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, info->key_size);
+    lua_setfield(L, -2, "key_size");
+    lua_pushinteger(L, info->value_size);
+    lua_setfield(L, -2, "value_size");
+    lua_pushinteger(L, info->max_entries);
+    lua_setfield(L, -2, "max_entries");
+    luaebpf_push_flags(L, info->map_flags);
+    lua_setfield(L, -2, "flags");
+    lua_pushinteger(L, info->btf_id);
+    lua_setfield(L, -2, "btf_id");
+    lua_pushinteger(L, info->btf_key_type_id);
+    lua_setfield(L, -2, "btf_key_type_id");
+    lua_pushinteger(L, info->btf_value_type_id);
+    lua_setfield(L, -2, "btf_value_type_id");
+    lua_pushboolean(L, luaebpf_type_is_percpu(info->type));
+    lua_setfield(L, -2, "percpu");
+    if (access != UINT32_MAX) {
+        lua_pushstring(L, access_name(access));
+        lua_setfield(L, -2, "access");
+    }
+}
+
+/* m:info() */
+static int map_info(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "info");
+    struct bpf_map_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(m->fd, &info, &len) != 0) {
+        int no = errno;
+        return luaebpf_fail(L, "info", no, m, NULL);
+    }
+    luaebpf_push_info(L, &info, m->access);
+    return 1;
+}
+
+/* m:fd() */
+static int map_fd(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "fd");
+    lua_pushinteger(L, m->fd);
+    return 1;
+}
+
+/* m:codec{ key = spec, value = spec } sets; m:codec() returns both descriptions */
+static int map_codec(lua_State *L) {
+    static const char *const known[] = {"key", "value", NULL};
+    luaebpf_map *m = luaebpf_check_map(L, 1, "codec");
+    if (lua_isnoneornil(L, 2)) {
+        lua_pushstring(L, m->kc ? m->kc->desc : "none");
+        lua_pushstring(L, m->vc->desc);
+        return 2;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    luaebpf_check_options(L, 2, "codec", known);
+    lua_getfield(L, 2, "key");   /* 3 */
+    lua_getfield(L, 2, "value"); /* 4 */
+    /* compile both before attaching either, so a bad spec changes nothing */
+    int kc = 0, vc = 0;
+    if (!lua_isnil(L, 3)) {
+        luaebpf_codec_compile(L, 3, "key");
+        kc = lua_gettop(L);
+    }
+    if (!lua_isnil(L, 4)) {
+        luaebpf_codec_compile(L, 4, "value");
+        vc = lua_gettop(L);
+    }
+    if (kc && m->key_size == 0)
+        return luaL_error(L, "map '%s' has no keys: a key codec cannot be set", m->name);
+    luaebpf_codec *k = kc ? lua_touserdata(L, kc) : NULL;
+    luaebpf_codec *v = vc ? lua_touserdata(L, vc) : NULL;
+    if (k && !(k->nodes[0].kind == LUAEBPF_RAW && k->nodes[0].size == 0) &&
+        k->nodes[0].size != m->key_size)
+        attach_codec(L, m, 1, kc, 1); /* raises with both sizes */
+    if (v && !(v->nodes[0].kind == LUAEBPF_RAW && v->nodes[0].size == 0) &&
+        v->nodes[0].size != m->value_size)
+        attach_codec(L, m, 1, vc, 0);
+    if (kc)
+        attach_codec(L, m, 1, kc, 1);
+    if (vc)
+        attach_codec(L, m, 1, vc, 0);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int map_tostring(lua_State *L) {
+    luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
+    if (m->fd < 0) {
+        lua_pushfstring(L, "luaebpf.Map: '%s' (id %d, closed)", m->name, (int)m->id);
+        return 1;
+    }
+    const char *tn = luaebpf_type_name(m->type);
+    lua_pushfstring(L, "luaebpf.Map: %s '%s' (id %d, %s -> %s, max_entries %d, access %s)",
+                    tn ? tn : "?", m->name, (int)m->id, m->kc ? m->kc->desc : "none",
+                    m->vc->desc, (int)m->max_entries, access_name(m->access));
+    return 1;
+}
+
+/* ------------------------------------------------------ element operations */
+
+static const char *write_hint(luaebpf_map *m, int errnum, const char *flag) {
+    switch (errnum) {
+    case EPERM:
+        return m->access == BPF_F_RDONLY ? "opened read-only; open with access = \"rw\" to write"
+               : m->access == BPF_F_WRONLY ? "opened write-only; open with access = \"rw\" to read"
+               : NULL;
+    case E2BIG:
+        return luaebpf_type_is_array(m->type) ? "the index is past max_entries"
+                                              : "the map is full (max_entries reached)";
+    case EEXIST:
+        return "the key exists and the flag was \"noexist\"";
+    case ENOENT:
+        return flag && strcmp(flag, "exist") == 0 ? "the key is absent and the flag was \"exist\""
+                                                  : NULL;
+    case EINVAL:
+        if (flag && strcmp(flag, "lock") == 0)
+            return "\"lock\" needs a value holding a struct bpf_spin_lock";
+        return luaebpf_type_is_array(m->type) ? "array elements cannot be deleted" : NULL;
+    default:
+        return NULL;
+    }
+}
+
+static uint64_t check_lookup_flags(lua_State *L, int idx) {
+    static const char *const known[] = {"lock", NULL};
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    luaebpf_check_options(L, idx, "lookup options", known);
+    lua_getfield(L, idx, "lock");
+    uint64_t flags = lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
+    lua_pop(L, 1);
+    return flags;
+}
+
+/* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
+static int map_lookup(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "lookup");
+    uint64_t flags = check_lookup_flags(L, 3);
+    luaebpf_encode_key(L, m, 2, m->key);
+    int r = flags ? bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value, flags)
+                  : bpf_map_lookup_elem(m->fd, m->key_size ? m->key : NULL, m->value);
+    if (r != 0) {
+        int no = errno; /* before any Lua call */
+        if (no == ENOENT) {
+            lua_pushnil(L); /* absent is an answer, not an error */
+            return 1;
+        }
+        return luaebpf_fail(L, "lookup", no, m, write_hint(m, no, flags ? "lock" : NULL));
+    }
+    luaebpf_decode_value(L, m, m->value);
+    return 1;
+}
+
+static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
+    *name = NULL;
+    if (lua_isnoneornil(L, idx))
+        return BPF_ANY;
+    const char *f = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+    *name = f;
+    if (f && strcmp(f, "any") == 0)
+        return BPF_ANY;
+    if (f && strcmp(f, "noexist") == 0)
+        return BPF_NOEXIST;
+    if (f && strcmp(f, "exist") == 0)
+        return BPF_EXIST;
+    if (f && strcmp(f, "lock") == 0)
+        return BPF_F_LOCK;
+    return (uint64_t)luaL_argerror(L, idx, lua_pushfstring(L,
+        "\"any\", \"noexist\", \"exist\" or \"lock\" expected, got %s",
+        f ? lua_pushfstring(L, "\"%s\"", f) : luaL_typename(L, idx)));
+}
+
+/* m:update(key, value [, flag]) -> true | nil, err */
+static int map_update(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "update");
+    const char *fname;
+    uint64_t flags = check_update_flag(L, 4, &fname);
+    luaL_checkany(L, 3);
+    luaebpf_encode_key(L, m, 2, m->key);
+    luaebpf_encode_value(L, m, 3, m->value);
+    if (bpf_map_update_elem(m->fd, m->key_size ? m->key : NULL, m->value, flags) != 0) {
+        int no = errno;
+        return luaebpf_fail(L, "update", no, m, write_hint(m, no, fname));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* m:delete(key) -> true | false when absent | nil, err */
+static int map_delete(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "delete");
+    luaebpf_encode_key(L, m, 2, m->key);
+    if (bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL) != 0) {
+        int no = errno;
+        if (no == ENOENT) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        return luaebpf_fail(L, "delete", no, m, write_hint(m, no, NULL));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
+static int map_lookup_and_delete(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "lookup_and_delete");
+    luaebpf_encode_key(L, m, 2, m->key);
+    if (bpf_map_lookup_and_delete_elem(m->fd, m->key_size ? m->key : NULL, m->value) != 0) {
+        int no = errno;
+        if (no == ENOENT) {
+            lua_pushnil(L);
+            return 1;
+        }
+        return luaebpf_fail(L, "lookup_and_delete", no, m,
+                            no == ENOTSUP || no == 524 || no == EINVAL
+                                ? "this map type has no lookup_and_delete"
+                                : write_hint(m, no, NULL));
+    }
+    luaebpf_decode_value(L, m, m->value);
+    return 1;
+}
+
+void luaebpf_map_open(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"lookup", map_lookup},   {"update", map_update},
+        {"delete", map_delete},   {"lookup_and_delete", map_lookup_and_delete},
+        {"info", map_info},       {"fd", map_fd},
+        {"codec", map_codec},     {"close", map_close},
+        {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", map_close}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"open", map_open}, {"open_id", map_open_id}, {"create", map_create}, {NULL, NULL}};
+    luaL_newmetatable(L, LUAEBPF_MAP); /* module, mt */
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L); /* module, mt, methods */
+    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index"); /* module, mt, methods */
+    lua_setfield(L, -3, "Map");     /* module, mt */
+    lua_pop(L, 1);
+    luaL_setfuncs(L, funcs, 0);
+}
