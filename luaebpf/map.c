@@ -399,7 +399,10 @@ static int map_create(lua_State *L) {
     lua_getfield(L, 1, "key");   /* 2 */
     lua_getfield(L, 1, "value"); /* 3 */
     uint32_t ksz = spec_size(L, 2), vsz = spec_size(L, 3);
-    uint32_t key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && lua_isnil(L, 2));
+    /* queues, stacks and bloom filters have no key: key_size defaults to 0 there */
+    int keyless = type == BPF_MAP_TYPE_QUEUE || type == BPF_MAP_TYPE_STACK ||
+                  type == BPF_MAP_TYPE_BLOOM_FILTER;
+    uint32_t key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && !keyless);
     uint32_t value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
     if (ksz && ksz != key_size)
         return luaL_error(L, "create: key codec is %d bytes but key_size is %d", (int)ksz,

@@ -1,0 +1,36 @@
+rockspec_format = "3.0"
+package = "luaebpf"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/luaebpf.git",
+}
+description = {
+  summary = "Read and write eBPF maps of the running kernel from Lua, through libbpf",
+  detailed = [[
+luaebpf opens eBPF maps (pinned paths, ids, names, or new maps), decodes keys
+and values with typed codecs (integers, big-endian, floats, strings, arrays,
+C structs), and iterates them safely under concurrent change.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  LIBBPF = { header = "bpf/libbpf.h", library = "bpf" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["luaebpf.core"] = {
+      sources = {
+        "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c", "luaebpf/iter.c",
+        "luaebpf/map.c", "luaebpf/names.c", "luaebpf/system.c",
+      },
+      libraries = { "bpf" },
+      incdirs = { "$(LIBBPF_INCDIR)" },
+      libdirs = { "$(LIBBPF_LIBDIR)" },
+    },
+    ["luaebpf"] = "lua/luaebpf/init.lua",
+  },
+}
