@@ -47,8 +47,12 @@ run: deps
 	$(LUA) examples/maps.lua $(ARGS)
 
 test: deps
-	@$(MAKE) --no-print-directory all bench/cbench.so
+	@$(MAKE) --no-print-directory all bench/cbench.so spec/churn
 	$(BUSTED) $(BUSTED_ARGS)
+
+# a second process that inserts and deletes keys while the specs read
+spec/churn: spec/churn.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(BPF_LIBS)
 
 bench/cbench.so: bench/cbench.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -o $@ $< $(BPF_LIBS)
@@ -58,4 +62,4 @@ bench: deps
 	$(LUA) bench/lookup.lua
 
 clean:
-	rm -rf build luaebpf/core.so bench/cbench.so
+	rm -rf build luaebpf/core.so bench/cbench.so spec/churn

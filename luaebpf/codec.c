@@ -489,9 +489,19 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
                     known = strcmp(k, x->c->nodes[n->first + i].name) == 0;
             }
             if (!known) {
+                luaL_Buffer b;
                 const char *k = luaL_tolstring(L, -1, NULL);
                 push_path(x);
-                lua_pushfstring(L, "%s: unknown field '%s'", lua_tostring(L, -1), k);
+                const char *path = lua_tostring(L, -1);
+                luaL_buffinit(L, &b);
+                lua_pushfstring(L, "%s: unknown field '%s' (expected one of:", path, k);
+                luaL_addvalue(&b);
+                for (uint32_t i = 0; i < n->count; i++) {
+                    lua_pushfstring(L, " %s", x->c->nodes[n->first + i].name);
+                    luaL_addvalue(&b);
+                }
+                luaL_addchar(&b, ')');
+                luaL_pushresult(&b);
                 raise_at(x);
             }
         }

@@ -47,6 +47,8 @@ void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *cla
                        const char *map, uint32_t id, const char *detail) {
     const char *code, *cls;
     errno_names(errnum, &code, &cls);
+    if (map && !*map)
+        map = NULL; /* an unnamed map is named by its id */
     lua_createtable(L, 0, 8);
     lua_pushstring(L, op);
     lua_setfield(L, -2, "op");

@@ -1,114 +1,531 @@
-/* iter.c: walking a map. Owns m:pairs() and m:keys() on BPF_MAP_GET_NEXT_KEY.
- * The kernel restarts a hash walk from the first key when the key it is given
- * was deleted meanwhile, so a walk over a type that can delete remembers the
- * keys it yielded and skips them on a restart; every walk is bounded, and an
- * entry whose lookup says ENOENT after next_key returned it is skipped. */
+/* iter.c: walking a whole map. Owns m:pairs(), m:keys(), m:dump(), m:drain(),
+ * m:read_batch() and m:last_read().
+ *
+ * Two engines. The batch engine uses BPF_MAP_LOOKUP_BATCH (and its
+ * lookup-and-delete twin for drain): buffers for `cap` entries, grown when the
+ * kernel says ENOSPC (a hash bucket larger than the batch), the cursor opaque
+ * and only ever one the kernel produced. The next_key engine is the fallback
+ * for types without batches (or opts.batch = false): the kernel restarts a
+ * hash walk from the first key when the key it is given was deleted meanwhile,
+ * so it remembers the keys it yielded (types that can delete) and skips them;
+ * it is bounded, and an entry whose lookup says ENOENT is skipped. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
 #include "luaebpf.h"
 
-typedef struct iter_state {
-    int started, done, with_values;
-    uint64_t steps, limit;
-    uint64_t yielded, skipped_vanished, skipped_repeat;
-    size_t key_size;
-    unsigned char *prev, *next, *value; /* point into the tail of this userdata */
-} iter_state;
+#define ENOTSUPP_KERNEL 524
+#define BATCH_BYTES (1u << 20) /* default batch: about 1 MiB of keys and values */
+#define BATCH_MAX_DEFAULT 4096
 
-/* upvalues: 1 map, 2 state, 3 seen-keys table (or false) */
-static int iter_step(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, lua_upvalueindex(1), "iterate");
-    iter_state *s = lua_touserdata(L, lua_upvalueindex(2));
-    int track = lua_istable(L, lua_upvalueindex(3));
-    while (!s->done) {
-        if (++s->steps > s->limit) {
-            s->done = 1;
-            luaebpf_pusherror(L, "iterate", EAGAIN, NULL, m->name, m->id,
+enum { WALK_BATCH, WALK_NEXT_KEY };
+
+typedef struct walk {
+    int mode, del, with_values, started, done;
+    uint32_t cap, count, pos; /* batch: capacity, entries fetched, next to yield */
+    size_t key_size, cursor_size, value_bytes;
+    unsigned char *keys, *values; /* cap entries each; next_key uses one of each */
+    unsigned char *in, *out;      /* batch cursors; next_key: previous and next key */
+    uint64_t steps, limit;        /* next_key: get_next_key calls; max_entries + 64 */
+    int last_was_new;
+} walk;
+
+/* ------------------------------------------------------------ buffers */
+
+static void walk_free(walk *w) {
+    free(w->keys);
+    free(w->values);
+    free(w->in);
+    w->keys = w->values = w->in = w->out = NULL;
+    w->cap = w->count = w->pos = 0;
+}
+
+static int walk_gc(lua_State *L) { /* __gc and __close */
+    walk_free(luaL_checkudata(L, 1, LUAEBPF_WALK));
+    return 0;
+}
+
+/* (re)size the entry buffers to cap entries; 0 or ENOMEM. Contents are lost. */
+static int walk_alloc(walk *w, uint32_t cap) {
+    unsigned char *k = malloc((size_t)cap * (w->key_size ? w->key_size : 1));
+    unsigned char *v = malloc((size_t)cap * (w->value_bytes ? w->value_bytes : 1));
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return ENOMEM;
+    }
+    free(w->keys);
+    free(w->values);
+    w->keys = k;
+    w->values = v;
+    w->cap = cap;
+    return 0;
+}
+
+static uint32_t default_batch(const luaebpf_map *m) {
+    size_t per = (size_t)m->key_size + m->value_bytes;
+    size_t n = BATCH_BYTES / (per ? per : 1);
+    if (n > BATCH_MAX_DEFAULT)
+        n = BATCH_MAX_DEFAULT;
+    if (n < 16)
+        n = 16;
+    if (m->max_entries && n > m->max_entries)
+        n = m->max_entries;
+    return (uint32_t)n;
+}
+
+/* pushes a new walk userdata; raises on allocation failure */
+static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, int use_batch,
+                       uint32_t n) {
+    walk *w = luaebpf_newuserdata(L, sizeof *w);
+    memset(w, 0, sizeof *w);
+    luaL_setmetatable(L, LUAEBPF_WALK);
+    w->with_values = with_values;
+    w->del = del;
+    w->key_size = m->key_size;
+    w->value_bytes = m->value_bytes;
+    /* a hash cursor is a 4-byte bucket number whatever the key size; generic, a key */
+    w->cursor_size = (m->key_size > 4 ? m->key_size : 4);
+    w->cursor_size = (w->cursor_size + 7) / 8 * 8;
+    w->mode = use_batch ? WALK_BATCH : WALK_NEXT_KEY;
+    w->limit = (uint64_t)m->max_entries + 64;
+    w->in = calloc(2, w->cursor_size);
+    int no = w->in ? walk_alloc(w, w->mode == WALK_BATCH ? n : 1) : ENOMEM;
+    if (no) {
+        luaebpf_pusherror(L, "iterate", no, NULL, m->name, m->id,
+                          lua_pushfstring(L, "cannot allocate a batch of %d entries", (int)n));
+        lua_error(L);
+    }
+    w->out = w->in + w->cursor_size;
+    memset(&m->last, 0, sizeof m->last);
+    m->last.batch_size = w->mode == WALK_BATCH ? n : 0;
+    m->last.fallback = w->mode == WALK_NEXT_KEY;
+    return w;
+}
+
+static int raise_walk(lua_State *L, luaebpf_map *m, walk *w, const char *op, int no,
+                      const char *detail) {
+    w->done = 1;
+    luaebpf_pusherror(L, op, no, NULL, m->name, m->id, detail);
+    return lua_error(L);
+}
+
+/* ------------------------------------------------------- batch engine */
+
+static int is_unsupported(int no) {
+    return no == ENOTSUPP_KERNEL || no == EOPNOTSUPP || no == EINVAL;
+}
+
+/* one batch call into w->keys/values. Returns the entries fetched (0 with
+ * w->done at the end). ENOSPC doubles the batch and retries from the same
+ * cursor; an unsupported first call switches the walk to next_key (-1). */
+static int batch_fetch(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
+    for (;;) {
+        uint32_t count = w->cap;
+        LIBBPF_OPTS(bpf_map_batch_opts, o);
+        int r = w->del ? bpf_map_lookup_and_delete_batch(m->fd, w->started ? w->in : NULL, w->out,
+                                                         w->keys, w->values, &count, &o)
+                       : bpf_map_lookup_batch(m->fd, w->started ? w->in : NULL, w->out, w->keys,
+                                              w->values, &count, &o);
+        int no = r ? errno : 0;
+        if (no == ENOSPC) { /* one bucket holds more than cap: grow, same in_batch */
+            if (w->cap >= UINT32_MAX / 2 || walk_alloc(w, w->cap * 2) != 0)
+                return raise_walk(L, m, w, op, ENOMEM, "cannot grow the batch buffers");
+            m->last.grows++;
+            m->last.batch_size = w->cap;
+            continue;
+        }
+        if (no && no != ENOENT) {
+            if (!w->started && !w->del && is_unsupported(no))
+                return -1;
+            return raise_walk(L, m, w, op, no, NULL);
+        }
+        /* count is meaningful after success and ENOENT only */
+        m->last.batches++;
+        w->started = 1;
+        memcpy(w->in, w->out, w->cursor_size);
+        if (no == ENOENT)
+            w->done = 1; /* the end, possibly with a last few entries */
+        w->count = count;
+        w->pos = 0;
+        if (count > 0 || w->done)
+            return (int)count;
+        /* success with nothing in it is not the end: ask again */
+    }
+}
+
+/* switch a fresh walk to next_key (the type has no batch operations) */
+static void to_next_key(luaebpf_map *m, walk *w) {
+    w->mode = WALK_NEXT_KEY;
+    w->started = 0;
+    m->last.fallback = 1;
+    m->last.batch_size = 0;
+}
+
+/* ---------------------------------------------------- next_key engine */
+
+/* the next entry into w->out (key) and w->values (value); 0 at the end.
+ * seen: stack index of the yielded-keys table, or 0 when the type never
+ * restarts a walk */
+static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const char *op) {
+    while (!w->done) {
+        /* between two restarts a walk visits at most max_entries keys, so the
+         * steps are bounded by the restarts, and the restarts by the map size */
+        if (++w->steps > (m->last.restarts + 2) * (w->limit + 1) ||
+            m->last.restarts > 2 * w->limit)
+            return raise_walk(L, m, w, op, EAGAIN,
                               "the walk restarted too often under concurrent deletes");
-            return lua_error(L);
-        }
-        if (bpf_map_get_next_key(m->fd, s->started ? s->prev : NULL, s->next) != 0) {
+        if (bpf_map_get_next_key(m->fd, w->started ? w->in : NULL, w->out) != 0) {
             int no = errno;
-            s->done = 1;
-            if (no == ENOENT)
-                break; /* past the last key */
-            luaebpf_pusherror(L, "iterate", no, NULL, m->name, m->id, NULL);
-            return lua_error(L);
+            if (no == ENOENT) {
+                w->done = 1; /* past the last key */
+                break;
+            }
+            return raise_walk(L, m, w, op, no, NULL);
         }
-        s->started = 1;
-        memcpy(s->prev, s->next, s->key_size);
-        if (track) { /* after a restart, keys already yielded come round again */
-            lua_pushlstring(L, (const char *)s->next, s->key_size);
+        w->started = 1;
+        memcpy(w->in, w->out, w->key_size);
+        if (seen) { /* after a restart, keys already yielded come round again */
+            lua_pushlstring(L, (const char *)w->out, w->key_size);
             lua_pushvalue(L, -1);
-            lua_rawget(L, lua_upvalueindex(3));
+            lua_rawget(L, seen);
             if (lua_toboolean(L, -1)) {
                 lua_pop(L, 2);
-                s->skipped_repeat++;
+                m->last.repeats++;
+                if (w->last_was_new)
+                    m->last.restarts++;
+                w->last_was_new = 0;
                 continue;
             }
             lua_pop(L, 1);
             lua_pushboolean(L, 1);
-            lua_rawset(L, lua_upvalueindex(3));
+            lua_rawset(L, seen);
         }
-        if (s->with_values && bpf_map_lookup_elem(m->fd, s->next, s->value) != 0) {
-            int no = errno;
-            if (no == ENOENT) { /* deleted between next_key and lookup */
-                s->skipped_vanished++;
-                continue;
+        w->last_was_new = 1;
+        if (w->with_values) {
+            int r = w->del ? bpf_map_lookup_and_delete_elem(m->fd, w->out, w->values)
+                           : bpf_map_lookup_elem(m->fd, w->out, w->values);
+            if (r != 0) {
+                int no = errno;
+                if (no == ENOENT) { /* deleted between next_key and lookup */
+                    m->last.vanished++;
+                    continue;
+                }
+                return raise_walk(L, m, w, op, no, NULL);
             }
-            s->done = 1;
-            luaebpf_pusherror(L, "iterate", no, NULL, m->name, m->id, NULL);
-            return lua_error(L);
         }
-        s->yielded++;
-        luaebpf_decode(L, m->kc, s->next);
-        if (!s->with_values)
-            return 1;
-        luaebpf_decode_value(L, m, s->value);
-        return 2;
+        return 1;
     }
-    lua_pushnil(L);
+    return 0;
+}
+
+/* ------------------------------------------------------------ walking */
+
+/* the next entry; pointers to its key and value bytes; 0 at the end */
+static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char *op,
+                     const unsigned char **k, const unsigned char **v) {
+    if (w->mode == WALK_BATCH) {
+        while (w->pos >= w->count) {
+            if (w->done)
+                return 0;
+            if (batch_fetch(L, m, w, op) < 0) {
+                to_next_key(m, w);
+                return walk_next(L, m, w, seen, op, k, v);
+            }
+        }
+        *k = w->keys + (size_t)w->pos * w->key_size;
+        *v = w->values + (size_t)w->pos * w->value_bytes;
+        w->pos++;
+        m->last.entries++;
+        return 1;
+    }
+    if (!next_key_step(L, m, w, seen, op))
+        return 0;
+    *k = w->out;
+    *v = w->values;
+    m->last.entries++;
     return 1;
 }
 
-static int iter_new(lua_State *L, int with_values) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, with_values ? "pairs" : "keys");
+/* options of pairs/keys/dump/drain: { batch = bool, n = entries per batch } */
+static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *use_batch,
+                         uint32_t *n) {
+    static const char *const known[] = {"batch", "n", NULL};
+    *use_batch = del ? luaebpf_type_has_delete_batch(m->type) : luaebpf_type_has_batch(m->type);
+    *n = default_batch(m);
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    luaebpf_check_options(L, idx, "iteration options", known);
+    lua_getfield(L, idx, "batch");
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isboolean(L, -1))
+            luaL_error(L, "bad option 'batch': a boolean expected, got %s", luaL_typename(L, -1));
+        if (!lua_toboolean(L, -1))
+            *use_batch = 0;
+    }
+    lua_getfield(L, idx, "n");
+    if (!lua_isnil(L, -1)) {
+        if (!luaebpf_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
+            lua_tointeger(L, -1) > (1 << 24))
+            luaL_error(L, "bad option 'n': an integer in 1..16777216 expected, got %s",
+                       lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL)
+                                                      : luaL_typename(L, -1));
+        *n = (uint32_t)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 2);
+}
+
+static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
     if (m->key_size == 0)
-        return luaebpf_raise(L, with_values ? "pairs" : "keys", 524, m->name, m->id,
-                             "this map has no keys to walk");
-    size_t kb = ((size_t)m->key_size + 7) / 8 * 8;
-    size_t head = (sizeof(iter_state) + 7) / 8 * 8;
-    lua_pushvalue(L, 1); /* upvalue 1: the map */
-    iter_state *s = luaebpf_newuserdata(L, head + 2 * kb + (with_values ? m->value_bytes : 0));
-    memset(s, 0, sizeof *s);
-    s->with_values = with_values;
-    s->key_size = m->key_size;
-    s->prev = (unsigned char *)s + head;
-    s->next = s->prev + kb;
-    s->value = s->next + kb;
-    /* every key once, plus room for restarts; a walk longer than this is livelock */
-    s->limit = 4 * (uint64_t)m->max_entries + 1024;
+        luaebpf_raise(L, op, ENOTSUPP_KERNEL, m->name, m->id, "this map has no keys to walk");
+}
+
+/* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false) */
+static int pairs_step(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, lua_upvalueindex(1), "iterate");
+    walk *w = lua_touserdata(L, lua_upvalueindex(2));
+    int seen = lua_istable(L, lua_upvalueindex(3)) ? lua_upvalueindex(3) : 0;
+    const unsigned char *k, *v;
+    if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
+        walk_free(w); /* the loop is over: give the batch memory back now */
+        lua_pushnil(L);
+        return 1;
+    }
+    luaebpf_decode(L, m->kc, k);
+    if (!w->with_values)
+        return 1;
+    luaebpf_decode_value(L, m, v);
+    return 2;
+}
+
+static int iterate(lua_State *L, int with_values) {
+    const char *op = with_values ? "pairs" : "keys";
+    luaebpf_map *m = luaebpf_check_map(L, 1, op);
+    check_walkable(L, m, op);
+    int use_batch;
+    uint32_t n;
+    walk_options(L, 2, m, 0, &use_batch, &n);
+    lua_settop(L, 1);                           /* map */
+    walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
     if (luaebpf_type_is_array(m->type))
-        lua_pushboolean(L, 0); /* array walks never restart */
+        lua_pushboolean(L, 0);                  /* array walks never restart */
     else
-        lua_newtable(L);
-    lua_pushcclosure(L, iter_step, 3);
-    return 1;
+        lua_newtable(L);                        /* map, walk, seen */
+    lua_pushcclosure(L, pairs_step, 3);         /* step */
+    lua_pushnil(L);
+    lua_pushnil(L);
+#if LUA_VERSION_NUM >= 504
+    /* a fourth for-loop value: `break` closes it and frees the batch at once */
+    lua_getupvalue(L, -3, 2);
+    return 4;
+#else
+    return 3;
+#endif
 }
 
-/* for k, v in m:pairs() do ... end */
+/* for k, v in m:pairs([opts]) do ... end */
 static int map_pairs(lua_State *L) {
-    return iter_new(L, 1);
+    return iterate(L, 1);
 }
 
-/* for k in m:keys() do ... end */
+/* for k in m:keys([opts]) do ... end */
 static int map_keys(lua_State *L) {
-    return iter_new(L, 0);
+    return iterate(L, 0);
+}
+
+/* m:dump([opts]) / m:drain([opts]) -> keys, values (parallel arrays) */
+static int collect(lua_State *L, int del) {
+    const char *op = del ? "drain" : "dump";
+    luaebpf_map *m = luaebpf_check_map(L, 1, op);
+    check_walkable(L, m, op);
+    if (del && m->access == BPF_F_RDONLY)
+        return luaebpf_raise(L, op, EPERM, m->name, m->id,
+                             "opened read-only; open with access = \"rw\" to drain");
+    int use_batch;
+    uint32_t n;
+    walk_options(L, 2, m, del, &use_batch, &n);
+    lua_settop(L, 1);
+    walk *w = walk_push(L, m, 1, del, use_batch, n); /* 2 */
+    if (luaebpf_type_is_array(m->type))
+        lua_pushboolean(L, 0);
+    else
+        lua_newtable(L);                              /* 3: seen */
+    int seen = lua_istable(L, 3) ? 3 : 0;
+    lua_newtable(L);                                  /* 4: keys */
+    lua_newtable(L);                                  /* 5: values */
+    lua_Integer i = 0;
+    const unsigned char *k, *v;
+    while (walk_next(L, m, w, seen, op, &k, &v)) {
+        i++;
+        luaebpf_decode(L, m->kc, k);
+        lua_rawseti(L, 4, i);
+        luaebpf_decode_value(L, m, v);
+        lua_rawseti(L, 5, i);
+    }
+    walk_free(w);
+    return 2;
+}
+
+static int map_dump(lua_State *L) {
+    return collect(L, 0);
+}
+
+static int map_drain(lua_State *L) {
+    return collect(L, 1);
+}
+
+/* ------------------------------------------------------- read_batch */
+
+/* A cursor is a userdata only this file makes: the kernel's opaque position
+ * plus the walk state, tied to the map handle that made it (user value). */
+typedef struct cursor {
+    walk w;
+} cursor;
+
+static int cursor_gc(lua_State *L) {
+    cursor *c = luaL_checkudata(L, 1, LUAEBPF_CURSOR);
+    walk_free(&c->w);
+    return 0;
+}
+
+/* m:read_batch([cursor [, n]]) -> keys, values, cursor (nil when done) */
+static int map_read_batch(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "read_batch");
+    check_walkable(L, m, "read_batch");
+    lua_Integer n = default_batch(m);
+    if (!lua_isnoneornil(L, 3)) {
+        if (!luaebpf_isinteger(L, 3) || lua_tointeger(L, 3) < 1)
+            return luaL_argerror(L, 3, lua_pushfstring(L, "a batch size (integer >= 1) expected,"
+                                 " got %s", lua_type(L, 3) == LUA_TNUMBER
+                                 ? luaL_tolstring(L, 3, NULL) : luaL_typename(L, 3)));
+        n = lua_tointeger(L, 3);
+        if (n > (1 << 24))
+            return luaL_argerror(L, 3, "a batch size of at most 16777216 expected");
+    }
+    lua_settop(L, 3);
+    cursor *c;
+    if (lua_isnil(L, 2)) { /* a new walk: a new cursor */
+        c = luaebpf_newuserdata(L, sizeof *c);  /* 4 */
+        memset(c, 0, sizeof *c);
+        luaL_setmetatable(L, LUAEBPF_CURSOR);
+        lua_createtable(L, 2, 0);               /* 4, its user value */
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, 1);                  /* [1] = the map */
+        if (luaebpf_type_is_array(m->type))
+            lua_pushboolean(L, 0);
+        else
+            lua_newtable(L);
+        lua_rawseti(L, -2, 2);                  /* [2] = yielded keys, for next_key */
+        luaebpf_setuservalue(L, 4);
+        walk *w = walk_push(L, m, 1, 0, luaebpf_type_has_batch(m->type), (uint32_t)n);
+        c->w = *w;                              /* the cursor owns the buffers now */
+        memset(w, 0, sizeof *w);
+        lua_pop(L, 1);
+    } else {
+        c = luaL_testudata(L, 2, LUAEBPF_CURSOR);
+        if (!c)
+            return luaL_argerror(L, 2, lua_pushfstring(L, "a cursor from read_batch expected, "
+                                 "got %s", luaL_typename(L, 2)));
+        luaebpf_getuservalue(L, 2);
+        lua_rawgeti(L, -1, 1);
+        int mine = lua_rawequal(L, -1, 1);
+        lua_pop(L, 2);
+        if (!mine)
+            return luaL_argerror(L, 2, "this cursor belongs to another map handle");
+        if (c->w.done || (!c->w.keys && c->w.mode == WALK_BATCH))
+            return luaL_argerror(L, 2, "this cursor's walk is over (it returned no cursor)");
+        lua_pushvalue(L, 2);                    /* 4 */
+    }
+    walk *w = &c->w;
+    luaebpf_getuservalue(L, 4);
+    lua_rawgeti(L, -1, 2);                      /* 5 uv, 6 seen */
+    int seen = lua_istable(L, 6) ? 6 : 0;
+    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 7 keys */
+    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 8 values */
+    memset(&m->last, 0, sizeof m->last);
+    lua_Integer i = 0;
+    if (w->mode == WALK_BATCH) {
+        uint32_t want = (uint32_t)n;
+        if (w->cap != want && walk_alloc(w, want))
+            return luaebpf_raise(L, "read_batch", ENOMEM, m->name, m->id,
+                                 "cannot allocate the batch");
+        int got = batch_fetch(L, m, w, "read_batch");
+        if (got < 0) {
+            to_next_key(m, w);
+        } else {
+            for (i = 0; i < got; i++) {
+                luaebpf_decode(L, m->kc, w->keys + (size_t)i * w->key_size);
+                lua_rawseti(L, 7, i + 1);
+                luaebpf_decode_value(L, m, w->values + (size_t)i * w->value_bytes);
+                lua_rawseti(L, 8, i + 1);
+            }
+            m->last.entries = (uint64_t)got;
+            m->last.batch_size = w->cap;
+        }
+    }
+    if (w->mode == WALK_NEXT_KEY) {
+        m->last.fallback = 1;
+        w->steps = 0; /* the bound applies per slice */
+        while (i < n && next_key_step(L, m, w, seen, "read_batch")) {
+            i++;
+            luaebpf_decode(L, m->kc, w->out);
+            lua_rawseti(L, 7, i);
+            luaebpf_decode_value(L, m, w->values);
+            lua_rawseti(L, 8, i);
+        }
+        m->last.entries = (uint64_t)i;
+    }
+    if (w->done) {
+        walk_free(w);
+        lua_pushnil(L);
+    } else {
+        lua_pushvalue(L, 4);
+    }
+    return 3;
+}
+
+/* m:last_read() -> what the latest walk did */
+static int map_last_read(lua_State *L) {
+    luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)m->last.entries);
+    lua_setfield(L, -2, "entries");
+    lua_pushinteger(L, (lua_Integer)m->last.batches);
+    lua_setfield(L, -2, "batches");
+    lua_pushinteger(L, (lua_Integer)m->last.grows);
+    lua_setfield(L, -2, "grows");
+    lua_pushinteger(L, (lua_Integer)m->last.restarts);
+    lua_setfield(L, -2, "restarts");
+    lua_pushinteger(L, (lua_Integer)m->last.repeats);
+    lua_setfield(L, -2, "repeats");
+    lua_pushinteger(L, (lua_Integer)m->last.vanished);
+    lua_setfield(L, -2, "vanished");
+    lua_pushinteger(L, (lua_Integer)m->last.batch_size);
+    lua_setfield(L, -2, "batch_size");
+    lua_pushboolean(L, m->last.fallback);
+    lua_setfield(L, -2, "fallback");
+    return 1;
 }
 
 void luaebpf_iter_open(lua_State *L) {
-    static const luaL_Reg methods[] = {{"pairs", map_pairs}, {"keys", map_keys}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"pairs", map_pairs},           {"keys", map_keys},   {"dump", map_dump},
+        {"drain", map_drain},           {"read_batch", map_read_batch},
+        {"last_read", map_last_read},   {NULL, NULL}};
+    luaL_newmetatable(L, LUAEBPF_WALK); /* module, mt */
+    lua_pushcfunction(L, walk_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, walk_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LUAEBPF_CURSOR);
+    lua_pushcfunction(L, cursor_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "luaebpf.Cursor");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
     lua_getfield(L, -1, "Map"); /* module, methods */
     luaL_setfuncs(L, methods, 0);
     lua_pop(L, 1);

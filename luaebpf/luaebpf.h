@@ -12,7 +12,9 @@
 #define LUAEBPF_MAP   "luaebpf.Map"
 #define LUAEBPF_CODEC "luaebpf.Codec"
 #define LUAEBPF_ERROR "luaebpf.Error"
-#define LUAEBPF_ITER  "luaebpf.Iter"
+#define LUAEBPF_WALK   "luaebpf.Walk"
+#define LUAEBPF_CURSOR "luaebpf.Cursor"
+#define LUAEBPF_VIEW   "luaebpf.View"
 
 #define LUAEBPF_API __attribute__((visibility("default")))
 
@@ -52,6 +54,18 @@ void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *b
 void luaebpf_codec_open(lua_State *L);
 
 /* ---- map.c: the Map handle ---- */
+/* what the last walk over a map did: m:last_read() */
+typedef struct luaebpf_stats {
+    uint64_t entries;   /* entries yielded */
+    uint64_t batches;   /* batch syscalls that returned entries or the end */
+    uint64_t grows;     /* ENOSPC: the batch grew and the read went on */
+    uint64_t restarts;  /* get_next_key walks that came round to yielded keys again */
+    uint64_t repeats;   /* keys skipped because they were already yielded */
+    uint64_t vanished;  /* keys skipped because their lookup said ENOENT */
+    uint32_t batch_size;
+    int fallback;       /* 1: get_next_key was used */
+} luaebpf_stats;
+
 typedef struct luaebpf_map {
     int fd;                 /* -1 once closed: every method checks it first */
     int owns_fd;            /* 0 for a Map borrowed from an owner that closes it */
@@ -63,6 +77,7 @@ typedef struct luaebpf_map {
     unsigned char *key, *value;   /* one allocation, sized once per map */
     const luaebpf_codec *kc, *vc; /* kept alive by the user value table */
     char name[16];
+    luaebpf_stats last;     /* the latest walk, as it goes */
 } luaebpf_map;
 
 luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op);
@@ -89,9 +104,12 @@ void luaebpf_push_flags(lua_State *L, uint32_t flags);
 uint32_t luaebpf_check_flags(lua_State *L, int idx, const char *what);
 int luaebpf_type_is_percpu(uint32_t type);
 int luaebpf_type_is_array(uint32_t type);
+int luaebpf_type_has_batch(uint32_t type);
+int luaebpf_type_has_delete_batch(uint32_t type);
 
 /* ---- iter.c and system.c ---- */
 void luaebpf_iter_open(lua_State *L);
+void luaebpf_mmap_open(lua_State *L);
 void luaebpf_system_open(lua_State *L);
 int luaebpf_ncpus(void);
 

@@ -40,6 +40,19 @@ int luaebpf_type_is_array(uint32_t type) {
            type == BPF_MAP_TYPE_CGROUP_ARRAY || type == BPF_MAP_TYPE_ARRAY_OF_MAPS;
 }
 
+/* the hash family has its own BPF_MAP_LOOKUP_BATCH and lookup-and-delete batch */
+int luaebpf_type_has_delete_batch(uint32_t type) {
+    return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH ||
+           type == BPF_MAP_TYPE_LRU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+           type == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
+/* ... and arrays and LPM tries use the generic lookup batch (5.6+) */
+int luaebpf_type_has_batch(uint32_t type) {
+    return luaebpf_type_has_delete_batch(type) || type == BPF_MAP_TYPE_ARRAY ||
+           type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_LPM_TRIE;
+}
+
 /* bit i of map_flags is flag_names[i] */
 static const char *const flag_names[] = {
     "no_prealloc", "no_common_lru", "numa_node", "rdonly", "wronly", "stack_build_id",

@@ -25,12 +25,13 @@ build = {
     ["luaebpf.core"] = {
       sources = {
         "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c", "luaebpf/iter.c",
-        "luaebpf/map.c", "luaebpf/names.c", "luaebpf/system.c",
+        "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/system.c",
       },
       libraries = { "bpf" },
       incdirs = { "$(LIBBPF_INCDIR)" },
       libdirs = { "$(LIBBPF_LIBDIR)" },
     },
     ["luaebpf"] = "lua/luaebpf/init.lua",
+    ["luaebpf.aggregate"] = "lua/luaebpf/aggregate.lua",
   },
 }

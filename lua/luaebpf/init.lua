@@ -122,4 +122,8 @@ end
 --- for info in ebpf.maps() do ... end: every loaded map, as info tables.
 M.maps = core.maps
 
+local aggregate = require "luaebpf.aggregate"
+M.sum, M.min, M.max, M.avg = aggregate.sum, aggregate.min, aggregate.max, aggregate.avg
+M.snapshot, M.delta = aggregate.snapshot, aggregate.delta
+
 return M

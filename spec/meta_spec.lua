@@ -1,0 +1,42 @@
+-- spec/meta_spec.lua: the repository keeps its promises about itself: every
+-- name the core registers is documented, and the rockspec builds every C file.
+local ebpf = require "luaebpf"
+local helpers = require "spec.helpers"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+describe("README.md", function()
+  local readme = read("README.md")
+
+  it("documents every function of the module table", function()
+    for name in pairs(ebpf) do
+      assert.is_truthy(readme:find("ebpf." .. name, 1, true),
+        "README.md does not mention ebpf." .. name)
+    end
+  end)
+
+  it("documents every Map method", function()
+    for name in pairs(ebpf.Map) do
+      assert.is_truthy(readme:find("m:" .. name, 1, true),
+        "README.md does not mention m:" .. name)
+    end
+  end)
+end)
+
+describe("rockspec", function()
+  it("lists exactly the C sources in luaebpf/", function()
+    local rock = read("rockspec/luaebpf-scm-1.rockspec")
+    local listed = {}
+    for src in rock:gmatch('"(luaebpf/[%w_]+%.c)"') do listed[#listed + 1] = src end
+    table.sort(listed)
+    local present = {}
+    for src in helpers.run("ls luaebpf/*.c"):gmatch("%S+") do present[#present + 1] = src end
+    table.sort(present)
+    assert.are.same(present, listed)
+  end)
+end)
