@@ -113,6 +113,9 @@ void luaebpf_mmap_open(lua_State *L);
 void luaebpf_system_open(lua_State *L);
 int luaebpf_ncpus(void);
 
+/* expect.c: push a message naming each field of expect that differs from info */
+int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);
+
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
 

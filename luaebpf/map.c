@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
@@ -219,9 +221,9 @@ static uint32_t check_access(lua_State *L, int opts) {
     return flags;
 }
 
-static const char *const open_options[] = {"access", "key", "value", NULL};
+static const char *const open_options[] = {"access", "expect", "key", "value", NULL};
 
-/* checks opts at index `opts`; leaves key spec, value spec on the stack top */
+/* checks opts at index `opts`; leaves key spec, value spec, expect on the stack top */
 static uint32_t check_open_options(lua_State *L, int opts) {
     if (!lua_isnoneornil(L, opts)) {
         luaL_checktype(L, opts, LUA_TTABLE);
@@ -231,9 +233,14 @@ static uint32_t check_open_options(lua_State *L, int opts) {
     if (lua_isnoneornil(L, opts)) {
         lua_pushnil(L);
         lua_pushnil(L);
+        lua_pushnil(L);
     } else {
         lua_getfield(L, opts, "key");
         lua_getfield(L, opts, "value");
+        lua_getfield(L, opts, "expect");
+        if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+            luaL_error(L, "bad option 'expect': a table of info fields expected, got %s",
+                       luaL_typename(L, -1));
     }
     return access;
 }
@@ -265,35 +272,69 @@ static void map_finish_open(lua_State *L, luaebpf_map *m, const char *label) {
     }
 }
 
-static int apply_codecs(lua_State *L) {
+/* protected: args map, key spec, value spec, expect (or nil). Checks expect
+ * first, so a map of the wrong shape is reported as such, then sets codecs. */
+static int check_and_set_codecs(lua_State *L) {
     luaebpf_map *m = lua_touserdata(L, 1);
+    if (!lua_isnil(L, 4)) {
+        struct bpf_map_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        if (bpf_obj_get_info_by_fd(m->fd, &info, &len) != 0)
+            return luaebpf_raise(L, "open", errno, m->name, m->id, "cannot read the map's info");
+        luaebpf_push_info(L, &info, m->access);
+        if (luaebpf_expect_diff(L, 4, -1)) {
+            lua_pushfstring(L, "not the expected map: %s", lua_tostring(L, -1));
+            luaebpf_pusherror(L, "open", 0, "invalid", m->name, m->id, lua_tostring(L, -1));
+            return lua_error(L);
+        }
+        lua_pop(L, 1);
+    }
     set_codec(L, m, 1, 2, 1);
     set_codec(L, m, 1, 3, 0);
     return 0;
 }
 
-/* run apply_codecs protected; on error close the handle and re-raise */
-static void map_apply_codecs(lua_State *L, luaebpf_map *m, int map_idx, int kspec, int vspec) {
-    lua_pushcfunction(L, apply_codecs);
+/* runs check_and_set_codecs protected; on error closes the handle and re-raises */
+static void map_apply_codecs(lua_State *L, luaebpf_map *m, int map_idx, int kspec, int vspec,
+                             int expect) {
+    lua_pushcfunction(L, check_and_set_codecs);
     lua_pushvalue(L, map_idx);
     lua_pushvalue(L, kspec);
     lua_pushvalue(L, vspec);
-    if (lua_pcall(L, 3, 0, 0) != 0) {
+    if (expect)
+        lua_pushvalue(L, expect);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 4, 0, 0) != 0) {
         map_release_fd(m);
         lua_error(L);
     }
+}
+
+/* a pin path outside any bpffs makes the kernel answer EACCES or EINVAL */
+static int on_bpffs(const char *path) {
+    struct statfs st;
+    if (statfs(path, &st) != 0)
+        return 1; /* cannot tell: keep the kernel's word */
+    return st.f_type == BPF_FS_MAGIC;
 }
 
 /* core.open(path [, opts]) */
 static int map_open(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     lua_settop(L, 2);
-    uint32_t access = check_open_options(L, 2); /* 3: key spec, 4: value spec */
-    luaebpf_map *m = map_push_closed(L);       /* 5 */
+    uint32_t access = check_open_options(L, 2); /* 3 key spec, 4 value spec, 5 expect */
+    luaebpf_map *m = map_push_closed(L);       /* 6 */
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd = bpf_obj_get_opts(path, &o);
     if (fd < 0) {
         int no = errno;
+        if ((no == EACCES || no == EPERM || no == EINVAL) && !on_bpffs(path)) {
+            luaebpf_pusherror(L, "open", no, "invalid", path, 0,
+                              "not on a bpffs: pinned maps live on a mounted bpf filesystem");
+            return lua_error(L);
+        }
         return luaebpf_raise(L, "open", no, path, 0, open_hint(no, access, 0));
     }
     m->fd = fd;
@@ -305,18 +346,21 @@ static int map_open(lua_State *L) {
                              "the pinned object is not a map (a program or a link?)");
     }
     map_finish_open(L, m, path);
-    lua_settop(L, 5);
-    map_apply_codecs(L, m, 5, 3, 4);
-    lua_settop(L, 5);
+    map_apply_codecs(L, m, 6, 3, 4, 5);
+    lua_settop(L, 6);
     return 1;
 }
 
 /* core.open_id(id [, opts]) */
 static int map_open_id(lua_State *L) {
-    lua_Integer id = luaL_checkinteger(L, 1);
-    if (!luaebpf_isinteger(L, 1) || id <= 0 || id > (lua_Integer)UINT32_MAX)
+    /* a float with an integral value is an id too: JSON decoders give those */
+    lua_Number d = lua_type(L, 1) == LUA_TNUMBER ? lua_tonumber(L, 1) : 0;
+    if (lua_type(L, 1) != LUA_TNUMBER || d != (lua_Number)(lua_Integer)d || d < 1 ||
+        d > (lua_Number)UINT32_MAX)
         return luaL_argerror(L, 1, lua_pushfstring(L, "a map id (integer >= 1) expected, got %s",
-                                                   luaL_tolstring(L, 1, NULL)));
+                             lua_type(L, 1) == LUA_TNUMBER ? luaL_tolstring(L, 1, NULL)
+                                                           : luaL_typename(L, 1)));
+    lua_Integer id = (lua_Integer)d;
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2);
     luaebpf_map *m = map_push_closed(L);
@@ -330,9 +374,8 @@ static int map_open_id(lua_State *L) {
     m->owns_fd = 1;
     m->access = access;
     map_finish_open(L, m, NULL);
-    lua_settop(L, 5);
-    map_apply_codecs(L, m, 5, 3, 4);
-    lua_settop(L, 5);
+    map_apply_codecs(L, m, 6, 3, 4, 5);
+    lua_settop(L, 6);
     return 1;
 }
 
@@ -446,8 +489,7 @@ static int map_create(lua_State *L) {
     m->owns_fd = 1;
     m->access = 0;
     map_finish_open(L, m, name);
-    lua_settop(L, 4);
-    map_apply_codecs(L, m, 4, 2, 3);
+    map_apply_codecs(L, m, 4, 2, 3, 0);
     lua_settop(L, 4);
     return 1;
 }

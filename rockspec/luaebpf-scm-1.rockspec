@@ -24,7 +24,7 @@ build = {
   modules = {
     ["luaebpf.core"] = {
       sources = {
-        "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c", "luaebpf/iter.c",
+        "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c", "luaebpf/expect.c", "luaebpf/iter.c",
         "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/system.c",
       },
       libraries = { "bpf" },

@@ -105,9 +105,10 @@ function H.dump(path)
   return entries, n
 end
 
---- the number of fds this Lua process holds (the shell's parent is us)
+--- the number of fds this Lua process holds (the shell's parent is us), not
+-- counting pipes: popen's own pipe end may still be open in us when ls runs
 function H.fd_count()
-  local out = H.run("ls /proc/$PPID/fd | wc -l")
+  local out = H.run("ls -l /proc/$PPID/fd | grep -c -- '-> /\\|anon_inode\\|socket'")
   return tonumber((out:gsub("%s", "")))
 end
 
