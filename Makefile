@@ -18,10 +18,20 @@ BUSTED     := $(LUA) /usr/bin/busted
 
 # Debian packages a fresh machine needs; `make deps` installs the missing ones.
 DEB_PKGS   := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev lua5.4 liblua5.4-dev \
-              lua-busted lua-cjson luarocks bpftool
+              lua-busted lua-cjson luarocks bpftool clang llvm
+
+# BPF programs for the specs, the examples and the main job
+BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
+BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 
 .PHONY: all deps run test bench clean
-all: $(SO)
+all: $(SO) $(BPF_OBJS)
+
+bpf/%.bpf.o: bpf/%.bpf.c
+	clang $(BPF_CFLAGS) -c -o $@ $<
+
+spec/fixtures/%.bpf.o: spec/fixtures/%.bpf.c
+	clang $(BPF_CFLAGS) -c -o $@ $<
 
 $(SO): $(OBJS)
 	@mkdir -p $(@D)
@@ -47,7 +57,7 @@ run: deps
 	$(LUA) examples/maps.lua $(ARGS)
 
 test: deps
-	@$(MAKE) --no-print-directory all bench/cbench.so spec/churn
+	@$(MAKE) --no-print-directory all bench/cbench.so spec/churn spec/fixtures/unsafe.bpf.o
 	$(BUSTED) $(BUSTED_ARGS)
 
 # a second process that inserts and deletes keys while the specs read
@@ -62,4 +72,4 @@ bench: deps
 	$(LUA) bench/lookup.lua
 
 clean:
-	rm -rf build luaebpf/core.so bench/cbench.so spec/churn
+	rm -rf build luaebpf/core.so bench/cbench.so spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o

@@ -5,7 +5,9 @@
 -- then Lua and C take turns, each doing the same number of hits with keys
 -- cycling 0..nkeys-1, and the median round of each side is compared.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "./?.so;./bench/?.so;" .. package.cpath
+-- make LUA=lua5.1|luajit|lua5.3 builds the core under build/$(LUA)/
+local build = "./build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")) .. "/?.so;"
+package.cpath = build .. "./?.so;./bench/?.so;" .. package.cpath
 
 local ebpf = require "luaebpf"
 local cbench = require "cbench"

@@ -5,6 +5,7 @@
  * userdata from the first allocation, so a spec error raised halfway through
  * compiling leaks nothing. Structs follow C's natural alignment. */
 #include <limits.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,10 @@ static const struct {
 static int codec_gc(lua_State *L) {
     luaebpf_codec *c = luaL_checkudata(L, 1, LUAEBPF_CODEC);
     if (c->nodes) {
-        for (uint32_t i = 0; i < c->n; i++)
+        for (uint32_t i = 0; i < c->n; i++) {
             free(c->nodes[i].name);
+            free(c->nodes[i].type_name);
+        }
         free(c->nodes);
     }
     c->nodes = NULL;
@@ -41,7 +44,7 @@ static int codec_gc(lua_State *L) {
 }
 
 /* reserve `count` zeroed, contiguous nodes; returns the index of the first */
-static uint32_t reserve(lua_State *L, luaebpf_codec *c, uint32_t count) {
+uint32_t luaebpf_codec_reserve(lua_State *L, luaebpf_codec *c, uint32_t count) {
     if (c->n + count > c->cap) {
         uint32_t cap = c->cap ? c->cap : 8;
         while (cap < c->n + count)
@@ -114,7 +117,7 @@ static void compile_string(lua_State *L, luaebpf_codec *c, uint32_t slot, const 
         for (size_t i = 0; i < NSCALARS; i++) {
             if (strcmp(base, scalars[i].name) == 0) {
                 check_count(L, count, scalars[i].size, s);
-                uint32_t child = reserve(L, c, 1);
+                uint32_t child = luaebpf_codec_reserve(L, c, 1);
                 n = &c->nodes[slot]; /* reserve may move the array */
                 c->nodes[child].kind = scalars[i].kind;
                 c->nodes[child].size = c->nodes[child].align = scalars[i].size;
@@ -152,7 +155,7 @@ static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int id
     }
     if (nfields == 0)
         luaL_error(L, "bad struct codec: no fields (expected { { name, type }, ... })");
-    uint32_t first = reserve(L, c, nfields);
+    uint32_t first = luaebpf_codec_reserve(L, c, nfields);
     uint32_t offset = 0, align = 1;
     for (uint32_t i = 0; i < nfields; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1); /* field spec */
@@ -223,7 +226,7 @@ static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx,
     if (lua_rawlen(L, idx) != 2)
         luaL_error(L, "bad array codec: expected { type, N }, got %d entries",
                    (int)lua_rawlen(L, idx));
-    uint32_t child = reserve(L, c, 1);
+    uint32_t child = luaebpf_codec_reserve(L, c, 1);
     lua_rawgeti(L, idx, 1);
     compile_node(L, c, child, lua_gettop(L), depth + 1);
     lua_pop(L, 1);
@@ -240,7 +243,7 @@ static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx,
     n->align = e->align;
 }
 
-static void describe(luaebpf_codec *c) {
+void luaebpf_codec_describe(luaebpf_codec *c) {
     luaebpf_node *r = &c->nodes[0];
     switch (r->kind) {
     case LUAEBPF_RAW:
@@ -253,7 +256,11 @@ static void describe(luaebpf_codec *c) {
         snprintf(c->desc, sizeof c->desc, "array[%u] (%u bytes)", r->count, r->size);
         break;
     case LUAEBPF_STRUCT:
-        snprintf(c->desc, sizeof c->desc, "struct (%u bytes)", r->size);
+    case LUAEBPF_ENUM:
+        if (r->type_name)
+            snprintf(c->desc, sizeof c->desc, "%s", r->type_name);
+        else
+            snprintf(c->desc, sizeof c->desc, "struct (%u bytes)", r->size);
         break;
     default:
         for (size_t i = 0; i < NSCALARS; i++)
@@ -262,7 +269,7 @@ static void describe(luaebpf_codec *c) {
     }
 }
 
-static luaebpf_codec *push_codec(lua_State *L) {
+luaebpf_codec *luaebpf_codec_new(lua_State *L) {
     luaebpf_codec *c = luaebpf_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, LUAEBPF_CODEC);
@@ -272,23 +279,23 @@ static luaebpf_codec *push_codec(lua_State *L) {
 /* compile the spec at idx; pushes the Codec userdata. `what` names it in errors. */
 luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what) {
     idx = lua_absindex(L, idx);
-    luaebpf_codec *c = push_codec(L);
+    luaebpf_codec *c = luaebpf_codec_new(L);
     int top = lua_gettop(L);
-    reserve(L, c, 1);
+    luaebpf_codec_reserve(L, c, 1);
     (void)what;
     compile_node(L, c, 0, idx, 0);
     lua_settop(L, top);
-    describe(c);
+    luaebpf_codec_describe(c);
     return c;
 }
 
 luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size) {
-    luaebpf_codec *c = push_codec(L);
-    reserve(L, c, 1);
+    luaebpf_codec *c = luaebpf_codec_new(L);
+    luaebpf_codec_reserve(L, c, 1);
     c->nodes[0].kind = LUAEBPF_RAW;
     c->nodes[0].size = size;
     c->nodes[0].align = 1;
-    describe(c);
+    luaebpf_codec_describe(c);
     return c;
 }
 
@@ -393,6 +400,91 @@ static void store_uint(unsigned char *p, uint64_t v, uint32_t size, int big_endi
     }
 }
 
+static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p);
+
+/* the struct n (or an anonymous member of it) has a field called k */
+static int has_field(const luaebpf_codec *c, const luaebpf_node *n, const char *k) {
+    for (uint32_t i = 0; i < n->count; i++) {
+        const luaebpf_node *f = &c->nodes[n->first + i];
+        if (f->name ? strcmp(f->name, k) == 0 : has_field(c, f, k))
+            return 1;
+    }
+    return 0;
+}
+
+static void add_field_names(luaL_Buffer *b, lua_State *L, const luaebpf_codec *c,
+                            const luaebpf_node *n) {
+    for (uint32_t i = 0; i < n->count; i++) {
+        const luaebpf_node *f = &c->nodes[n->first + i];
+        if (!f->name) {
+            add_field_names(b, L, c, f);
+            continue;
+        }
+        lua_pushfstring(L, " %s", f->name);
+        luaL_addvalue(b);
+    }
+}
+
+/* raises "<path>: unknown field 'k' (expected one of: a b c)"; the key is on top */
+static void unknown_field(encode_ctx *x, const luaebpf_node *n) {
+    lua_State *L = x->L;
+    luaL_Buffer b;
+    const char *k = luaL_tolstring(L, -1, NULL);
+    push_path(x);
+    const char *path = lua_tostring(L, -1);
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "%s: unknown field '%s' (expected one of:", path, k);
+    luaL_addvalue(&b);
+    add_field_names(&b, L, x->c, n);
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    raise_at(x);
+}
+
+/* the fields of struct n from the table at idx; anonymous members read the same table */
+static void encode_fields(encode_ctx *x, const luaebpf_node *n, int idx, unsigned char *p) {
+    lua_State *L = x->L;
+    for (uint32_t i = 0; i < n->count; i++) {
+        const luaebpf_node *f = &x->c->nodes[n->first + i];
+        if (!f->name) {
+            encode_fields(x, f, idx, p + f->offset);
+            continue;
+        }
+        if (x->depth >= MAX_DEPTH)
+            luaL_error(L, "value nested deeper than %d levels", MAX_DEPTH);
+        x->names[x->depth++] = f->name;
+        lua_getfield(L, idx, f->name);
+        if (!lua_isnil(L, -1)) /* a missing field stays zero, as in C initializers */
+            encode_node(x, n->first + i, lua_gettop(L), p + f->offset);
+        lua_pop(L, 1);
+        x->depth--;
+    }
+}
+
+/* an integer that fits bit_size bits, signed or not */
+static uint64_t check_bits(encode_ctx *x, const luaebpf_node *n, int idx) {
+    lua_State *L = x->L;
+    int isnum = 0;
+    lua_Integer v = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        v = lua_tointegerx(L, idx, &isnum);
+    int bits = n->bit_size;
+    lua_Integer lo = 0, hi;
+    if (n->is_signed) {
+        lo = bits >= 64 ? LUA_MININTEGER : -((lua_Integer)1 << (bits - 1));
+        hi = bits >= 64 ? LUA_MAXINTEGER : ((lua_Integer)1 << (bits - 1)) - 1;
+    } else {
+        hi = bits >= 63 ? LUA_MAXINTEGER : ((lua_Integer)1 << bits) - 1;
+    }
+    if (!isnum || v < lo || (bits < 63 && v > hi) || (!n->is_signed && bits < 64 && v < 0)) {
+        char expected[96];
+        snprintf(expected, sizeof expected, "%s %d-bit bitfield (%lld..%lld)",
+                 n->is_signed ? "a signed" : "an unsigned", bits, (long long)lo, (long long)hi);
+        bad_value(x, idx, expected);
+    }
+    return (uint64_t)v;
+}
+
 static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
     lua_State *L = x->L;
     const luaebpf_node *n = &x->c->nodes[ni];
@@ -469,42 +561,47 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
         if (!lua_istable(L, idx))
             bad_value(x, idx, "a table of fields");
         luaL_checkstack(L, 4, "codec nesting");
-        x->depth++;
-        for (uint32_t i = 0; i < n->count; i++) {
-            const luaebpf_node *f = &x->c->nodes[n->first + i];
-            x->names[x->depth - 1] = f->name;
-            lua_getfield(L, idx, f->name);
-            if (!lua_isnil(L, -1)) /* a missing field stays zero, as in C initializers */
-                encode_node(x, n->first + i, lua_gettop(L), p + f->offset);
-            lua_pop(L, 1);
-        }
-        x->depth--;
+        encode_fields(x, n, idx, p);
         lua_pushnil(L); /* every key of the table must be a field */
         while (lua_next(L, idx)) {
             lua_pop(L, 1);
-            int known = 0;
-            if (lua_type(L, -1) == LUA_TSTRING) {
-                const char *k = lua_tostring(L, -1);
-                for (uint32_t i = 0; i < n->count && !known; i++)
-                    known = strcmp(k, x->c->nodes[n->first + i].name) == 0;
-            }
-            if (!known) {
-                luaL_Buffer b;
-                const char *k = luaL_tolstring(L, -1, NULL);
+            if (lua_type(L, -1) != LUA_TSTRING || !has_field(x->c, n, lua_tostring(L, -1)))
+                unknown_field(x, n);
+        }
+        return;
+    }
+    case LUAEBPF_ENUM: {
+        int64_t v;
+        if (lua_type(L, idx) == LUA_TSTRING) {
+            const char *name = lua_tostring(L, idx);
+            uint32_t i;
+            for (i = 0; i < n->count; i++)
+                if (strcmp(x->c->nodes[n->first + i].name, name) == 0)
+                    break;
+            if (i == n->count) {
                 push_path(x);
-                const char *path = lua_tostring(L, -1);
-                luaL_buffinit(L, &b);
-                lua_pushfstring(L, "%s: unknown field '%s' (expected one of:", path, k);
-                luaL_addvalue(&b);
-                for (uint32_t i = 0; i < n->count; i++) {
-                    lua_pushfstring(L, " %s", x->c->nodes[n->first + i].name);
-                    luaL_addvalue(&b);
-                }
-                luaL_addchar(&b, ')');
-                luaL_pushresult(&b);
+                lua_pushfstring(L, "%s: a name of %s or an integer expected, got \"%s\"",
+                                lua_tostring(L, -1), n->type_name ? n->type_name : "the enum",
+                                name);
                 raise_at(x);
             }
+            v = x->c->nodes[n->first + i].value;
+        } else {
+            luaebpf_node as_int = *n;
+            as_int.kind = n->is_signed ? LUAEBPF_INT : LUAEBPF_UINT;
+            v = (int64_t)check_integer(x, &as_int, idx);
         }
+        store_uint(p, (uint64_t)v, n->size, 0);
+        return;
+    }
+    case LUAEBPF_BITFIELD: {
+        uint64_t v = check_bits(x, n, idx);
+        unsigned __int128 word = 0, mask;
+        size_t nbytes = ((size_t)n->bit_offset + n->bit_size + 7) / 8;
+        memcpy(&word, p, nbytes); /* little-endian host: bit i of the word is bit i here */
+        mask = (((unsigned __int128)1 << n->bit_size) - 1) << n->bit_offset;
+        word = (word & ~mask) | (((unsigned __int128)v << n->bit_offset) & mask);
+        memcpy(p, &word, nbytes);
         return;
     }
     }
@@ -547,6 +644,9 @@ static void push_uint64(lua_State *L, uint64_t v) {
     lua_pushnumber(L, (lua_Number)v);
 #endif
 }
+
+static void decode_fields(lua_State *L, const luaebpf_codec *c, const luaebpf_node *n,
+                          const unsigned char *p);
 
 static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
                         const unsigned char *p) {
@@ -599,12 +699,49 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
     case LUAEBPF_STRUCT:
         luaL_checkstack(L, 4, "codec nesting");
         lua_createtable(L, 0, (int)n->count);
+        decode_fields(L, c, n, p);
+        return;
+    case LUAEBPF_ENUM: {
+        uint64_t u = load_uint(p, n->size, 0);
+        int shift = 64 - 8 * (int)n->size;
+        int64_t v = n->is_signed ? (int64_t)(u << shift) >> shift : (int64_t)u;
         for (uint32_t i = 0; i < n->count; i++) {
-            const luaebpf_node *f = &c->nodes[n->first + i];
-            decode_node(L, c, n->first + i, p + f->offset);
-            lua_setfield(L, -2, f->name);
+            if (c->nodes[n->first + i].value == v) {
+                lua_pushstring(L, c->nodes[n->first + i].name);
+                return;
+            }
+        }
+        lua_pushinteger(L, (lua_Integer)v); /* a value with no name */
+        return;
+    }
+    case LUAEBPF_BITFIELD: {
+        unsigned __int128 word = 0;
+        memcpy(&word, p, ((size_t)n->bit_offset + n->bit_size + 7) / 8);
+        uint64_t u = (uint64_t)(word >> n->bit_offset);
+        if (n->bit_size < 64)
+            u &= ((uint64_t)1 << n->bit_size) - 1;
+        if (n->is_signed && n->bit_size < 64) {
+            int shift = 64 - n->bit_size;
+            lua_pushinteger(L, (lua_Integer)((int64_t)(u << shift) >> shift));
+        } else {
+            push_uint64(L, u);
         }
         return;
+    }
+    }
+}
+
+/* the fields of struct n into the table on top; anonymous members' fields too */
+static void decode_fields(lua_State *L, const luaebpf_codec *c, const luaebpf_node *n,
+                          const unsigned char *p) {
+    for (uint32_t i = 0; i < n->count; i++) {
+        const luaebpf_node *f = &c->nodes[n->first + i];
+        if (!f->name) {
+            decode_fields(L, c, f, p + f->offset);
+            continue;
+        }
+        decode_node(L, c, n->first + i, p + f->offset);
+        lua_setfield(L, -2, f->name);
     }
 }
 
@@ -663,4 +800,87 @@ void luaebpf_codec_open(lua_State *L) {
     static const luaL_Reg funcs[] = {
         {"sizeof", core_sizeof}, {"encode", core_encode}, {"decode", core_decode}, {NULL, NULL}};
     luaL_setfuncs(L, funcs, 0);
+}
+
+/* ----------------------------------------------------------------- layout */
+
+static const char *kind_name(const luaebpf_node *n) {
+    switch (n->kind) {
+    case LUAEBPF_RAW: return "raw";
+    case LUAEBPF_BOOL: return "bool";
+    case LUAEBPF_F32: return "f32";
+    case LUAEBPF_F64: return "f64";
+    case LUAEBPF_CHAR: return "char";
+    case LUAEBPF_ARRAY: return "array";
+    case LUAEBPF_STRUCT: return "struct";
+    case LUAEBPF_ENUM: return "enum";
+    case LUAEBPF_BITFIELD: return "bitfield";
+    default:
+        for (size_t i = 0; i < NSCALARS; i++)
+            if (scalars[i].kind == n->kind && scalars[i].size == n->size)
+                return scalars[i].name;
+        return "?";
+    }
+}
+
+/* { kind =, type =, size =, [offset =,] [name =,] fields/element/values/bits } */
+static void push_node_layout(lua_State *L, const luaebpf_codec *c, const luaebpf_node *n,
+                             uint32_t base, int depth) {
+    luaL_checkstack(L, 6, "layout nesting");
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, kind_name(n));
+    lua_setfield(L, -2, "kind");
+    if (n->type_name) {
+        lua_pushstring(L, n->type_name);
+        lua_setfield(L, -2, "type");
+    }
+    lua_pushinteger(L, n->size);
+    lua_setfield(L, -2, "size");
+    if (depth > 0) {
+        lua_pushinteger(L, base + n->offset);
+        lua_setfield(L, -2, "offset");
+    }
+    if (n->name) {
+        lua_pushstring(L, n->name);
+        lua_setfield(L, -2, "name");
+    }
+    switch (n->kind) {
+    case LUAEBPF_STRUCT:
+        lua_createtable(L, (int)n->count, 0);
+        for (uint32_t i = 0; i < n->count; i++) {
+            push_node_layout(L, c, &c->nodes[n->first + i], base + (depth ? n->offset : 0),
+                             depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "fields");
+        break;
+    case LUAEBPF_ARRAY:
+        lua_pushinteger(L, n->count);
+        lua_setfield(L, -2, "count");
+        push_node_layout(L, c, &c->nodes[n->first], 0, 0);
+        lua_setfield(L, -2, "element");
+        break;
+    case LUAEBPF_ENUM:
+        lua_createtable(L, 0, (int)n->count);
+        for (uint32_t i = 0; i < n->count; i++) {
+            lua_pushinteger(L, (lua_Integer)c->nodes[n->first + i].value);
+            lua_setfield(L, -2, c->nodes[n->first + i].name);
+        }
+        lua_setfield(L, -2, "values");
+        break;
+    case LUAEBPF_BITFIELD:
+        lua_pushinteger(L, n->bit_offset);
+        lua_setfield(L, -2, "bit_offset");
+        lua_pushinteger(L, n->bit_size);
+        lua_setfield(L, -2, "bits");
+        lua_pushboolean(L, n->is_signed);
+        lua_setfield(L, -2, "signed");
+        break;
+    default:
+        break;
+    }
+}
+
+void luaebpf_push_layout(lua_State *L, const luaebpf_codec *c) {
+    push_node_layout(L, c, &c->nodes[0], 0, 0);
 }

@@ -4,6 +4,7 @@
  * errno -> code/class table, and core.error, the constructor Lua uses. */
 #include <errno.h>
 #include <string.h>
+#include <bpf/libbpf.h>
 #include "luaebpf.h"
 
 #define ENOTSUPP_KERNEL 524 /* kernel-internal; libc's strerror says "Unknown error 524" */
@@ -25,7 +26,20 @@ static const struct {
     {ENOSYS, "ENOSYS", "unsupported"},   {ENOTSUPP_KERNEL, "ENOTSUPP", "unsupported"},
 };
 
+/* libbpf's own error numbers (LIBBPF_ERRNO__*), 4000 up */
+static const char *const libbpf_codes[] = {
+    "LIBBPF_LIBELF", "LIBBPF_FORMAT", "LIBBPF_KVERSION", "LIBBPF_ENDIAN", "LIBBPF_INTERNAL",
+    "LIBBPF_RELOC", "LIBBPF_LOAD", "LIBBPF_VERIFY", "LIBBPF_PROG2BIG", "LIBBPF_KVER",
+    "LIBBPF_PROGTYPE", "LIBBPF_WRNGPID", "LIBBPF_INVSEQ", "LIBBPF_NLPARSE",
+};
+#define NLIBBPF (sizeof libbpf_codes / sizeof libbpf_codes[0])
+
 static void errno_names(int no, const char **code, const char **cls) {
+    if (no >= 4000 && no < 4000 + (int)NLIBBPF) {
+        *code = libbpf_codes[no - 4000];
+        *cls = "invalid";
+        return;
+    }
     for (size_t i = 0; i < sizeof errtab / sizeof errtab[0]; i++) {
         if (errtab[i].no == no) {
             *code = errtab[i].code;
@@ -38,9 +52,22 @@ static void errno_names(int no, const char **code, const char **cls) {
 }
 
 static const char *errno_text(int no) {
+    static char buf[128];
     if (no == ENOTSUPP_KERNEL)
         return "Operation not supported by this map type";
+    if (no >= 4000 && no < 4000 + (int)NLIBBPF && libbpf_strerror(no, buf, sizeof buf) == 0)
+        return buf;
     return strerror(no);
+}
+
+static const char *subject_field = "map"; /* what `map` names in the next error */
+
+/* the same error object, about a program or an object file instead of a map */
+void luaebpf_pusherror_about(lua_State *L, const char *op, int errnum, const char *about,
+                             const char *name, const char *detail) {
+    subject_field = about;
+    luaebpf_pusherror(L, op, errnum, NULL, name, 0, detail);
+    subject_field = "map";
 }
 
 void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
@@ -63,9 +90,9 @@ void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *cla
     }
     lua_pushstring(L, class_ ? class_ : cls);
     lua_setfield(L, -2, "class");
-    if (map) {
+    if (map && subject_field) {
         lua_pushstring(L, map);
-        lua_setfield(L, -2, "map");
+        lua_setfield(L, -2, subject_field);
     }
     if (id) {
         lua_pushinteger(L, id);
@@ -108,6 +135,11 @@ static int error_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_Buffer b;
     const char *op = field_string(L, "op"), *map = field_string(L, "map");
+    const char *about = "map";
+    if (!map && (map = field_string(L, "program")) != NULL)
+        about = "program";
+    else if (!map && (map = field_string(L, "object")) != NULL)
+        about = "object";
     const char *code = field_string(L, "code"), *cls = field_string(L, "class");
     const char *detail = field_string(L, "detail");
     lua_getfield(L, 1, "id");
@@ -119,7 +151,8 @@ static int error_tostring(lua_State *L) {
     luaL_addstring(&b, "luaebpf: ");
     luaL_addstring(&b, op ? op : "error");
     if (map || id) {
-        luaL_addstring(&b, " on map");
+        luaL_addstring(&b, " on ");
+        luaL_addstring(&b, about);
         if (map) {
             lua_pushfstring(L, " '%s'", map);
             luaL_addvalue(&b);

@@ -33,12 +33,14 @@ typedef struct walk {
 
 /* ------------------------------------------------------------ buffers */
 
+/* frees the buffers and ends the walk: a step after this yields nothing */
 static void walk_free(walk *w) {
     free(w->keys);
     free(w->values);
     free(w->in);
     w->keys = w->values = w->in = w->out = NULL;
     w->cap = w->count = w->pos = 0;
+    w->done = 1;
 }
 
 static int walk_gc(lua_State *L) { /* __gc and __close */
@@ -123,7 +125,8 @@ static int is_unsupported(int no) {
 static int batch_fetch(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
     for (;;) {
         uint32_t count = w->cap;
-        LIBBPF_OPTS(bpf_map_batch_opts, o);
+        /* a spin-locked value is copied under its lock */
+        LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = m->vc->has_lock ? BPF_F_LOCK : 0);
         int r = w->del ? bpf_map_lookup_and_delete_batch(m->fd, w->started ? w->in : NULL, w->out,
                                                          w->keys, w->values, &count, &o)
                        : bpf_map_lookup_batch(m->fd, w->started ? w->in : NULL, w->out, w->keys,
@@ -205,7 +208,8 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
         w->last_was_new = 1;
         if (w->with_values) {
             int r = w->del ? bpf_map_lookup_and_delete_elem(m->fd, w->out, w->values)
-                           : bpf_map_lookup_elem(m->fd, w->out, w->values);
+                           : bpf_map_lookup_elem_flags(m->fd, w->out, w->values,
+                                                       m->vc->has_lock ? BPF_F_LOCK : 0);
             if (r != 0) {
                 int no = errno;
                 if (no == ENOENT) { /* deleted between next_key and lookup */
@@ -302,7 +306,7 @@ static int pairs_step(lua_State *L) {
 
 static int iterate(lua_State *L, int with_values) {
     const char *op = with_values ? "pairs" : "keys";
-    luaebpf_map *m = luaebpf_check_map(L, 1, op);
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, op);
     check_walkable(L, m, op);
     int use_batch;
     uint32_t n;
@@ -338,7 +342,7 @@ static int map_keys(lua_State *L) {
 /* m:dump([opts]) / m:drain([opts]) -> keys, values (parallel arrays) */
 static int collect(lua_State *L, int del) {
     const char *op = del ? "drain" : "dump";
-    luaebpf_map *m = luaebpf_check_map(L, 1, op);
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, op);
     check_walkable(L, m, op);
     if (del && m->access == BPF_F_RDONLY)
         return luaebpf_raise(L, op, EPERM, m->name, m->id,
@@ -392,7 +396,7 @@ static int cursor_gc(lua_State *L) {
 
 /* m:read_batch([cursor [, n]]) -> keys, values, cursor (nil when done) */
 static int map_read_batch(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, "read_batch");
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "read_batch");
     check_walkable(L, m, "read_batch");
     lua_Integer n = default_batch(m);
     if (!lua_isnoneornil(L, 3)) {

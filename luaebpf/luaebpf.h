@@ -15,6 +15,8 @@
 #define LUAEBPF_WALK   "luaebpf.Walk"
 #define LUAEBPF_CURSOR "luaebpf.Cursor"
 #define LUAEBPF_VIEW   "luaebpf.View"
+#define LUAEBPF_OBJECT "luaebpf.Object"
+#define LUAEBPF_LINK   "luaebpf.Link"
 
 #define LUAEBPF_API __attribute__((visibility("default")))
 
@@ -29,25 +31,38 @@ enum luaebpf_kind {
     LUAEBPF_F64,
     LUAEBPF_CHAR,   /* char[size]: a string up to the first NUL */
     LUAEBPF_ARRAY,  /* `count` elements of node `first` */
-    LUAEBPF_STRUCT  /* `count` field nodes starting at `first` */
+    LUAEBPF_STRUCT, /* `count` field nodes starting at `first`; a union has all at offset 0 */
+    LUAEBPF_ENUM,   /* an integer of `size` bytes; `count` enumerator nodes from `first` */
+    LUAEBPF_BITFIELD /* bits [bit_offset, bit_offset + bit_size) of the bytes at offset */
 };
 
 typedef struct luaebpf_node {
     uint8_t kind;
+    uint8_t is_signed;      /* ENUM, BITFIELD */
+    uint8_t bit_offset, bit_size; /* BITFIELD */
     uint32_t size, align;
     uint32_t offset;        /* as a struct field: offset in the parent */
-    uint32_t count, first;  /* ARRAY and STRUCT children, by node index */
-    char *name;             /* as a struct field: its name; else NULL */
+    uint32_t count, first;  /* ARRAY, STRUCT and ENUM children, by node index */
+    int64_t value;          /* as an enumerator: its value */
+    char *name;             /* field or enumerator name; NULL for an anonymous member,
+                             * whose fields read and write as the parent's own */
+    char *type_name;        /* from BTF: "struct inner", "enum color"; else NULL */
 } luaebpf_node;
 
 typedef struct luaebpf_codec {
     luaebpf_node *nodes;    /* nodes[0] is the root */
     uint32_t n, cap;
+    int from_btf;           /* built from the map's BTF */
+    int has_lock;           /* the value holds a struct bpf_spin_lock: use BPF_F_LOCK */
     char desc[40];          /* short form for messages: "u32", "struct (24 bytes)" */
 } luaebpf_codec;
 
 luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);
 luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size);
+luaebpf_codec *luaebpf_codec_new(lua_State *L);                     /* empty, pushed */
+uint32_t luaebpf_codec_reserve(lua_State *L, luaebpf_codec *c, uint32_t count);
+void luaebpf_codec_describe(luaebpf_codec *c);
+void luaebpf_push_layout(lua_State *L, const luaebpf_codec *c);
 void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
                     const char *what, int arg);
 void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf);
@@ -77,10 +92,15 @@ typedef struct luaebpf_map {
     unsigned char *key, *value;   /* one allocation, sized once per map */
     const luaebpf_codec *kc, *vc; /* kept alive by the user value table */
     char name[16];
+    uint32_t btf_id, btf_key_type_id, btf_value_type_id;
+    int btf_pending;        /* BTF codecs not loaded yet: 1 key, 2 value (see btf.c) */
     luaebpf_stats last;     /* the latest walk, as it goes */
 } luaebpf_map;
 
 luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op);
+luaebpf_map *luaebpf_map_from_fd(lua_State *L, int fd);
+/* check_map, then load the BTF codecs if they are still pending */
+luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op);
 void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t access);
 void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
 void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
@@ -91,6 +111,8 @@ void luaebpf_map_open(lua_State *L);
 /* push an error object; map may be NULL, id 0 when unknown, detail may be NULL */
 void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
                        const char *map, uint32_t id, const char *detail);
+void luaebpf_pusherror_about(lua_State *L, const char *op, int errnum, const char *about,
+                             const char *name, const char *detail); /* "program", "object" */
 int luaebpf_fail(lua_State *L, const char *op, int errnum, const luaebpf_map *m,
                  const char *detail);               /* pushes nil, err; returns 2 */
 int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uint32_t id,
@@ -107,9 +129,15 @@ int luaebpf_type_is_array(uint32_t type);
 int luaebpf_type_has_batch(uint32_t type);
 int luaebpf_type_has_delete_batch(uint32_t type);
 
+/* ---- btf.c ---- */
+struct btf;
+luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint32_t type_id);
+struct btf *luaebpf_btf_load(uint32_t btf_id);
+
 /* ---- iter.c and system.c ---- */
 void luaebpf_iter_open(lua_State *L);
 void luaebpf_mmap_open(lua_State *L);
+void luaebpf_object_open(lua_State *L);
 void luaebpf_system_open(lua_State *L);
 int luaebpf_ncpus(void);
 

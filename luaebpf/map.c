@@ -11,6 +11,7 @@
 #include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <bpf/btf.h>
 #include "luaebpf.h"
 
 #define UV_KEY_CODEC 1   /* user value table slots: what the raw pointers point into */
@@ -19,6 +20,8 @@
 static const char *access_name(uint32_t access) {
     return access == BPF_F_RDONLY ? "r" : access == BPF_F_WRONLY ? "w" : "rw";
 }
+
+static const char *codec_desc(const struct luaebpf_map *m, int is_key);
 
 /* ---------------------------------------------------------- the handle */
 
@@ -71,6 +74,9 @@ static int map_load_shape(luaebpf_map *m) {
     m->value_size = info.value_size;
     m->max_entries = info.max_entries;
     m->map_flags = info.map_flags;
+    m->btf_id = info.btf_id;
+    m->btf_key_type_id = info.btf_key_type_id;
+    m->btf_value_type_id = info.btf_value_type_id;
     memcpy(m->name, info.name, sizeof m->name - 1);
     m->name[sizeof m->name - 1] = '\0';
     m->percpu = luaebpf_type_is_percpu(info.type);
@@ -125,18 +131,94 @@ static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_id
         m->kc = c;
     else
         m->vc = c;
+    m->btf_pending &= ~(is_key ? 1 : 2); /* the caller's codec wins over the BTF */
 }
 
-/* compile the spec at spec_idx (nil: raw) and attach it */
+static int is_btf_spec(lua_State *L, int idx) {
+    return lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "btf") == 0;
+}
+
+static uint32_t btf_type_of(const luaebpf_map *m, int is_key) {
+    return m->btf_id ? (is_key ? m->btf_key_type_id : m->btf_value_type_id) : 0;
+}
+
+/* protected: args map, pending mask (light), btf (light). Builds and attaches. */
+static int build_btf_codecs(lua_State *L) {
+    luaebpf_map *m = lua_touserdata(L, 1);
+    int which = (int)lua_tointeger(L, 2);
+    const struct btf *btf = lua_touserdata(L, 3);
+    for (int is_key = 1; is_key >= 0; is_key--) {
+        if (!(which & (is_key ? 1 : 2)))
+            continue;
+        luaebpf_codec *c = luaebpf_codec_from_btf(L, btf, btf_type_of(m, is_key));
+        if (c->nodes[0].size != (is_key ? m->key_size : m->value_size)) {
+            lua_pop(L, 1); /* BTF and map disagree: bytes are the honest answer */
+            luaebpf_codec_raw(L, is_key ? m->key_size : m->value_size);
+        }
+        attach_codec(L, m, 1, lua_gettop(L), is_key);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* loads the map's BTF and sets codecs from it for the sides in `which` */
+static void load_btf_codecs(lua_State *L, luaebpf_map *m, int map_idx, int which,
+                            const char *op) {
+    map_idx = lua_absindex(L, map_idx);
+    for (int is_key = 1; is_key >= 0; is_key--) {
+        if ((which & (is_key ? 1 : 2)) && !btf_type_of(m, is_key) && !(is_key && !m->key_size))
+            luaL_error(L, "map '%s' (id %d) has no BTF for its %s: the \"btf\" codec needs it; "
+                       "set a codec such as \"u32\" instead", m->name, (int)m->id,
+                       is_key ? "key" : "value");
+    }
+    if (m->key_size == 0)
+        which &= ~1;
+    struct btf *btf = luaebpf_btf_load(m->btf_id);
+    if (!btf) {
+        int no = errno;
+        luaebpf_pusherror(L, op, no, NULL, m->name, m->id, no == EPERM || no == EACCES
+            ? "loading the map's BTF needs CAP_SYS_ADMIN: set opts.key and opts.value "
+              "(or m:codec{}) to read it without, or open it in a privileged process"
+            : "cannot load the map's BTF");
+        lua_error(L);
+    }
+    lua_pushcfunction(L, build_btf_codecs);
+    lua_pushvalue(L, map_idx);
+    lua_pushinteger(L, which);
+    lua_pushlightuserdata(L, btf);
+    int r = lua_pcall(L, 3, 0, 0);
+    btf__free(btf);
+    if (r != 0)
+        lua_error(L);
+    m->btf_pending &= ~which;
+}
+
+luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op) {
+    luaebpf_map *m = luaebpf_check_map(L, idx, op);
+    if (m->btf_pending)
+        load_btf_codecs(L, m, idx, m->btf_pending, op);
+    return m;
+}
+
+/* compile the spec at spec_idx and attach it; nil means the map's BTF when it
+ * has one (loaded on first use: opening needs no privilege), else raw */
 static void set_codec(lua_State *L, luaebpf_map *m, int map_idx, int spec_idx, int is_key) {
     if (is_key && m->key_size == 0 && lua_isnil(L, spec_idx))
         return;
+    if (is_btf_spec(L, spec_idx)) {
+        load_btf_codecs(L, m, map_idx, is_key ? 1 : 2, "codec");
+        return;
+    }
     if (lua_isnil(L, spec_idx))
         luaebpf_codec_raw(L, is_key ? m->key_size : m->value_size);
     else
         luaebpf_codec_compile(L, spec_idx, is_key ? "key" : "value");
     attach_codec(L, m, map_idx, lua_gettop(L), is_key);
     lua_pop(L, 1);
+    if (lua_isnil(L, spec_idx) && btf_type_of(m, is_key))
+        m->btf_pending |= is_key ? 1 : 2;
+    else
+        m->btf_pending &= ~(is_key ? 1 : 2);
 }
 
 void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf) {
@@ -318,6 +400,36 @@ static int on_bpffs(const char *path) {
     if (statfs(path, &st) != 0)
         return 1; /* cannot tell: keep the kernel's word */
     return st.f_type == BPF_FS_MAGIC;
+}
+
+/* pushes a Map owning fd (the caller's own copy, e.g. a dup of a map fd held
+ * by a BPF object), read-write, with codecs from its BTF; closes fd on failure */
+luaebpf_map *luaebpf_map_from_fd(lua_State *L, int fd) {
+    luaebpf_map *m = map_push_closed(L);
+    int map_idx = lua_gettop(L);
+    m->fd = fd;
+    m->owns_fd = 1;
+    m->access = 0;
+    map_finish_open(L, m, NULL);
+    lua_pushnil(L);
+    map_apply_codecs(L, m, map_idx, lua_gettop(L), lua_gettop(L), 0);
+    lua_settop(L, map_idx);
+    return m;
+}
+
+/* m:pin(path): pins the map on a bpffs (the path must not exist yet) */
+static int map_pin(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map(L, 1, "pin");
+    const char *path = luaL_checkstring(L, 2);
+    if (bpf_obj_pin(m->fd, path) != 0) {
+        int no = errno;
+        return luaebpf_fail(L, "pin", no, m, no == EEXIST ? "the path exists already"
+                            : no == EPERM || no == EACCES ? "needs write permission on the "
+                              "directory (and a bpffs there)"
+                            : !on_bpffs(path) ? "not on a bpffs" : NULL);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* core.open(path [, opts]) */
@@ -542,6 +654,17 @@ static int map_info(lua_State *L) {
         return luaebpf_fail(L, "info", no, m, NULL);
     }
     luaebpf_push_info(L, &info, m->access);
+    for (int is_key = 1; is_key >= 0; is_key--) { /* the codecs' type names, once known */
+        const luaebpf_codec *c = is_key ? m->kc : m->vc;
+        if (c && c->from_btf && !(m->btf_pending & (is_key ? 1 : 2))) {
+            lua_pushstring(L, c->desc);
+            lua_setfield(L, -2, is_key ? "key_type" : "value_type");
+        }
+    }
+    lua_pushstring(L, codec_desc(m, 1));
+    lua_setfield(L, -2, "key_codec");
+    lua_pushstring(L, codec_desc(m, 0));
+    lua_setfield(L, -2, "value_codec");
     return 1;
 }
 
@@ -557,9 +680,14 @@ static int map_codec(lua_State *L) {
     static const char *const known[] = {"key", "value", NULL};
     luaebpf_map *m = luaebpf_check_map(L, 1, "codec");
     if (lua_isnoneornil(L, 2)) {
-        lua_pushstring(L, m->kc ? m->kc->desc : "none");
-        lua_pushstring(L, m->vc->desc);
+        lua_pushstring(L, codec_desc(m, 1));
+        lua_pushstring(L, codec_desc(m, 0));
         return 2;
+    }
+    if (is_btf_spec(L, 2)) { /* m:codec("btf"): both sides from the map's BTF, now */
+        load_btf_codecs(L, m, 1, m->key_size ? 3 : 2, "codec");
+        lua_settop(L, 1);
+        return 1;
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
@@ -568,11 +696,12 @@ static int map_codec(lua_State *L) {
     lua_getfield(L, 2, "value"); /* 4 */
     /* compile both before attaching either, so a bad spec changes nothing */
     int kc = 0, vc = 0;
-    if (!lua_isnil(L, 3)) {
+    int btf_sides = (is_btf_spec(L, 3) ? 1 : 0) | (is_btf_spec(L, 4) ? 2 : 0);
+    if (!lua_isnil(L, 3) && !(btf_sides & 1)) {
         luaebpf_codec_compile(L, 3, "key");
         kc = lua_gettop(L);
     }
-    if (!lua_isnil(L, 4)) {
+    if (!lua_isnil(L, 4) && !(btf_sides & 2)) {
         luaebpf_codec_compile(L, 4, "value");
         vc = lua_gettop(L);
     }
@@ -586,11 +715,33 @@ static int map_codec(lua_State *L) {
     if (v && !(v->nodes[0].kind == LUAEBPF_RAW && v->nodes[0].size == 0) &&
         v->nodes[0].size != m->value_size)
         attach_codec(L, m, 1, vc, 0);
+    if (btf_sides) /* may raise (no BTF, no privilege) before anything changed */
+        load_btf_codecs(L, m, 1, btf_sides, "codec");
     if (kc)
         attach_codec(L, m, 1, kc, 1);
     if (vc)
         attach_codec(L, m, 1, vc, 0);
     lua_settop(L, 1);
+    return 1;
+}
+
+static const char *codec_desc(const luaebpf_map *m, int is_key) {
+    if (m->btf_pending & (is_key ? 1 : 2))
+        return "btf";
+    const luaebpf_codec *c = is_key ? m->kc : m->vc;
+    return c ? c->desc : "none";
+}
+
+/* m:layout() -> { key = layout, value = layout }: fields, offsets, sizes */
+static int map_layout(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "layout");
+    lua_createtable(L, 0, 2);
+    if (m->kc) {
+        luaebpf_push_layout(L, m->kc);
+        lua_setfield(L, -2, "key");
+    }
+    luaebpf_push_layout(L, m->vc);
+    lua_setfield(L, -2, "value");
     return 1;
 }
 
@@ -602,8 +753,8 @@ static int map_tostring(lua_State *L) {
     }
     const char *tn = luaebpf_type_name(m->type);
     lua_pushfstring(L, "luaebpf.Map: %s '%s' (id %d, %s -> %s, max_entries %d, access %s)",
-                    tn ? tn : "?", m->name, (int)m->id, m->kc ? m->kc->desc : "none",
-                    m->vc->desc, (int)m->max_entries, access_name(m->access));
+                    tn ? tn : "?", m->name, (int)m->id, codec_desc(m, 1), codec_desc(m, 0),
+                    (int)m->max_entries, access_name(m->access));
     return 1;
 }
 
@@ -632,22 +783,24 @@ static const char *write_hint(luaebpf_map *m, int errnum, const char *flag) {
     }
 }
 
-static uint64_t check_lookup_flags(lua_State *L, int idx) {
+/* { lock = bool }; a value holding a bpf_spin_lock is read under it by default */
+static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) {
     static const char *const known[] = {"lock", NULL};
+    uint64_t dflt = m->vc && m->vc->has_lock ? BPF_F_LOCK : 0;
     if (lua_isnoneornil(L, idx))
-        return 0;
+        return dflt;
     luaL_checktype(L, idx, LUA_TTABLE);
     luaebpf_check_options(L, idx, "lookup options", known);
     lua_getfield(L, idx, "lock");
-    uint64_t flags = lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
+    uint64_t flags = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
     lua_pop(L, 1);
     return flags;
 }
 
 /* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, "lookup");
-    uint64_t flags = check_lookup_flags(L, 3);
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "lookup");
+    uint64_t flags = check_lookup_flags(L, 3, m);
     luaebpf_encode_key(L, m, 2, m->key);
     int r = flags ? bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value, flags)
                   : bpf_map_lookup_elem(m->fd, m->key_size ? m->key : NULL, m->value);
@@ -684,9 +837,11 @@ static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
 
 /* m:update(key, value [, flag]) -> true | nil, err */
 static int map_update(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, "update");
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "update");
     const char *fname;
     uint64_t flags = check_update_flag(L, 4, &fname);
+    if (m->vc->has_lock)
+        flags |= BPF_F_LOCK; /* a spin-locked value is written under its lock */
     luaL_checkany(L, 3);
     luaebpf_encode_key(L, m, 2, m->key);
     luaebpf_encode_value(L, m, 3, m->value);
@@ -700,7 +855,7 @@ static int map_update(lua_State *L) {
 
 /* m:delete(key) -> true | false when absent | nil, err */
 static int map_delete(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, "delete");
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "delete");
     luaebpf_encode_key(L, m, 2, m->key);
     if (bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL) != 0) {
         int no = errno;
@@ -716,7 +871,7 @@ static int map_delete(lua_State *L) {
 
 /* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
 static int map_lookup_and_delete(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, "lookup_and_delete");
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "lookup_and_delete");
     luaebpf_encode_key(L, m, 2, m->key);
     if (bpf_map_lookup_and_delete_elem(m->fd, m->key_size ? m->key : NULL, m->value) != 0) {
         int no = errno;
@@ -739,6 +894,7 @@ void luaebpf_map_open(lua_State *L) {
         {"delete", map_delete},   {"lookup_and_delete", map_lookup_and_delete},
         {"info", map_info},       {"fd", map_fd},
         {"codec", map_codec},     {"close", map_close},
+        {"layout", map_layout},   {"pin", map_pin},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", map_close}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};

@@ -64,7 +64,7 @@ static int view_tostring(lua_State *L) {
 
 /* m:mmap() -> view */
 static int map_mmap(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, 1, "mmap");
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "mmap");
     if (m->type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
         return luaebpf_raise(L, "mmap", 524, m->name, m->id,
                              "only an array created with the \"mmapable\" flag can be mapped");

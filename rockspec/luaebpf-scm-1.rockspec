@@ -24,8 +24,10 @@ build = {
   modules = {
     ["luaebpf.core"] = {
       sources = {
-        "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c", "luaebpf/expect.c", "luaebpf/iter.c",
-        "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/system.c",
+        "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c",
+        "luaebpf/expect.c", "luaebpf/iter.c",
+        "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c",
+        "luaebpf/system.c",
       },
       libraries = { "bpf" },
       incdirs = { "$(LIBBPF_INCDIR)" },

@@ -95,6 +95,17 @@ local function diff(prev, cur, reset)
   return cur
 end
 
+-- nothing moved: every number in d is zero (strings and booleans ignored)
+local function all_zero(d)
+  if type(d) == "number" then return d == 0 end
+  if type(d) == "table" then
+    for _, v in pairs(d) do
+      if not all_zero(v) then return false end
+    end
+  end
+  return true
+end
+
 local function as_snapshot(t)
   if t == nil then return {} end
   for _, e in pairs(t) do
@@ -110,6 +121,7 @@ end
 --- delta(prev, cur): what changed between two snapshots (from ebpf.snapshot,
 -- or plain { [key] = value } tables). Returns { changed = {...}, new = {...},
 -- vanished = {...} }; each entry is { key =, value =, delta =, reset = bool }.
+-- Keys whose value did not change are in none of the three.
 function A.delta(prev, cur)
   prev, cur = as_snapshot(prev), as_snapshot(cur)
   local out = { changed = {}, new = {}, vanished = {} }
@@ -120,8 +132,10 @@ function A.delta(prev, cur)
     else
       local reset = {}
       local d = diff(p.value, e.value, reset)
-      out.changed[#out.changed + 1] = { key = e.key, value = e.value, delta = d,
-        reset = reset.flag or false }
+      if reset.flag or not all_zero(d) then
+        out.changed[#out.changed + 1] = { key = e.key, value = e.value, delta = d,
+          reset = reset.flag or false }
+      end
     end
   end
   for id, e in pairs(prev) do

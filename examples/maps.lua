@@ -1,0 +1,218 @@
+-- examples/maps.lua: the main job (make run). Lists every BPF map on the
+-- machine, like `bpftool map list` but with each map's current entry count;
+-- or, given one map, dumps it decoded.
+--
+--   lua5.4 examples/maps.lua                     table of all maps with counts
+--   lua5.4 examples/maps.lua TARGET [--key CODEC] [--value CODEC]
+--       TARGET: a pinned path, id:N or name:X; CODEC: "u32", "u64", "char[16]",
+--       ... or a Lua table spec such as '{{"pid","u32"},{"count","u64"}}'.
+--       Without codecs, raw bytes are shown as hex ("01 00 00 00").
+--
+-- Listing and opening maps by id or name needs CAP_SYS_ADMIN. A kernel error
+-- prints its one-line message on stderr and exits 1; bad usage exits 2.
+local root = (arg and arg[0] or ""):match("^(.*)/examples/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+local build = root .. "/build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"))
+package.cpath = build .. "/?.so;" .. root .. "/?.so;" .. package.cpath
+
+local ebpf = require "luaebpf"
+
+local USAGE = [[
+usage: maps.lua                                  list every map with its entry count
+       maps.lua TARGET [--key CODEC] [--value CODEC]
+                                                 dump one map (TARGET: /pinned/path, id:N, name:X)]]
+
+-- one line for any error: error objects print themselves; a Lua error string
+-- loses its "file:line:" prefix
+local function message(err)
+  local s = tostring(err)
+  return (s:gsub("^[^%s:]+:%d+: ", ""))
+end
+
+local function die(err, code)
+  io.stderr:write(message(err), "\n")
+  os.exit(code or 1)
+end
+
+-- ------------------------------------------------------------ formatting
+
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x ", c:byte()) end):sub(1, -2))
+end
+
+-- a decoded key or value as text; raw codecs give strings shown as hex
+local function show(v, raw)
+  local t = type(v)
+  if t == "string" then
+    if raw then return hex(v) end
+    return string.format("%q", v)
+  elseif t ~= "table" then
+    return tostring(v)
+  end
+  local n = #v
+  local parts = {}
+  if n > 0 then -- an array
+    for i = 1, n do parts[i] = show(v[i], raw) end
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
+  local names = {} -- a struct: fields by name (a Lua table keeps no order)
+  for k in pairs(v) do names[#names + 1] = k end
+  table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+  for i, k in ipairs(names) do parts[i] = tostring(k) .. " = " .. show(v[k], raw) end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+-- rows of cells, columns aligned; `right` marks the columns aligned right
+local function print_table(header, rows, right)
+  local widths = {}
+  for i, h in ipairs(header) do widths[i] = #h end
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do
+      if #cell > widths[i] then widths[i] = #cell end
+    end
+  end
+  local function line(cells)
+    local out = {}
+    for i, cell in ipairs(cells) do
+      local pad = string.rep(" ", widths[i] - #cell)
+      out[i] = right[i] and pad .. cell or cell .. pad
+    end
+    print((table.concat(out, "  "):gsub("%s+$", "")))
+  end
+  line(header)
+  for _, row in ipairs(rows) do line(row) end
+end
+
+-- ------------------------------------------------------------ list mode
+
+-- entries in map `id`, or "-" when it cannot be opened or walked
+-- (ringbuf, queue, stack, struct_ops, maps freed meanwhile, ...)
+local function count_entries(id)
+  local ok, m = pcall(ebpf.open_id, id)
+  if not ok then return "-" end
+  local n = 0
+  local walked = pcall(function()
+    for _ in m:keys() do n = n + 1 end
+  end)
+  m:close()
+  return walked and tostring(n) or "-"
+end
+
+local function list_maps()
+  local infos = {}
+  local ok, err = pcall(function()
+    for info in ebpf.maps() do infos[#infos + 1] = info end
+  end)
+  if not ok then die(err) end
+  if #infos == 0 then
+    print("no BPF maps on this machine")
+    return
+  end
+  local rows = {}
+  for i, info in ipairs(infos) do
+    rows[i] = {
+      tostring(info.id), info.type, info.name ~= "" and info.name or "-",
+      tostring(info.key_size), tostring(info.value_size), tostring(info.max_entries),
+      count_entries(info.id),
+    }
+  end
+  print_table({ "ID", "TYPE", "NAME", "KEY", "VALUE", "MAX_ENTRIES", "ENTRIES" }, rows,
+    { true, false, false, true, true, true, true })
+  print(string.format("%d map%s", #infos, #infos == 1 and "" or "s"))
+end
+
+-- ------------------------------------------------------------ dump mode
+
+-- a codec argument: a name ("u32", "char[16]") or a Lua table constructor
+local function parse_codec(s, opt)
+  if not s:match("^%s*{") then return s end
+  local chunk, err
+  if setfenv then -- Lua 5.1 / LuaJIT
+    chunk, err = loadstring("return " .. s, "=" .. opt)
+    if chunk then setfenv(chunk, {}) end
+  else
+    chunk, err = load("return " .. s, "=" .. opt, "t", {})
+  end
+  if not chunk then die(USAGE .. "\n" .. tostring(err), 2) end
+  local ok, spec = pcall(chunk)
+  if not ok or type(spec) ~= "table" then die(opt .. ": not a codec table", 2) end
+  return spec
+end
+
+local function parse_args(args)
+  local target, opts = nil, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name, value = a:match("^%-%-(%w+)=(.*)$")
+    if not name then name = a:match("^%-%-(%w+)$") end
+    if a == "-h" or name == "help" then
+      print(USAGE)
+      os.exit(0)
+    elseif name == "key" or name == "value" then
+      if not value then
+        i = i + 1
+        value = args[i]
+        if not value then die(USAGE .. "\n--" .. name .. " needs a codec", 2) end
+      end
+      opts[name] = parse_codec(value, "--" .. name)
+    elseif name then
+      die(USAGE .. "\nunknown option " .. a, 2)
+    elseif target then
+      die(USAGE .. "\none map at a time (got " .. target .. " and " .. a .. ")", 2)
+    else
+      target = a
+    end
+    i = i + 1
+  end
+  return target, opts
+end
+
+local function open_target(target, opts)
+  local id = target:match("^id:(.*)$")
+  if id then
+    local n = tonumber(id)
+    if not n or n < 1 or n % 1 ~= 0 then die(USAGE .. "\nbad map id '" .. id .. "'", 2) end
+    return ebpf.open_id(n, opts)
+  end
+  local name = target:match("^name:(.*)$")
+  if name then return ebpf.open_name(name, opts) end
+  return ebpf.open(target, opts)
+end
+
+local function dump_map(target, opts)
+  local ok, m = pcall(open_target, target, opts)
+  if not ok then die(m) end
+  local info = m:info()
+  local kdesc, vdesc = m:codec()
+  local kraw, vraw = kdesc:match("^raw") ~= nil, vdesc:match("^raw") ~= nil
+  local flags = #info.flags > 0 and ", flags " .. table.concat(info.flags, ",") or ""
+  print(string.format("map id %d: %s '%s', key %d bytes (%s), value %d bytes (%s%s), "
+    .. "max_entries %d%s", info.id, info.type, info.name, info.key_size, kdesc,
+    info.value_size, vdesc, info.percpu and ", per CPU" or "", info.max_entries, flags))
+  local n = 0
+  local walked, err = pcall(function()
+    for k, v in m:pairs() do
+      n = n + 1
+      local value
+      if info.percpu then
+        local cpus = {}
+        for c = 1, #v do cpus[c] = "cpu" .. (c - 1) .. " " .. show(v[c], vraw) end
+        value = table.concat(cpus, ", ")
+      else
+        value = show(v, vraw)
+      end
+      print(show(k, kraw) .. " => " .. value)
+    end
+  end)
+  m:close()
+  if not walked then die(err) end
+  print(string.format("%d entr%s", n, n == 1 and "y" or "ies"))
+end
+
+local target, opts = parse_args(arg or {})
+if target then
+  dump_map(target, opts)
+else
+  list_maps()
+end
