@@ -14,7 +14,7 @@ local cbench = require "cbench"
 
 local NKEYS = 10000
 local ITERS = tonumber(arg and arg[1]) or 1000000
-local ROUNDS = tonumber(arg and arg[2]) or 5
+local ROUNDS = tonumber(arg and arg[2]) or 9
 local TARGET = 1.10
 
 local function expected(k) return k * 2654435761 + 7 end -- distinct, uses high bits

@@ -610,6 +610,23 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
 /* encode the Lua value at idx into buf (size of the codec, cleared first) */
 void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
                     const char *what, int arg) {
+#if LUAEBPF_HAS_INTEGERS
+    /* the hot case, a 4- or 8-byte integer key: no context, no clearing */
+    const luaebpf_node *r = c->nodes;
+    if ((r->kind == LUAEBPF_UINT || r->kind == LUAEBPF_INT) && lua_isinteger(L, idx)) {
+        lua_Integer v = lua_tointeger(L, idx);
+        if (r->size == 8) {
+            memcpy(buf, &v, 8);
+            return;
+        }
+        if (r->size == 4 && (r->kind == LUAEBPF_UINT ? (v >= 0 && v <= (lua_Integer)UINT32_MAX)
+                                                     : (v >= INT32_MIN && v <= INT32_MAX))) {
+            uint32_t u = (uint32_t)v;
+            memcpy(buf, &u, 4);
+            return;
+        }
+    }
+#endif
     encode_ctx x;
     x.L = L;
     x.arg = arg;
@@ -746,6 +763,13 @@ static void decode_fields(lua_State *L, const luaebpf_codec *c, const luaebpf_no
 }
 
 void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf) {
+    const luaebpf_node *r = c->nodes;
+    if (r->kind == LUAEBPF_UINT && r->size == 8) { /* the hot case: a u64 counter */
+        uint64_t v;
+        memcpy(&v, buf, 8);
+        push_uint64(L, v);
+        return;
+    }
     decode_node(L, c, 0, buf);
 }
 

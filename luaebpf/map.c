@@ -193,6 +193,20 @@ static void load_btf_codecs(lua_State *L, luaebpf_map *m, int map_idx, int which
     m->btf_pending &= ~which;
 }
 
+/* the hot path of the element methods: the Map metatable is their upvalue 1,
+ * so checking self costs a pointer compare instead of a registry lookup; any
+ * doubt goes to luaebpf_check_map_data, which raises the right error */
+static luaebpf_map *fast_self(lua_State *L, const char *op) {
+    luaebpf_map *m = lua_touserdata(L, 1);
+    if (m && lua_getmetatable(L, 1)) {
+        int mine = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (mine && m->fd >= 0 && !m->btf_pending)
+            return m;
+    }
+    return luaebpf_check_map_data(L, 1, op);
+}
+
 luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op) {
     luaebpf_map *m = luaebpf_check_map(L, idx, op);
     if (m->btf_pending)
@@ -799,7 +813,7 @@ static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) 
 
 /* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map_data(L, 1, "lookup");
+    luaebpf_map *m = fast_self(L, "lookup");
     uint64_t flags = check_lookup_flags(L, 3, m);
     luaebpf_encode_key(L, m, 2, m->key);
     int r = flags ? bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value, flags)
@@ -837,7 +851,7 @@ static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
 
 /* m:update(key, value [, flag]) -> true | nil, err */
 static int map_update(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map_data(L, 1, "update");
+    luaebpf_map *m = fast_self(L, "update");
     const char *fname;
     uint64_t flags = check_update_flag(L, 4, &fname);
     if (m->vc->has_lock)
@@ -855,7 +869,7 @@ static int map_update(lua_State *L) {
 
 /* m:delete(key) -> true | false when absent | nil, err */
 static int map_delete(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map_data(L, 1, "delete");
+    luaebpf_map *m = fast_self(L, "delete");
     luaebpf_encode_key(L, m, 2, m->key);
     if (bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL) != 0) {
         int no = errno;
@@ -871,7 +885,7 @@ static int map_delete(lua_State *L) {
 
 /* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
 static int map_lookup_and_delete(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map_data(L, 1, "lookup_and_delete");
+    luaebpf_map *m = fast_self(L, "lookup_and_delete");
     luaebpf_encode_key(L, m, 2, m->key);
     if (bpf_map_lookup_and_delete_elem(m->fd, m->key_size ? m->key : NULL, m->value) != 0) {
         int no = errno;
@@ -903,7 +917,8 @@ void luaebpf_map_open(lua_State *L) {
     luaL_newmetatable(L, LUAEBPF_MAP); /* module, mt */
     luaL_setfuncs(L, meta, 0);
     lua_newtable(L); /* module, mt, methods */
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1); /* each method knows the metatable: see fast_self */
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index"); /* module, mt, methods */
     lua_setfield(L, -3, "Map");     /* module, mt */
