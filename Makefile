@@ -24,7 +24,7 @@ DEB_PKGS   := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev lua5.4 liblua
 BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 
-.PHONY: all deps run test bench clean
+.PHONY: all deps run maps test bench clean
 all: $(SO) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -51,8 +51,14 @@ deps:
 	  (apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) \
 	    >/tmp/luaebpf-deps.log 2>&1 || { tail -20 /tmp/luaebpf-deps.log; exit 1; }; fi
 
-# the main job: a table of every map on the machine (ARGS=... to dump one map)
+# the main job: a live per-process syscall top for DURATION seconds
+DURATION ?= 5
 run: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA) examples/syscount.lua $(DURATION)
+
+# every map on the machine with entry counts (ARGS=... to dump one map)
+maps: deps
 	@$(MAKE) --no-print-directory all
 	$(LUA) examples/maps.lua $(ARGS)
 

@@ -35,5 +35,6 @@ build = {
     },
     ["luaebpf"] = "lua/luaebpf/init.lua",
     ["luaebpf.aggregate"] = "lua/luaebpf/aggregate.lua",
+    ["luaebpf.format"] = "lua/luaebpf/format.lua",
   },
 }

@@ -112,6 +112,13 @@ function H.fd_count()
   return tonumber((out:gsub("%s", "")))
 end
 
+--- the interpreter running the specs ("lua5.4", "lua5.3", "luajit"), for child processes
+function H.lua_bin()
+  local i, bin = -1, nil
+  while arg and arg[i] do bin = arg[i]; i = i - 1 end
+  return bin or "lua5.4"
+end
+
 --- bpftool map show of a pinned path, decoded
 function H.show(path)
   return cjson.decode(H.run("bpftool -j map show pinned " .. path))
