@@ -1,7 +1,9 @@
 # luaebpf: make (build), make run (the main job), make test, make bench, make deps.
-# Lua version: make LUA=lua5.4 (default). Overrides for LuaRocks and odd
-# installs: LUA_INCDIR, CFLAGS, LIBFLAG.
+# Lua version: make LUA=lua5.4 (default), LUA=lua5.3 or LUA=luajit (OpenResty's
+# LuaJIT 2.1); make test-all runs the specs under all three. Overrides for
+# LuaRocks and odd installs: LUA_INCDIR, CFLAGS, LIBFLAG.
 
+SHELL      := /bin/bash
 LUA        ?= lua5.4
 LUA_PC     ?= $(LUA)
 LUA_INCDIR ?= $(patsubst -I%,%,$(filter -I%,$(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)))
@@ -12,19 +14,25 @@ LIBFLAG    ?= -shared
 WARN       := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CPPFLAGS   += $(if $(LUA_INCDIR),-I$(LUA_INCDIR)) $(shell pkg-config --cflags libbpf 2>/dev/null)
 BPF_LIBS   := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
+CBENCH     := $(if $(filter lua5.4,$(LUA)),bench/cbench.so,$(BUILD)/cbench.so)
 SRCS       := $(wildcard luaebpf/*.c)
 OBJS       := $(patsubst luaebpf/%.c,$(BUILD)/%.o,$(SRCS))
 BUSTED     := $(LUA) /usr/bin/busted
+# busted loads luaebpf.core from this Lua version's build only
+TEST_CPATH := $(if $(filter lua5.4,$(LUA)),./?.so,./$(BUILD)/?.so)
+TEST_LUAS  := lua5.4 lua5.3 luajit
 
 # Debian packages a fresh machine needs; `make deps` installs the missing ones.
 DEB_PKGS   := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev lua5.4 liblua5.4-dev \
-              lua-busted lua-cjson luarocks bpftool clang llvm
+              lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
+              lua-busted lua-cjson luarocks bpftool clang llvm \
+              nginx libnginx-mod-http-lua lua-resty-core wrk curl python3-prometheus-client
 
 # BPF programs for the specs, the examples and the main job
 BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 
-.PHONY: all deps run maps test bench clean
+.PHONY: all deps run maps test test-all test-asan test-valgrind bench clean
 all: $(SO) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -63,19 +71,60 @@ maps: deps
 	$(LUA) examples/maps.lua $(ARGS)
 
 test: deps
-	@$(MAKE) --no-print-directory all bench/cbench.so spec/churn spec/fixtures/unsafe.bpf.o
-	$(BUSTED) $(BUSTED_ARGS)
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o
+	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
+
+# the suite under every Lua version; fails when any of them fails
+test-all: deps
+	@rc=0; for lua in $(TEST_LUAS); do \
+	  echo "== make test LUA=$$lua"; \
+	  $(MAKE) --no-print-directory test LUA=$$lua || rc=1; \
+	done; exit $$rc
+
+# The suite against a build with AddressSanitizer and UndefinedBehaviorSanitizer
+# (gcc's runtimes, preloaded into the uninstrumented interpreter). Leak checks
+# are valgrind's job: the interpreter exits without freeing its own state.
+ASAN_BUILD := build/asan
+test-asan: deps
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o
+	@mkdir -p $(ASAN_BUILD)/luaebpf
+	$(CC) $(CPPFLAGS) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	  -fno-sanitize-recover=undefined $(WARN) -fPIC -shared -o $(ASAN_BUILD)/luaebpf/core.so \
+	  $(SRCS) $(BPF_LIBS)
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  $(BUSTED) --cpath='./$(ASAN_BUILD)/?.so' $(BUSTED_ARGS)
+
+# A representative subset under valgrind memcheck (a few minutes): zero errors
+# and no definitely lost block. spec/valgrind.supp explains each suppression.
+VALGRIND_SPECS := spec/map_spec.lua spec/iter_spec.lua spec/batch_spec.lua spec/mmap_spec.lua \
+                  spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua spec/percpu_spec.lua
+test-valgrind: deps
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o
+	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
+	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS) 2>&1 | grep -v 'unhandled eBPF command'; \
+	  exit $${PIPESTATUS[0]}
 
 # a second process that inserts and deletes keys while the specs read
 spec/churn: spec/churn.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(BPF_LIBS)
 
-bench/cbench.so: bench/cbench.c
+# built per Lua version, like the core: bench/benchlib.lua looks in build/$(LUA)/ first
+$(CBENCH): bench/cbench.c
+	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -o $@ $< $(BPF_LIBS)
 
 bench: deps
-	@$(MAKE) --no-print-directory all bench/cbench.so
+	@$(MAKE) --no-print-directory all $(CBENCH)
 	$(LUA) bench/lookup.lua
+	$(LUA) bench/iterate.lua
+	$(LUA) bench/percpu.lua
+	$(LUA) bench/mmap.lua
+	$(LUA) bench/btf.lua
+	sh bench/http.sh
 
 clean:
 	rm -rf build luaebpf/core.so bench/cbench.so spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o
+
+include fuzz/fuzz.mk

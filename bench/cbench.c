@@ -1,12 +1,22 @@
 /* cbench.c: the C side of the benchmarks. A raw libbpf loop timed in C, so
  * the bench/ scripts can compare luaebpf against it in the same process:
  *   cbench.now()                              CLOCK_MONOTONIC seconds (ns resolution)
- *   cbench.lookup_loop(fd, nkeys, iterations) elapsed ns, misses
- * lookup_loop looks up u32 keys 0..nkeys-1 in turn (u64 values) with
- * bpf_map_lookup_elem; misses counts ENOENT answers, any other failure raises.
+ *   cbench.lookup_loop(fd, nkeys, iterations [, value_bytes])   elapsed ns, misses
+ *   cbench.fill(fd, n)                        u32 k -> u64 k * 2654435761 + 7, k < n
+ *   cbench.batch_loop(fd, key_size, value_bytes, batch)  elapsed ns, entries, sum
+ *   cbench.next_key_loop(fd, key_size, value_bytes)      elapsed ns, entries, sum
+ * lookup_loop looks up u32 keys 0..nkeys-1 in turn with bpf_map_lookup_elem
+ * into a value buffer of value_bytes (default 8, a u64; a per-CPU map needs
+ * round_up(value_size, 8) * ncpus); misses counts ENOENT answers, any other
+ * failure raises. The two walks read the whole map, with BPF_MAP_LOOKUP_BATCH
+ * (batch entries per call, doubled on ENOSPC) or get_next_key + lookup, and
+ * touch every entry: sum adds the first min(size, 8) bytes of each key and of
+ * each value as little-endian integers, wrapping at 2^64 (for a u32 -> u64 map,
+ * the sum of k + v as Lua 5.3+ integers add it).
  * Links libbpf only: the Lua symbols come from the host interpreter. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <bpf/bpf.h>
@@ -37,38 +47,192 @@ static int cb_now(lua_State *L) {
     return 1;
 }
 
-/* cbench.lookup_loop(fd, nkeys, iterations) -> elapsed ns, misses */
+/* cbench.lookup_loop(fd, nkeys, iterations [, value_bytes]) -> elapsed ns, misses */
 static int cb_lookup_loop(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer nkeys = luaL_checkinteger(L, 2);
     lua_Integer iterations = luaL_checkinteger(L, 3);
+    lua_Integer value_bytes = luaL_optinteger(L, 4, 8);
     luaL_argcheck(L, fd >= 0, 1, "a map fd (>= 0) expected");
     luaL_argcheck(L, nkeys >= 1 && nkeys <= (lua_Integer)UINT32_MAX, 2,
                   "a key count in 1..2^32-1 expected");
     luaL_argcheck(L, iterations >= 0, 3, "an iteration count >= 0 expected");
+    luaL_argcheck(L, value_bytes >= 1 && value_bytes <= (1 << 24), 4,
+                  "a value buffer size in 1..2^24 expected");
+    uint64_t small[64];
+    unsigned char *value = value_bytes <= (lua_Integer)sizeof small
+                               ? (unsigned char *)small : malloc((size_t)value_bytes);
+    if (!value)
+        return luaL_error(L, "lookup_loop: out of memory");
     uint32_t key = 0, n = (uint32_t)nkeys;
-    uint64_t value, misses = 0;
+    uint64_t misses = 0;
+    int failed = 0;
     uint64_t t0 = mono_ns();
     for (lua_Integer i = 0; i < iterations; i++) {
-        if (bpf_map_lookup_elem(fd, &key, &value) != 0) {
-            int no = errno;
-            if (no != ENOENT)
-                return luaL_error(L, "lookup_loop: lookup of key %d failed: %s", (int)key,
-                                  strerror(no));
+        if (bpf_map_lookup_elem(fd, &key, value) != 0) {
+            if (errno != ENOENT) {
+                failed = errno;
+                break;
+            }
             misses++;
         }
         if (++key == n)
             key = 0;
     }
     uint64_t elapsed = mono_ns() - t0;
+    if (value != (unsigned char *)small)
+        free(value);
+    if (failed)
+        return luaL_error(L, "lookup_loop: lookup of key %d failed: %s", (int)key,
+                          strerror(failed));
     push_u64(L, elapsed);
     push_u64(L, misses);
     return 2;
 }
 
+/* cbench.fill(fd, n): u32 keys 0..n-1 -> u64 k * 2654435761 + 7, with
+ * BPF_MAP_UPDATE_BATCH in slices (update_elem one by one where a type has none) */
+static int cb_fill(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, fd >= 0, 1, "a map fd (>= 0) expected");
+    luaL_argcheck(L, n >= 0 && n <= (lua_Integer)UINT32_MAX, 2, "a count in 0..2^32-1 expected");
+    enum { SLICE = 4096 };
+    uint32_t keys[SLICE];
+    uint64_t values[SLICE];
+    int failed = 0;
+    for (uint64_t base = 0; base < (uint64_t)n && !failed; base += SLICE) {
+        uint32_t count = (uint64_t)n - base < SLICE ? (uint32_t)((uint64_t)n - base) : SLICE;
+        for (uint32_t i = 0; i < count; i++) {
+            keys[i] = (uint32_t)(base + i);
+            values[i] = (uint64_t)keys[i] * 2654435761u + 7;
+        }
+        uint32_t done = count;
+        if (bpf_map_update_batch(fd, keys, values, &done, NULL) == 0)
+            continue;
+        for (uint32_t i = 0; i < count && !failed; i++) /* no batch update: one by one */
+            if (bpf_map_update_elem(fd, &keys[i], &values[i], BPF_ANY) != 0)
+                failed = errno;
+    }
+    if (failed)
+        return luaL_error(L, "fill: update failed: %s", strerror(failed));
+    return 0;
+}
+
+/* the first min(size, 8) bytes at p, little-endian */
+static uint64_t head_u64(const unsigned char *p, size_t size) {
+    uint64_t v = 0;
+    memcpy(&v, p, size < 8 ? size : 8);
+    return v;
+}
+
+static void check_sizes(lua_State *L, lua_Integer key_size, lua_Integer value_bytes) {
+    luaL_argcheck(L, key_size >= 1 && key_size <= 512, 2, "a key size in 1..512 expected");
+    luaL_argcheck(L, value_bytes >= 1 && value_bytes <= (1 << 24), 3,
+                  "a value size in 1..2^24 expected");
+}
+
+/* cbench.batch_loop(fd, key_size, value_bytes, batch) -> elapsed ns, entries, sum */
+static int cb_batch_loop(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer key_size = luaL_checkinteger(L, 2);
+    lua_Integer value_bytes = luaL_checkinteger(L, 3);
+    lua_Integer batch = luaL_checkinteger(L, 4);
+    check_sizes(L, key_size, value_bytes);
+    luaL_argcheck(L, batch >= 1 && batch <= (1 << 24), 4, "a batch size in 1..2^24 expected");
+    size_t ks = (size_t)key_size, vs = (size_t)value_bytes, cap = (size_t)batch;
+    /* the cursors in_batch, out_batch: max(key_size, 4) bytes each, 8-aligned */
+    uint64_t cursor[2 * 64];
+    size_t csize = ((ks > 4 ? ks : 4) + 7) / 8 * 8;
+    unsigned char *in = (unsigned char *)cursor, *out = in + csize;
+    unsigned char *keys = malloc(cap * ks), *values = malloc(cap * vs);
+    uint64_t entries = 0, sum = 0;
+    int started = 0, failed = 0;
+    uint64_t t0 = mono_ns();
+    while (keys && values) {
+        uint32_t count = (uint32_t)cap;
+        int r = bpf_map_lookup_batch(fd, started ? in : NULL, out, keys, values, &count, NULL);
+        int no = r ? errno : 0;
+        if (no == ENOSPC) { /* a bucket larger than the batch: grow, same in_batch */
+            cap *= 2;
+            free(keys);
+            free(values);
+            keys = malloc(cap * ks);
+            values = malloc(cap * vs);
+            continue;
+        }
+        if (no && no != ENOENT) {
+            failed = no;
+            break;
+        }
+        for (uint32_t i = 0; i < count; i++)
+            sum += head_u64(keys + i * ks, ks) + head_u64(values + i * vs, vs);
+        entries += count;
+        if (no == ENOENT)
+            break;
+        memcpy(in, out, csize);
+        started = 1;
+    }
+    uint64_t elapsed = mono_ns() - t0;
+    int oom = !keys || !values;
+    free(keys);
+    free(values);
+    if (oom)
+        return luaL_error(L, "batch_loop: out of memory");
+    if (failed)
+        return luaL_error(L, "batch_loop: lookup_batch failed: %s", strerror(failed));
+    push_u64(L, elapsed);
+    push_u64(L, entries);
+    push_u64(L, sum);
+    return 3;
+}
+
+/* cbench.next_key_loop(fd, key_size, value_bytes) -> elapsed ns, entries, sum
+ * the naive walk: get_next_key, then lookup; an entry deleted in between is skipped */
+static int cb_next_key_loop(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer key_size = luaL_checkinteger(L, 2);
+    lua_Integer value_bytes = luaL_checkinteger(L, 3);
+    check_sizes(L, key_size, value_bytes);
+    size_t ks = (size_t)key_size, vs = (size_t)value_bytes;
+    unsigned char *buf = malloc(2 * ks + vs);
+    if (!buf)
+        return luaL_error(L, "next_key_loop: out of memory");
+    unsigned char *prev = buf, *key = buf + ks, *value = buf + 2 * ks;
+    uint64_t entries = 0, sum = 0;
+    int started = 0, failed = 0;
+    uint64_t t0 = mono_ns();
+    for (;;) {
+        if (bpf_map_get_next_key(fd, started ? prev : NULL, key) != 0) {
+            if (errno != ENOENT)
+                failed = errno;
+            break;
+        }
+        started = 1;
+        if (bpf_map_lookup_elem(fd, key, value) == 0) {
+            sum += head_u64(key, ks) + head_u64(value, vs);
+            entries++;
+        } else if (errno != ENOENT) {
+            failed = errno;
+            break;
+        }
+        memcpy(prev, key, ks);
+    }
+    uint64_t elapsed = mono_ns() - t0;
+    free(buf);
+    if (failed)
+        return luaL_error(L, "next_key_loop: %s", strerror(failed));
+    push_u64(L, elapsed);
+    push_u64(L, entries);
+    push_u64(L, sum);
+    return 3;
+}
+
 int luaopen_cbench(lua_State *L) {
     static const luaL_Reg funcs[] = {
-        {"now", cb_now}, {"lookup_loop", cb_lookup_loop}, {NULL, NULL}};
+        {"now", cb_now},           {"lookup_loop", cb_lookup_loop},
+        {"fill", cb_fill},         {"batch_loop", cb_batch_loop},
+        {"next_key_loop", cb_next_key_loop}, {NULL, NULL}};
 #if LUA_VERSION_NUM >= 502
     luaL_newlib(L, funcs);
 #else

@@ -140,7 +140,8 @@ local function parse_codec(s, opt)
 end
 
 local function parse_args(args)
-  local target, opts = nil, {}
+  -- LuaJIT/5.1: 64-bit values beyond 2^53 show as decimal strings, not errors
+  local target, opts = nil, { int64 = "string" }
   local i = 1
   while i <= #args do
     local a = args[i]

@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include "luaebpf.h"
+#include "valgrind.h"
 
 #define BTF_MAX_DEPTH 32
 
@@ -224,6 +227,10 @@ static void build_node(build_ctx *b, uint32_t slot, uint32_t type_id, int depth)
         n->kind = LUAEBPF_ARRAY;
         n->first = child;
         n->count = a->nelems;
+        if ((uint64_t)a->nelems * (uint64_t)esize >= (1ULL << 30)) {
+            set_raw(n, 0); /* absurd: no map value is this large */
+            return;
+        }
         n->size = a->nelems * (uint32_t)esize;
         n->align = 1;
         return;
@@ -235,6 +242,27 @@ static void build_node(build_ctx *b, uint32_t slot, uint32_t type_id, int depth)
     set_raw(n, size > 0 ? (uint32_t)size : 0); /* fwd, void, functions: opaque bytes */
 }
 
+/* every child lies inside its parent: BTF the kernel accepted always does, but
+ * a blob from elsewhere may claim members past the end of their struct */
+static int fits(const luaebpf_codec *c, const luaebpf_node *n, int depth) {
+    if (depth > BTF_MAX_DEPTH + 2)
+        return 0;
+    if (n->kind == LUAEBPF_ARRAY) {
+        const luaebpf_node *e = &c->nodes[n->first];
+        return (uint64_t)e->size * n->count <= n->size && fits(c, e, depth + 1);
+    }
+    if (n->kind != LUAEBPF_STRUCT)
+        return 1;
+    for (uint32_t i = 0; i < n->count; i++) {
+        const luaebpf_node *f = &c->nodes[n->first + i];
+        uint64_t end = (uint64_t)f->offset + (f->kind == LUAEBPF_BITFIELD
+                           ? ((uint64_t)f->bit_offset + f->bit_size + 7) / 8 : f->size);
+        if (end > n->size || !fits(c, f, depth + 1))
+            return 0;
+    }
+    return 1;
+}
+
 /* pushes a Codec for type_id of btf */
 luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint32_t type_id) {
     luaebpf_codec *c = luaebpf_codec_new(L);
@@ -242,7 +270,15 @@ luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint3
     luaebpf_codec_reserve(L, c, 1);
     build_node(&b, 0, type_id, 0);
     c->from_btf = 1;
-    if (c->nodes[0].kind != LUAEBPF_STRUCT && c->nodes[0].kind != LUAEBPF_ENUM) {
+    if (!fits(c, &c->nodes[0], 0)) { /* inconsistent BTF: the bytes, uninterpreted */
+        long long size = btf__resolve_size(btf, type_id);
+        lua_pop(L, 1);
+        c = luaebpf_codec_raw(L, size > 0 && size < (1LL << 30) ? (uint32_t)size : 0);
+        c->from_btf = 1;
+        return c;
+    }
+    if (c->nodes[0].kind != LUAEBPF_STRUCT && c->nodes[0].kind != LUAEBPF_ENUM &&
+        !c->nodes[0].type_name) {
         /* a scalar root: name it after its BTF type, e.g. "__u64" */
         const struct btf_type *t = btf__type_by_id(btf, type_id);
         const char *tn = t ? btf__name_by_offset(btf, t->name_off) : NULL;
@@ -255,10 +291,46 @@ luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint3
     return c;
 }
 
-/* loads the BTF object the kernel holds for a map; NULL with errno set */
+/* loads the BTF object the kernel holds for a map; NULL with errno set. This
+ * is libbpf's btf__load_from_kernel_by_id done in two steps, so the bytes the
+ * kernel wrote can be marked defined for valgrind before libbpf parses them. */
 struct btf *luaebpf_btf_load(uint32_t btf_id) {
-    struct btf *btf = btf__load_from_kernel_by_id(btf_id);
-    if (!btf && errno == 0)
-        errno = EINVAL;
+    int fd = bpf_btf_get_fd_by_id(btf_id);
+    if (fd < 0)
+        return NULL;
+    struct btf *btf = NULL;
+    uint32_t size = 1 << 16;
+    for (int tries = 0; tries < 4 && !btf; tries++) {
+        struct bpf_btf_info info;
+        uint32_t len = sizeof info;
+        void *raw = malloc(size);
+        if (!raw) {
+            errno = ENOMEM;
+            break;
+        }
+        memset(&info, 0, sizeof info);
+        info.btf = (uint64_t)(uintptr_t)raw;
+        info.btf_size = size;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) {
+            int no = errno;
+            free(raw);
+            errno = no;
+            break;
+        }
+        if (info.btf_size > size) { /* larger than the guess: ask again with room */
+            size = info.btf_size;
+            free(raw);
+            continue;
+        }
+        VALGRIND_MAKE_MEM_DEFINED(raw, info.btf_size);
+        btf = btf__new(raw, info.btf_size);
+        int no = errno;
+        free(raw); /* btf__new keeps its own copy */
+        if (!btf)
+            errno = no ? no : EINVAL;
+    }
+    int no = errno;
+    close(fd);
+    errno = no;
     return btf;
 }

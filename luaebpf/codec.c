@@ -299,6 +299,136 @@ luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size) {
     return c;
 }
 
+/* -------------------------------------------------------- 64-bit integers */
+
+/* The one rule for integers a Lua number may not hold; every read and write
+ * of an integer field goes through int_push (decode) or int_get (encode).
+ * 5.3/5.4: lua_Integer is 64 bits, so every value is exact: a u64 from 2^63
+ * up reads as the negative integer with the same bits, and a negative
+ * integer writes its two's complement.
+ * 5.1/LuaJIT: numbers are doubles, exact in -2^53..2^53. A value in that
+ * range reads as a number. One beyond it never reads as a nearby number: it
+ * reads as a decimal string when the codec has int64 = "string", and
+ * otherwise raises, naming the field and the value. Writing takes a number
+ * with an integer value in -2^53..2^53, or (for fields wider than that) a
+ * decimal string. */
+#define EXACT ((uint64_t)1 << 53)
+#if LUAEBPF_HAS_INTEGERS
+#define WIDE_FORM "an integer"
+#else
+#define WIDE_FORM "an integer in -2^53..2^53 or a decimal string"
+#endif
+
+/* where a decoded value sits: a chain from the field up to the root */
+typedef struct dpath {
+    const struct dpath *up;
+    const char *name;   /* field name, or NULL for an array element */
+    uint32_t index;     /* 1-based, for an array element */
+} dpath;
+
+#if !LUAEBPF_HAS_INTEGERS
+static void push_dpath(lua_State *L, const dpath *at) {
+    if (!at) {
+        lua_pushliteral(L, "");
+        return;
+    }
+    push_dpath(L, at->up);
+    if (at->name)
+        lua_pushfstring(L, "%s%s", at->up ? "." : "", at->name);
+    else
+        lua_pushfstring(L, "[%d]", (int)at->index);
+    lua_concat(L, 2);
+}
+#endif
+
+static const char *kind_name(const luaebpf_node *n);
+
+/* pushes the integer with these 64 bits (signed or not) of node n, by the rule above */
+static void int_push(lua_State *L, const luaebpf_codec *c, uint64_t bits, int is_signed,
+                     const luaebpf_node *n, const dpath *at) {
+#if LUAEBPF_HAS_INTEGERS
+    (void)c, (void)is_signed, (void)n, (void)at;
+    lua_pushinteger(L, (lua_Integer)bits);
+#else
+    int neg = is_signed && (int64_t)bits < 0;
+    uint64_t mag = neg ? 0 - bits : bits;
+    if (mag <= EXACT) {
+        lua_pushnumber(L, neg ? -(lua_Number)mag : (lua_Number)mag);
+        return;
+    }
+    char dec[24], hex[24];
+    if (neg)
+        snprintf(dec, sizeof dec, "%lld", (long long)(int64_t)bits);
+    else
+        snprintf(dec, sizeof dec, "%llu", (unsigned long long)bits);
+    if (c->int64_string) {
+        lua_pushstring(L, dec);
+        return;
+    }
+    snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)bits);
+    push_dpath(L, at);
+    const char *path = lua_tostring(L, -1);
+    luaL_error(L, "%s %s%s%s holds %s (%s), beyond 2^53: a Lua number cannot hold it exactly; "
+               "set int64 = \"string\" (open options, m:codec{} or decode's options) to read "
+               "such values as decimal strings", kind_name(n), at ? "field '" : "value", path,
+               at ? "'" : "", dec, hex);
+#endif
+}
+
+/* the integer at idx into *v; 0 when it is not one Lua can give exactly.
+ * `wide`: the field goes beyond 2^53, so 5.1 takes a decimal string too */
+static int int_get(lua_State *L, int idx, int wide, __int128 *v) {
+#if LUAEBPF_HAS_INTEGERS
+    (void)wide;
+    int isnum = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        *v = lua_tointegerx(L, idx, &isnum);
+    return isnum;
+#else
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number d = lua_tonumber(L, idx);
+        if (!(d >= -(lua_Number)EXACT && d <= (lua_Number)EXACT) || d != floor(d))
+            return 0;
+        *v = (__int128)(int64_t)d;
+        return 1;
+    }
+    if (!wide || lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    const char *s = lua_tostring(L, idx);
+    int neg = *s == '-';
+    s += neg;
+    unsigned __int128 mag = 0;
+    size_t ndigits = 0;
+    for (; *s >= '0' && *s <= '9'; s++, ndigits++) {
+        mag = mag * 10 + (unsigned)(*s - '0');
+        if (mag > UINT64_MAX)
+            return 0;
+    }
+    if (*s != '\0' || ndigits == 0)
+        return 0;
+    *v = neg ? -(__int128)mag : (__int128)mag;
+    return 1;
+#endif
+}
+
+/* opts.int64 of the table at idx (none or nil: dflt): 1 for "string", 0 for "number" */
+int luaebpf_opt_int64(lua_State *L, int idx, int dflt) {
+    if (lua_isnoneornil(L, idx))
+        return dflt;
+    lua_getfield(L, idx, "int64");
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int r = dflt;
+    if (s && strcmp(s, "string") == 0)
+        r = 1;
+    else if (s && strcmp(s, "number") == 0)
+        r = 0;
+    else if (!lua_isnil(L, -1))
+        luaL_error(L, "bad option 'int64': \"number\" or \"string\" expected, got %s%s%s",
+                   s ? "\"" : "", s ? s : luaL_typename(L, -1), s ? "\"" : "");
+    lua_pop(L, 1);
+    return r;
+}
+
 /* ----------------------------------------------------------------- encode */
 
 typedef struct encode_ctx {
@@ -348,41 +478,23 @@ static void bad_value(encode_ctx *x, int idx, const char *expected) {
 
 static const char *int_range(const luaebpf_node *n) {
     static const char *const u[] = {"u8 (0..255)", "u16 (0..65535)", "u32 (0..4294967295)",
-                                    "u64 (an integer)"};
+                                    "u64 (" WIDE_FORM ")"};
     static const char *const s[] = {"i8 (-128..127)", "i16 (-32768..32767)",
-                                    "i32 (-2147483648..2147483647)", "i64 (an integer)"};
+                                    "i32 (-2147483648..2147483647)", "i64 (" WIDE_FORM ")"};
     static const char *const b[] = {"", "be16 (0..65535)", "be32 (0..4294967295)",
-                                    "be64 (an integer)"};
+                                    "be64 (" WIDE_FORM ")"};
     int i = n->size == 1 ? 0 : n->size == 2 ? 1 : n->size == 4 ? 2 : 3;
     return n->kind == LUAEBPF_INT ? s[i] : n->kind == LUAEBPF_BE ? b[i] : u[i];
 }
 
 static uint64_t check_integer(encode_ctx *x, const luaebpf_node *n, int idx) {
-    lua_State *L = x->L;
-    int isnum = 0;
-    lua_Integer v = 0;
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-#if LUAEBPF_HAS_INTEGERS
-        v = lua_tointegerx(L, idx, &isnum);
-#else
-        lua_Number d = lua_tonumber(L, idx);
-        isnum = d == floor(d) && d >= -9223372036854775808.0 && d < 18446744073709551616.0;
-        if (isnum)
-            v = d >= 9223372036854775808.0 ? (lua_Integer)(uint64_t)d : (lua_Integer)d;
-#endif
-    }
-    if (!isnum)
-        bad_value(x, idx, int_range(n));
-    if (n->size == 8)
-        return (uint64_t)v; /* u64 takes any integer: negative ones are the values >= 2^63 */
     int bits = (int)n->size * 8;
-    if (n->kind == LUAEBPF_INT) {
-        lua_Integer lim = (lua_Integer)1 << (bits - 1);
-        if (v < -lim || v >= lim)
-            bad_value(x, idx, int_range(n));
-    } else if (v < 0 || v > (((lua_Integer)1 << bits) - 1)) {
+    __int128 v = 0, half = (__int128)1 << (bits - 1);
+    /* u64 takes negative integers too: their two's complement, the values >= 2^63 */
+    __int128 lo = n->kind == LUAEBPF_INT || bits == 64 ? -half : 0;
+    __int128 hi = n->kind == LUAEBPF_INT ? half - 1 : 2 * half - 1;
+    if (!int_get(x->L, idx, bits == 64, &v) || v < lo || v > hi)
         bad_value(x, idx, int_range(n));
-    }
     return (uint64_t)v;
 }
 
@@ -463,23 +575,16 @@ static void encode_fields(encode_ctx *x, const luaebpf_node *n, int idx, unsigne
 
 /* an integer that fits bit_size bits, signed or not */
 static uint64_t check_bits(encode_ctx *x, const luaebpf_node *n, int idx) {
-    lua_State *L = x->L;
-    int isnum = 0;
-    lua_Integer v = 0;
-    if (lua_type(L, idx) == LUA_TNUMBER)
-        v = lua_tointegerx(L, idx, &isnum);
     int bits = n->bit_size;
-    lua_Integer lo = 0, hi;
-    if (n->is_signed) {
-        lo = bits >= 64 ? LUA_MININTEGER : -((lua_Integer)1 << (bits - 1));
-        hi = bits >= 64 ? LUA_MAXINTEGER : ((lua_Integer)1 << (bits - 1)) - 1;
-    } else {
-        hi = bits >= 63 ? LUA_MAXINTEGER : ((lua_Integer)1 << bits) - 1;
-    }
-    if (!isnum || v < lo || (bits < 63 && v > hi) || (!n->is_signed && bits < 64 && v < 0)) {
+    __int128 v = 0, half = (__int128)1 << (bits - 1);
+    __int128 lo = n->is_signed ? -half : 0, hi = n->is_signed ? half - 1 : 2 * half - 1;
+    /* as for u64: an unsigned 64-bit field takes the two's complement of negatives */
+    __int128 lo_taken = !n->is_signed && bits == 64 ? -half : lo;
+    if (!int_get(x->L, idx, bits > 53, &v) || v < lo_taken || v > hi) {
         char expected[96];
-        snprintf(expected, sizeof expected, "%s %d-bit bitfield (%lld..%lld)",
-                 n->is_signed ? "a signed" : "an unsigned", bits, (long long)lo, (long long)hi);
+        snprintf(expected, sizeof expected, "%s %d-bit bitfield (%lld..%llu)",
+                 n->is_signed ? "a signed" : "an unsigned", bits, (long long)lo,
+                 (unsigned long long)hi);
         bad_value(x, idx, expected);
     }
     return (uint64_t)v;
@@ -654,30 +759,22 @@ static uint64_t load_uint(const unsigned char *p, uint32_t size, int big_endian)
     }
 }
 
-static void push_uint64(lua_State *L, uint64_t v) {
-#if LUAEBPF_HAS_INTEGERS
-    lua_pushinteger(L, (lua_Integer)v); /* >= 2^63 reads negative: the same 64 bits */
-#else
-    lua_pushnumber(L, (lua_Number)v);
-#endif
-}
-
 static void decode_fields(lua_State *L, const luaebpf_codec *c, const luaebpf_node *n,
-                          const unsigned char *p);
+                          const unsigned char *p, const dpath *at);
 
 static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
-                        const unsigned char *p) {
+                        const unsigned char *p, const dpath *at) {
     const luaebpf_node *n = &c->nodes[ni];
     switch (n->kind) {
     case LUAEBPF_UINT:
     case LUAEBPF_BE:
-        push_uint64(L, load_uint(p, n->size, n->kind == LUAEBPF_BE));
+        int_push(L, c, load_uint(p, n->size, n->kind == LUAEBPF_BE), 0, n, at);
         return;
     case LUAEBPF_INT: {
         uint64_t u = load_uint(p, n->size, 0);
         int shift = 64 - 8 * (int)n->size;
         int64_t v = (int64_t)(u << shift) >> shift; /* sign-extend */
-        lua_pushinteger(L, (lua_Integer)v);
+        int_push(L, c, (uint64_t)v, 1, n, at);
         return;
     }
     case LUAEBPF_BOOL:
@@ -708,7 +805,8 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
         luaL_checkstack(L, 4, "codec nesting");
         lua_createtable(L, (int)n->count, 0);
         for (uint32_t i = 0; i < n->count; i++) {
-            decode_node(L, c, n->first, p + (size_t)i * e->size);
+            dpath here = {at, NULL, i + 1};
+            decode_node(L, c, n->first, p + (size_t)i * e->size, &here);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         return;
@@ -716,7 +814,7 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
     case LUAEBPF_STRUCT:
         luaL_checkstack(L, 4, "codec nesting");
         lua_createtable(L, 0, (int)n->count);
-        decode_fields(L, c, n, p);
+        decode_fields(L, c, n, p, at);
         return;
     case LUAEBPF_ENUM: {
         uint64_t u = load_uint(p, n->size, 0);
@@ -728,7 +826,7 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
                 return;
             }
         }
-        lua_pushinteger(L, (lua_Integer)v); /* a value with no name */
+        int_push(L, c, (uint64_t)v, n->is_signed, n, at); /* a value with no name */
         return;
     }
     case LUAEBPF_BITFIELD: {
@@ -739,10 +837,9 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
             u &= ((uint64_t)1 << n->bit_size) - 1;
         if (n->is_signed && n->bit_size < 64) {
             int shift = 64 - n->bit_size;
-            lua_pushinteger(L, (lua_Integer)((int64_t)(u << shift) >> shift));
-        } else {
-            push_uint64(L, u);
+            u = (uint64_t)((int64_t)(u << shift) >> shift);
         }
+        int_push(L, c, u, n->is_signed, n, at);
         return;
     }
     }
@@ -750,14 +847,15 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
 
 /* the fields of struct n into the table on top; anonymous members' fields too */
 static void decode_fields(lua_State *L, const luaebpf_codec *c, const luaebpf_node *n,
-                          const unsigned char *p) {
+                          const unsigned char *p, const dpath *at) {
     for (uint32_t i = 0; i < n->count; i++) {
         const luaebpf_node *f = &c->nodes[n->first + i];
         if (!f->name) {
-            decode_fields(L, c, f, p + f->offset);
+            decode_fields(L, c, f, p + f->offset, at);
             continue;
         }
-        decode_node(L, c, n->first + i, p + f->offset);
+        dpath here = {at, f->name, 0};
+        decode_node(L, c, n->first + i, p + f->offset, &here);
         lua_setfield(L, -2, f->name);
     }
 }
@@ -767,10 +865,10 @@ void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *b
     if (r->kind == LUAEBPF_UINT && r->size == 8) { /* the hot case: a u64 counter */
         uint64_t v;
         memcpy(&v, buf, 8);
-        push_uint64(L, v);
+        int_push(L, c, v, 0, r, NULL);
         return;
     }
-    decode_node(L, c, 0, buf);
+    decode_node(L, c, 0, buf, NULL);
 }
 
 /* ------------------------------------------------------ module functions */
@@ -792,19 +890,26 @@ static int core_encode(lua_State *L) {
     luaebpf_codec *c = luaebpf_codec_compile(L, 1, "codec");
     if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
         return luaL_argerror(L, 1, "'raw' has no size of its own; use 'raw[N]'");
-    luaL_Buffer b;
-    unsigned char *buf = (unsigned char *)luaL_buffinitsize(L, &b, c->nodes[0].size);
+    unsigned char *buf = lua_newuserdata(L, c->nodes[0].size); /* scratch, for the GC */
     luaebpf_encode(L, c, 2, buf, "value", 2);
-    luaL_pushresultsize(&b, c->nodes[0].size);
+    lua_pushlstring(L, (const char *)buf, c->nodes[0].size);
     return 1;
 }
 
-/* core.decode(spec, bytes): the Lua value; the string must be the codec's size */
+/* core.decode(spec, bytes [, opts]): the Lua value; the string must be the
+ * codec's size. opts.int64 as for open. */
 static int core_decode(lua_State *L) {
+    static const char *const known[] = {"int64", NULL};
     size_t len;
     luaL_checkany(L, 1);
     const char *s = luaL_checklstring(L, 2, &len);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        luaebpf_check_options(L, 3, "decode options", known);
+    }
+    int int64_string = luaebpf_opt_int64(L, 3, 0);
     luaebpf_codec *c = luaebpf_codec_compile(L, 1, "codec");
+    c->int64_string = int64_string;
     uint32_t size = c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0
                         ? (uint32_t)len : c->nodes[0].size;
     if (len != size)

@@ -7,6 +7,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
 
 #if LUA_VERSION_NUM < 502
 /* Lua 5.1 and LuaJIT 2.1 */
@@ -33,8 +34,45 @@ static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
 static inline int luaebpf_isinteger(lua_State *L, int i) {
     if (lua_type(L, i) != LUA_TNUMBER)
         return 0;
-    lua_Number n = lua_tonumber(L, i);
-    return n == (lua_Number)(long long)n;
+    lua_Number n = lua_tonumber(L, i); /* in range first: the cast of 1e300 is undefined */
+    return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
+           n == (lua_Number)(long long)n;
+}
+/* 5.2's luaL_tolstring: pushes the value as a string. Integral numbers show
+ * every digit ("%.14g" would round 2^53 + 2 to 9.007199254741e+15). */
+static inline const char *luaL_tolstring(lua_State *L, int i, size_t *len) {
+    i = lua_absindex(L, i);
+    if (luaL_callmeta(L, i, "__tostring")) {
+        if (!lua_isstring(L, -1))
+            luaL_error(L, "'__tostring' must return a string");
+        return lua_tolstring(L, -1, len);
+    }
+    switch (lua_type(L, i)) {
+    case LUA_TNUMBER: {
+        lua_Number n = lua_tonumber(L, i);
+        if (n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
+            n == (lua_Number)(long long)n) {
+            char s[24];
+            snprintf(s, sizeof s, "%lld", (long long)n);
+            lua_pushstring(L, s);
+        } else {
+            lua_pushvalue(L, i);
+        }
+        break;
+    }
+    case LUA_TSTRING:
+        lua_pushvalue(L, i);
+        break;
+    case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, i) ? "true" : "false");
+        break;
+    case LUA_TNIL:
+        lua_pushliteral(L, "nil");
+        break;
+    default:
+        lua_pushfstring(L, "%s: %p", luaL_typename(L, i), lua_topointer(L, i));
+    }
+    return lua_tolstring(L, -1, len);
 }
 #else
 #define LUAEBPF_HAS_INTEGERS 1

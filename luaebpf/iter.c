@@ -15,6 +15,8 @@
 #include <bpf/bpf.h>
 #include "luaebpf.h"
 
+#include "valgrind.h"
+
 #define ENOTSUPP_KERNEL 524
 #define BATCH_BYTES (1u << 20) /* default batch: about 1 MiB of keys and values */
 #define BATCH_MAX_DEFAULT 4096
@@ -145,6 +147,9 @@ static int batch_fetch(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
             return raise_walk(L, m, w, op, no, NULL);
         }
         /* count is meaningful after success and ENOENT only */
+        VALGRIND_MAKE_MEM_DEFINED(w->keys, (size_t)count * w->key_size);
+        VALGRIND_MAKE_MEM_DEFINED(w->values, (size_t)count * w->value_bytes);
+        VALGRIND_MAKE_MEM_DEFINED(w->out, w->cursor_size);
         m->last.batches++;
         w->started = 1;
         memcpy(w->in, w->out, w->cursor_size);
@@ -187,6 +192,7 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
             }
             return raise_walk(L, m, w, op, no, NULL);
         }
+        VALGRIND_MAKE_MEM_DEFINED(w->out, w->key_size);
         w->started = 1;
         memcpy(w->in, w->out, w->key_size);
         if (seen) { /* after a restart, keys already yielded come round again */
@@ -286,9 +292,12 @@ static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
         luaebpf_raise(L, op, ENOTSUPP_KERNEL, m->name, m->id, "this map has no keys to walk");
 }
 
-/* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false) */
+/* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false). The map upvalue
+ * is a Map by construction: only whether it was closed needs checking. */
 static int pairs_step(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map(L, lua_upvalueindex(1), "iterate");
+    luaebpf_map *m = lua_touserdata(L, lua_upvalueindex(1));
+    if (m->fd < 0)
+        m = luaebpf_check_map(L, lua_upvalueindex(1), "iterate"); /* raises "closed" */
     walk *w = lua_touserdata(L, lua_upvalueindex(2));
     int seen = lua_istable(L, lua_upvalueindex(3)) ? lua_upvalueindex(3) : 0;
     const unsigned char *k, *v;

@@ -54,6 +54,7 @@ typedef struct luaebpf_codec {
     uint32_t n, cap;
     int from_btf;           /* built from the map's BTF */
     int has_lock;           /* the value holds a struct bpf_spin_lock: use BPF_F_LOCK */
+    int int64_string;       /* 5.1/LuaJIT: integers beyond 2^53 read as decimal strings */
     char desc[40];          /* short form for messages: "u32", "struct (24 bytes)" */
 } luaebpf_codec;
 
@@ -67,6 +68,8 @@ void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char
                     const char *what, int arg);
 void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf);
 void luaebpf_codec_open(lua_State *L);
+/* opts.int64 ("number" or "string") of the options table at idx: 0 or 1; dflt when absent */
+int luaebpf_opt_int64(lua_State *L, int idx, int dflt);
 
 /* ---- map.c: the Map handle ---- */
 /* what the last walk over a map did: m:last_read() */
@@ -94,6 +97,7 @@ typedef struct luaebpf_map {
     char name[16];
     uint32_t btf_id, btf_key_type_id, btf_value_type_id;
     int btf_pending;        /* BTF codecs not loaded yet: 1 key, 2 value (see btf.c) */
+    int int64_string;       /* opts.int64 = "string": given to every codec attached */
     luaebpf_stats last;     /* the latest walk, as it goes */
 } luaebpf_map;
 

@@ -127,6 +127,7 @@ static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_id
     lua_pushvalue(L, codec_idx);
     lua_rawseti(L, -2, is_key ? UV_KEY_CODEC : UV_VALUE_CODEC);
     lua_pop(L, 1);
+    c->int64_string = m->int64_string;
     if (is_key)
         m->kc = c;
     else
@@ -317,7 +318,7 @@ static uint32_t check_access(lua_State *L, int opts) {
     return flags;
 }
 
-static const char *const open_options[] = {"access", "expect", "key", "value", NULL};
+static const char *const open_options[] = {"access", "expect", "key", "value", "int64", NULL};
 
 /* checks opts at index `opts`; leaves key spec, value spec, expect on the stack top */
 static uint32_t check_open_options(lua_State *L, int opts) {
@@ -452,6 +453,7 @@ static int map_open(lua_State *L) {
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2); /* 3 key spec, 4 value spec, 5 expect */
     luaebpf_map *m = map_push_closed(L);       /* 6 */
+    m->int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd = bpf_obj_get_opts(path, &o);
     if (fd < 0) {
@@ -490,6 +492,7 @@ static int map_open_id(lua_State *L) {
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2);
     luaebpf_map *m = map_push_closed(L);
+    m->int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = access);
     int fd = bpf_map_get_fd_by_id_opts((uint32_t)id, &o);
     if (fd < 0) {
@@ -550,7 +553,7 @@ static uint32_t spec_size(lua_State *L, int idx) {
 static int map_create(lua_State *L) {
     static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
                                         "name", "flags", "map_extra", "numa_node",
-                                        "inner_map", "key", "value", NULL};
+                                        "inner_map", "key", "value", "int64", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     luaebpf_check_options(L, 1, "create spec", known);
@@ -603,6 +606,7 @@ static int map_create(lua_State *L) {
         o.inner_map_fd = (uint32_t)luaebpf_check_map(L, -1, "create")->fd;
     lua_pop(L, 1);
     luaebpf_map *m = map_push_closed(L); /* 4 */
+    m->int64_string = luaebpf_opt_int64(L, 1, 0);
     int fd = bpf_map_create((enum bpf_map_type)type, name, key_size, value_size, max_entries, &o);
     if (fd < 0) {
         int no = errno;
@@ -689,9 +693,10 @@ static int map_fd(lua_State *L) {
     return 1;
 }
 
-/* m:codec{ key = spec, value = spec } sets; m:codec() returns both descriptions */
+/* m:codec{ key = spec, value = spec, int64 = "string" } sets; m:codec() returns
+ * both descriptions */
 static int map_codec(lua_State *L) {
-    static const char *const known[] = {"key", "value", NULL};
+    static const char *const known[] = {"key", "value", "int64", NULL};
     luaebpf_map *m = luaebpf_check_map(L, 1, "codec");
     if (lua_isnoneornil(L, 2)) {
         lua_pushstring(L, codec_desc(m, 1));
@@ -706,6 +711,7 @@ static int map_codec(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     luaebpf_check_options(L, 2, "codec", known);
+    int int64_string = luaebpf_opt_int64(L, 2, m->int64_string);
     lua_getfield(L, 2, "key");   /* 3 */
     lua_getfield(L, 2, "value"); /* 4 */
     /* compile both before attaching either, so a bad spec changes nothing */
@@ -735,6 +741,11 @@ static int map_codec(lua_State *L) {
         attach_codec(L, m, 1, kc, 1);
     if (vc)
         attach_codec(L, m, 1, vc, 0);
+    m->int64_string = int64_string; /* the codecs are the map's own: set them too */
+    if (m->kc)
+        ((luaebpf_codec *)m->kc)->int64_string = int64_string;
+    if (m->vc)
+        ((luaebpf_codec *)m->vc)->int64_string = int64_string;
     lua_settop(L, 1);
     return 1;
 }

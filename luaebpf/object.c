@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
+#include "valgrind.h"
 
 typedef struct luaebpf_object {
     struct bpf_object *obj; /* NULL once closed */
@@ -38,6 +39,7 @@ static int log_capture(enum libbpf_print_level level, const char *fmt, va_list a
     if (n <= 0)
         return 0;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    VALGRIND_MAKE_MEM_DEFINED(line, len); /* the verifier's log, written by the kernel */
     if (level == LIBBPF_DEBUG)
         return 0; /* debug chatter would push the verifier's lines out */
     if (len + 1 > LOG_CAP)

@@ -36,5 +36,6 @@ build = {
     ["luaebpf"] = "lua/luaebpf/init.lua",
     ["luaebpf.aggregate"] = "lua/luaebpf/aggregate.lua",
     ["luaebpf.format"] = "lua/luaebpf/format.lua",
+    ["luaebpf.prometheus"] = "lua/luaebpf/prometheus.lua",
   },
 }

@@ -1,10 +1,12 @@
 -- spec/codec_spec.lua: every codec of DESIGN.md except "btf", against bytes
 -- built by hand and against real maps read and written by bpftool (the
 -- oracle). Shared by every Lua version: 5.1 syntax; what needs 64-bit
--- integers (5.3+) is pending elsewhere.
+-- integers (5.3+) is pending elsewhere, and 5.1/LuaJIT's side of the rule
+-- has its own cases ("codecs: 64-bit values beyond 2^53").
 local ebpf, helpers = require "luaebpf", require "spec.helpers"
 
 local INT64 = math.type ~= nil and math.maxinteger ~= nil
+local NEEDS_INT64 = "needs Lua 5.3+ integers (5.1/LuaJIT: see 'codecs: 64-bit values beyond 2^53')"
 
 local function zeros(n) return string.rep("\0", n) end
 
@@ -181,19 +183,19 @@ end)
 
 describe("codecs: 64-bit boundaries", function()
   it("encodes u64 -1 as all ones and decodes all ones as -1", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     assert.are.equal(hex(string.rep("\255", 8)), hex(ebpf.encode("u64", -1)))
     assert.are.equal(-1, ebpf.decode("u64", string.rep("\255", 8)))
   end)
 
   it("decodes u64 2^63 as math.mininteger, the same 64 bits", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     assert.are.equal(math.mininteger, ebpf.decode("u64", zeros(7) .. "\128"))
     assert.are.equal(hex(zeros(7) .. "\128"), hex(ebpf.encode("u64", math.mininteger)))
   end)
 
   it("round trips u64 2^63 - 1 and 2^63 + 1", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     local max = math.maxinteger
     assert.are.equal(hex(string.rep("\255", 7) .. "\127"), hex(ebpf.encode("u64", max)))
     assert.are.equal(max, ebpf.decode("u64", string.rep("\255", 7) .. "\127"))
@@ -203,7 +205,7 @@ describe("codecs: 64-bit boundaries", function()
   end)
 
   it("round trips i64 min and max", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     assert.are.equal(hex(zeros(7) .. "\128"), hex(ebpf.encode("i64", math.mininteger)))
     assert.are.equal(hex(string.rep("\255", 7) .. "\127"), hex(ebpf.encode("i64", math.maxinteger)))
     assert.are.equal(math.mininteger, ebpf.decode("i64", zeros(7) .. "\128"))
@@ -211,9 +213,146 @@ describe("codecs: 64-bit boundaries", function()
   end)
 
   it("stores be64 -1 as all ones and reads 2^63 in network order as math.mininteger", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     assert.are.equal(hex(string.rep("\255", 8)), hex(ebpf.encode("be64", -1)))
     assert.are.equal(math.mininteger, ebpf.decode("be64", "\128" .. zeros(7)))
+  end)
+end)
+
+-- The 64-bit rule (README, "Lua versions"): 5.3+ reads every 64-bit value as
+-- the exact integer. 5.1/LuaJIT reads one within 2^53 as a number and any
+-- other as a decimal string (int64 = "string") or an error naming the field:
+-- never a nearby number. Each case states both sides.
+describe("codecs: 64-bit values beyond 2^53", function()
+  local BIG = "\1\0\0\0\0\0\32\0" -- 2^53 + 1 = 0x0020000000000001
+  local ONES = string.rep("\255", 8)
+  local MIN = zeros(7) .. "\128"        -- i64 -2^63, u64 2^63
+  local AS_STRING = { int64 = "string" }
+
+  it("reads 2^53 and -2^53 as numbers on every Lua", function()
+    assert.are.equal(2 ^ 53, ebpf.decode("u64", zeros(6) .. "\32\0"))
+    assert.are.equal(-2 ^ 53, ebpf.decode("i64", zeros(6) .. "\224\255"))
+    assert.are.equal(2 ^ 53, ebpf.decode("u64", zeros(6) .. "\32\0", AS_STRING))
+  end)
+
+  it("reads 2^53 + 1 as the exact integer (5.3+) or raises naming the field and its bits (5.1)", function()
+    local spec = { { "pid", "u32" }, { "bytes", "u64" } }
+    if INT64 then
+      assert.are.same({ pid = 0, bytes = 9007199254740993 }, ebpf.decode(spec, zeros(8) .. BIG))
+    else
+      mentions(refused(ebpf.decode, spec, zeros(8) .. BIG),
+        { "u64 field 'bytes'", "9007199254740993", "0x20000000000001", 'int64 = "string"' })
+      mentions(refused(ebpf.decode, "u64", ONES), { "u64 value", "0xffffffffffffffff" })
+    end
+  end)
+
+  it("names the path of a nested field, array elements included (5.1)", function()
+    local spec = { { "hist", { { { "n", "i64" } }, 2 } } }
+    if INT64 then
+      assert.are.same({ hist = { { n = 0 }, { n = math.mininteger } } },
+        ebpf.decode(spec, zeros(8) .. MIN))
+    else
+      mentions(refused(ebpf.decode, spec, zeros(8) .. MIN),
+        { "i64 field 'hist[2].n'", "-9223372036854775808", "0x8000000000000000" })
+    end
+  end)
+
+  it("reads them as decimal strings with int64 = \"string\" (5.1); 5.3+ keeps integers", function()
+    if INT64 then
+      assert.are.equal(-1, ebpf.decode("u64", ONES, AS_STRING))
+      assert.are.equal(9007199254740993, ebpf.decode("u64", BIG, AS_STRING))
+      assert.are.equal(math.mininteger, ebpf.decode("i64", MIN, AS_STRING))
+    else
+      assert.are.equal("18446744073709551615", ebpf.decode("u64", ONES, AS_STRING))
+      assert.are.equal("18446744073709551615", ebpf.decode("be64", ONES, AS_STRING))
+      assert.are.equal("9007199254740993", ebpf.decode("u64", BIG, AS_STRING))
+      assert.are.equal("9223372036854775808", ebpf.decode("u64", MIN, AS_STRING))
+      assert.are.equal("-9223372036854775808", ebpf.decode("i64", MIN, AS_STRING))
+    end
+    -- within 2^53 a value stays a number on every Lua
+    assert.are.equal(7, ebpf.decode("u64", le(7, 8), AS_STRING))
+    assert.are.equal(-1, ebpf.decode("i64", ONES, AS_STRING))
+  end)
+
+  it("writes decimal strings to 64-bit fields (5.1); 5.3+ takes integers only", function()
+    if INT64 then
+      mentions(refused(ebpf.encode, "u64", "18446744073709551615"), { "u64", "got string" })
+      return
+    end
+    assert.are.equal(hex(ONES), hex(ebpf.encode("u64", "18446744073709551615")))
+    assert.are.equal(hex(ONES), hex(ebpf.encode("u64", "-1"))) -- two's complement, as on 5.3+
+    assert.are.equal(hex(MIN), hex(ebpf.encode("i64", "-9223372036854775808")))
+    assert.are.equal(hex(BIG), hex(ebpf.encode("u64", "9007199254740993")))
+    assert.are.equal(hex(ONES), hex(ebpf.encode("be64", "18446744073709551615")))
+    for _, bad in ipairs{ "18446744073709551616", "-9223372036854775809", "1.5", " 1", "0x10", "", "-" } do
+      mentions(refused(ebpf.encode, "u64", bad), { "u64", "decimal string", "got string" })
+    end
+    mentions(refused(ebpf.encode, "i64", "9223372036854775808"), { "i64", "got string" })
+    -- narrower fields take numbers only: a number holds all their values
+    mentions(refused(ebpf.encode, "u32", "5"), { "u32", "got string" })
+  end)
+
+  it("refuses a number beyond 2^53 for a 64-bit field (5.1: it may be rounded already)", function()
+    if INT64 then -- 5.3+: a float with an exact integer value is that integer
+      assert.are.equal(hex(zeros(7) .. "\16"), hex(ebpf.encode("u64", 2 ^ 60)))
+      return
+    end
+    mentions(refused(ebpf.encode, "u64", 2 ^ 53 + 2), { "u64", "decimal string", "9007199254740994" })
+    mentions(refused(ebpf.encode, "i64", -2 ^ 60), { "i64", "decimal string" })
+    assert.are.equal(hex(zeros(6) .. "\32\0"), hex(ebpf.encode("u64", 2 ^ 53)))
+    assert.are.equal(hex(zeros(6) .. "\224\255"), hex(ebpf.encode("i64", -2 ^ 53)))
+  end)
+
+  describe("on maps bpftool wrote", function()
+    local fs
+    setup(function() fs = helpers.mount_bpffs() end)
+    teardown(function() fs:unmount() end)
+    local spec = { { "a", "u64" }, { "b", "i64" } }
+
+    it("reads by the rule; int64 on open and in m:codec{} turns strings on; writes them back", function()
+      local path = fs:bpftool_map{ type = "hash", key = 4, value = 16, entries = 8 }
+      fs:bpftool_update(path, le(1, 4), ONES .. MIN)
+      local m = ebpf.open(path, { access = "rw", key = "u32", value = spec })
+      finally(function() m:close() end)
+      local want = INT64 and { a = -1, b = math.mininteger }
+        or { a = "18446744073709551615", b = "-9223372036854775808" }
+      if INT64 then
+        assert.are.same(want, m:lookup(1))
+      else
+        mentions(refused(m.lookup, m, 1), { "u64 field 'a'", "0xffffffffffffffff" })
+      end
+      assert.are.equal(m, m:codec{ int64 = "string" })
+      assert.are.same(want, m:lookup(1))
+      assert.is_true(m:update(2, want))
+      assert.are.equal(hex(ONES .. MIN), hex(helpers.dump(path)[le(2, 4)]))
+      local k, v = m:codec()
+      assert.are.equal("u32", k)
+      assert.are.equal("struct (16 bytes)", v)
+      local m2 = ebpf.open(path, { key = "u32", value = spec, int64 = "string" })
+      finally(function() m2:close() end)
+      assert.are.same(want, m2:lookup(2))
+      m2:codec{ int64 = "number" }
+      if not INT64 then refused(m2.lookup, m2, 2) end
+    end)
+
+    it("takes int64 in ebpf.create's spec too", function()
+      local m = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 1,
+        int64 = "string" }
+      finally(function() m:close() end)
+      local all_ones = INT64 and -1 or "18446744073709551615"
+      assert.is_true(m:update(0, all_ones))
+      assert.are.equal(all_ones, m:lookup(0))
+    end)
+
+    it("refuses an int64 option other than \"number\" or \"string\"", function()
+      local path = fs:bpftool_map{ type = "hash", key = 4, value = 8, entries = 8 }
+      mentions(refused(ebpf.open, path, { int64 = "hex" }), { "int64", '"number" or "string"', '"hex"' })
+      local m = ebpf.open(path, { key = "u32", value = "u64" })
+      finally(function() m:close() end)
+      mentions(refused(m.codec, m, { int64 = 64 }), { "int64", "got number" })
+      mentions(refused(ebpf.decode, "u64", zeros(8), { int64 = true }), { "int64", "got boolean" })
+      mentions(refused(ebpf.decode, "u64", zeros(8), { int46 = "string" }), { "int46" })
+    end)
   end)
 end)
 
@@ -299,7 +438,7 @@ describe("codecs against bpftool", function()
   end)
 
   it("reads u64 0xffffffffffffffff written by bpftool as -1", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     local m, path = value_map(8, "u64")
     finally(function() m:close() end)
     fs:bpftool_update(path, le(1, 4), string.rep("\255", 8))
@@ -307,7 +446,7 @@ describe("codecs against bpftool", function()
   end)
 
   it("reads u64 2^63 written by bpftool as math.mininteger and writes it back unchanged", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     local m, path = value_map(8, "u64")
     finally(function() m:close() end)
     fs:bpftool_update(path, le(1, 4), zeros(7) .. "\128")
@@ -318,7 +457,7 @@ describe("codecs against bpftool", function()
   end)
 
   it("writes i64 min and max as bpftool shows them, and reads them back", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     local m, path = value_map(8, "i64")
     finally(function() m:close() end)
     assert.is_true(m:update(1, math.mininteger))
@@ -331,7 +470,7 @@ describe("codecs against bpftool", function()
   end)
 
   it("writes u64 2^63 - 1 and u64 keys above 2^63 as bpftool shows them", function()
-    if not INT64 then pending("needs Lua 5.3+ integers") return end
+    if not INT64 then pending(NEEDS_INT64) return end
     local path = fs:bpftool_map{ type = "hash", key = 8, value = 8, entries = 8 }
     local m = ebpf.open(path, { access = "rw", key = "u64", value = "u64" })
     finally(function() m:close() end)
@@ -592,6 +731,7 @@ describe("codecs: refusals", function()
     local k, v = m:codec()
     assert.are.equal("u32", k)
     assert.are.equal("u64", v)
+    m:codec{ int64 = "string" } -- 0x5a5a...: beyond 2^53, a decimal string on LuaJIT
     assert.are.equal(hex(string.rep("\90", 8)), hex(ebpf.encode("u64", m:lookup(1))))
   end)
 end)

@@ -1,0 +1,507 @@
+-- luaebpf.prometheus: map entries as Prometheus samples, in the text
+-- exposition format (version 0.0.4).
+--
+--   local prom = require "luaebpf.prometheus"
+--   io.write(prom.text(m, { name = "syscalls_total", type = "counter",
+--                           help = "system calls per process", value = "count" }))
+--
+-- Each entry is one sample. Its labels come from the key: one label per field
+-- of a struct key (nested fields joined with "_"), or one label `key` for a
+-- scalar key. Its value is the entry's value (or the field `opts.value` of a
+-- struct value), per-CPU values summed. Integers are written exactly, u64
+-- beyond 2^53 (and 2^63) included, whatever the Lua version.
+-- Shared by every Lua version: 5.1 syntax.
+local P = {}
+
+P.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+local format, concat, type, tostring = string.format, table.concat, type, tostring
+local math_type = math.type -- nil before 5.3: numbers are doubles
+local TWO53 = 9007199254740992
+
+-- ------------------------------------------------------------ names and escaping
+
+--- a valid metric name from any string: characters outside [a-zA-Z0-9_:]
+-- become "_", and a leading digit gets a "_" before it
+function P.metric_name(s)
+  s = tostring(s):gsub("[^%w_:]", "_")
+  if s == "" or s:find("^%d") then s = "_" .. s end
+  return s
+end
+
+--- a valid label name: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__"
+-- (reserved for Prometheus itself)
+function P.label_name(s)
+  s = tostring(s):gsub("[^%w_]", "_")
+  if s == "" or s:find("^%d") then s = "_" .. s end
+  s = s:gsub("^__+", "_")
+  return s
+end
+
+-- bytes that are not part of valid UTF-8 become the text \xNN, so that the
+-- exposition stays UTF-8 and no information is lost
+local function utf8_safe(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2
+      or (c >= 0xE0 and c <= 0xEF) and 3 or (c >= 0xF0 and c <= 0xF4) and 4 or 0
+    local ok = len > 0 and i + len - 1 <= n
+    if ok then
+      for j = i + 1, i + len - 1 do
+        local b = s:byte(j)
+        if b < 0x80 or b > 0xBF then ok = false break end
+      end
+    end
+    if ok and len == 3 then -- no overlong forms, no surrogates
+      local b = s:byte(i + 1)
+      if (c == 0xE0 and b < 0xA0) or (c == 0xED and b > 0x9F) then ok = false end
+    elseif ok and len == 4 then
+      local b = s:byte(i + 1)
+      if (c == 0xF0 and b < 0x90) or (c == 0xF4 and b > 0x8F) then ok = false end
+    end
+    if ok then
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = format("\\x%02x", c)
+      i = i + 1
+    end
+  end
+  return concat(out)
+end
+P.utf8_safe = utf8_safe
+
+local LABEL_ESCAPES = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }
+
+--- a label value escaped for the text format: \ " and newline
+function P.escape_label_value(s)
+  return (utf8_safe(tostring(s)):gsub('[\\"\n]', LABEL_ESCAPES))
+end
+
+--- HELP text escaped for the text format: \ and newline
+function P.escape_help(s)
+  return (utf8_safe(tostring(s)):gsub("[\\\n]", LABEL_ESCAPES))
+end
+
+-- ------------------------------------------------------------ exact integers
+
+-- decimal strings of magnitudes: a + b, a - b (a >= b), comparison
+local function dadd(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
+    carry = d >= 10 and 1 or 0
+    out[#out + 1] = d % 10
+    i, j = i - 1, j - 1
+  end
+  local s = {}
+  for k = #out, 1, -1 do s[#s + 1] = out[k] end
+  return concat(s)
+end
+
+local function dcmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+local function dsub(a, b)
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = a:byte(i) - 48 - borrow - (j > 0 and b:byte(j) - 48 or 0)
+    borrow = d < 0 and 1 or 0
+    out[#out + 1] = d % 10
+    i, j = i - 1, j - 1
+  end
+  local s = {}
+  for k = #out, 1, -1 do s[#s + 1] = out[k] end
+  return (concat(s):gsub("^0+(%d)", "%1"))
+end
+
+-- 2^64 as a decimal string: what a negative 5.3+ integer read from a u64
+-- field must have added to it
+local TWO64 = "18446744073709551616"
+
+-- an integer value as sign and decimal magnitude; nil when it is not an
+-- integer (a float with a fraction, inf, nan) or not a number at all
+local function to_decimal(v, unsigned)
+  local t = type(v)
+  if t == "string" then -- LuaJIT's int64 = "string" (or a caller's decimal)
+    local neg, digits = v:match("^(%-?)(%d+)$")
+    if not digits then return nil end
+    digits = digits:gsub("^0+(%d)", "%1")
+    return neg == "-" and digits ~= "0", digits
+  elseif t == "boolean" then
+    return false, v and "1" or "0"
+  elseif t ~= "number" then
+    return nil
+  end
+  if math_type then
+    if math_type(v) ~= "integer" then return nil end
+    if v >= 0 then return false, format("%d", v) end
+    if unsigned then -- the same 64 bits, read unsigned: v + 2^64
+      return false, dsub(TWO64, format("%d", v):sub(2))
+    end
+    if v == math.mininteger then return true, "9223372036854775808" end
+    return true, format("%d", -v)
+  end
+  if v ~= v or v == math.huge or v == -math.huge or v % 1 ~= 0 then return nil end
+  if v >= 0 then return false, format("%.0f", v) end
+  return true, format("%.0f", -v)
+end
+
+local function float_text(v)
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "+Inf" end
+  if v == -math.huge then return "-Inf" end
+  if v % 1 == 0 and v > -TWO53 and v < TWO53 then return format("%.0f", v) end
+  return format("%.17g", v)
+end
+
+--- the exact sum of an array of values as sample text: integers (Lua
+-- integers, integral numbers within 2^53, decimal strings, booleans as 0/1)
+-- add exactly, past 2^64 too; `unsigned` reads negative 5.3+ integers as the
+-- u64 they are. When any value is a float with a fraction (or inf, nan), the
+-- sum is a float. nil when a value is not a number at all.
+function P.sum(values, unsigned, n)
+  n = n or #values
+  -- the common case: small integers, added natively
+  local acc, fast = 0, true
+  for i = 1, n do
+    local v = values[i]
+    if type(v) ~= "number" then fast = false break end
+    if math_type then
+      if math_type(v) ~= "integer" or (unsigned and v < 0) then fast = false break end
+      local s = acc + v
+      if (v > 0 and s < acc) or (v < 0 and s > acc) then fast = false break end
+      acc = s
+    else
+      if v % 1 ~= 0 or v > TWO53 or v < -TWO53 then fast = false break end
+      acc = acc + v
+      if acc > TWO53 or acc < -TWO53 then fast = false break end
+    end
+  end
+  if fast then return format(math_type and "%d" or "%.0f", acc) end
+
+  local neg, mag, float = false, "0", false
+  for i = 1, n do
+    local v = values[i]
+    local vneg, vmag = to_decimal(v, unsigned)
+    if vneg == nil then
+      if type(v) ~= "number" then return nil end
+      float = true
+    elseif not float then
+      if vneg == neg then
+        mag = dadd(mag, vmag)
+      elseif dcmp(mag, vmag) >= 0 then
+        mag = dsub(mag, vmag)
+      else
+        neg, mag = vneg, dsub(vmag, mag)
+      end
+      if mag == "0" then neg = false end
+    end
+  end
+  if float then
+    local total = 0
+    for i = 1, n do
+      local v = values[i]
+      total = total + (type(v) == "boolean" and (v and 1 or 0) or tonumber(v))
+    end
+    return float_text(total)
+  end
+  return (neg and "-" or "") .. mag
+end
+
+--- one value (a number, decimal string or boolean) as sample text
+function P.number(v, unsigned)
+  return P.sum({ v }, unsigned, 1)
+end
+
+-- ------------------------------------------------------------ layouts
+
+local UNSIGNED64 = { u64 = true, be64 = true }
+
+local function is_unsigned64(l)
+  if not l then return false end
+  if UNSIGNED64[l.kind] then return true end
+  return l.kind == "bitfield" and l.signed == false and (l.bits or 0) >= 64
+end
+
+local NUMERIC = {
+  u8 = true, u16 = true, u32 = true, u64 = true, i8 = true, i16 = true, i32 = true,
+  i64 = true, be16 = true, be32 = true, be64 = true, f32 = true, f64 = true,
+  bool = true, bitfield = true,
+}
+
+-- the layout of field `path` ("a.b") inside a struct layout, or nil
+local function field_layout(l, path)
+  for name in path:gmatch("[^.]+") do
+    if not l or l.kind ~= "struct" then return nil end
+    local found
+    local function search(fields)
+      for _, f in ipairs(fields) do
+        if f.name == name then found = f return end
+        if (f.name == nil or f.name == "") and f.kind == "struct" then search(f.fields) end
+        if found then return end
+      end
+    end
+    search(l.fields or {})
+    l = found
+  end
+  return l
+end
+
+local function get_path(v, path)
+  for name in path:gmatch("[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[name]
+  end
+  return v
+end
+
+-- the numeric leaves of a value layout: { { path = "a.b", layout = l }, ... }
+local function numeric_leaves(l, prefix, out)
+  out = out or {}
+  if l.kind == "struct" then
+    for _, f in ipairs(l.fields or {}) do
+      if f.name == nil or f.name == "" then
+        numeric_leaves(f, prefix, out) -- anonymous member: its fields are the parent's
+      else
+        numeric_leaves(f, prefix and prefix .. "." .. f.name or f.name, out)
+      end
+    end
+  elseif NUMERIC[l.kind] then
+    out[#out + 1] = { path = prefix, layout = l }
+  end
+  return out
+end
+
+-- ------------------------------------------------------------ labels from keys
+
+local function hex(s)
+  return (s:gsub(".", function(c) return format("%02x", c:byte()) end))
+end
+
+-- a key (or part of one) as one label value
+local function label_text(v, l)
+  local t = type(v)
+  if t == "string" then
+    if l and l.kind == "raw" then return hex(v) end
+    if l and NUMERIC[l.kind] then return P.number(v) or v end -- LuaJIT's int64 strings
+    return v
+  elseif t == "number" then
+    if math_type and math_type(v) == "float" then return float_text(v) end
+    return P.number(v, is_unsigned64(l)) or float_text(v)
+  elseif t == "table" then
+    local parts = {}
+    if #v > 0 then -- an array
+      local el = l and l.element
+      for i = 1, #v do parts[i] = label_text(v[i], el) end
+    else -- a struct inside an array: name=value, in name order
+      local names = {}
+      for k in pairs(v) do names[#names + 1] = k end
+      table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+      for i, k in ipairs(names) do
+        parts[i] = tostring(k) .. "=" .. label_text(v[k], field_layout(l, tostring(k)))
+      end
+    end
+    return concat(parts, ",")
+  end
+  return tostring(v)
+end
+
+-- labels { { name, text }, ... } of a key, by its layout
+local function key_labels(key, l, prefix, out)
+  if l and l.kind == "struct" and type(key) == "table" then
+    for _, f in ipairs(l.fields or {}) do
+      if f.name == nil or f.name == "" then
+        key_labels(key, f, prefix, out)
+      else
+        key_labels(key[f.name], f, prefix and prefix .. "_" .. f.name or f.name, out)
+      end
+    end
+  elseif key ~= nil then
+    out[#out + 1] = { P.label_name(prefix or "key"), label_text(key, l) }
+  end
+  return out
+end
+
+-- ------------------------------------------------------------ families
+
+local TYPES = { counter = true, gauge = true, untyped = true, summary = true, histogram = true }
+
+local Family = {}
+Family.__index = Family
+
+--- a metric family to fill by hand: prom.family{ name =, help =, type = }
+-- then fam:add(labels, value [, unsigned]); labels is { name = value, ... }
+-- or an array of { name, value } pairs (kept in that order)
+function P.family(spec)
+  if type(spec) ~= "table" or type(spec.name) ~= "string" then
+    error("bad argument #1 to 'family' (table with a string 'name' expected)", 2)
+  end
+  if spec.name ~= P.metric_name(spec.name) then
+    error("family: invalid metric name '" .. spec.name .. "' (expected [a-zA-Z_:][a-zA-Z0-9_:]*)", 2)
+  end
+  local typ = spec.type or "gauge"
+  if not TYPES[typ] then
+    error("family: unknown type '" .. tostring(typ) .. "' (expected counter, gauge or untyped)", 2)
+  end
+  return setmetatable({ name = spec.name, help = spec.help or spec.name, type = typ,
+    samples = {}, const_labels = spec.const_labels }, Family)
+end
+
+local function ordered_labels(labels)
+  if labels == nil then return {} end
+  if labels[1] ~= nil or next(labels) == nil then return labels end
+  local out = {}
+  for k, v in pairs(labels) do out[#out + 1] = { k, v } end
+  table.sort(out, function(a, b) return a[1] < b[1] end)
+  return out
+end
+
+--- adds a sample: value is a number, a decimal string, a boolean, or an
+-- array of them (per-CPU values), summed exactly
+function Family:add(labels, value, unsigned, n)
+  local text
+  if type(value) == "table" then
+    text = P.sum(value, unsigned, n)
+  else
+    text = P.number(value, unsigned)
+  end
+  if text == nil then
+    error("family " .. self.name .. ": a number expected as the sample value, got " .. type(value), 2)
+  end
+  self.samples[#self.samples + 1] = { labels = ordered_labels(labels), value = text }
+  return self
+end
+
+local function labels_text(labels, const)
+  local parts = {}
+  for _, set in ipairs({ ordered_labels(const), labels }) do
+    for _, l in ipairs(set) do
+      parts[#parts + 1] = P.label_name(l[1]) .. '="' .. P.escape_label_value(l[2]) .. '"'
+    end
+  end
+  if #parts == 0 then return "" end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+--- the family in the text format: HELP, TYPE, then one line per sample
+function Family:render(out)
+  out = out or {}
+  out[#out + 1] = "# HELP " .. self.name .. " " .. P.escape_help(self.help) .. "\n"
+  out[#out + 1] = "# TYPE " .. self.name .. " " .. self.type .. "\n"
+  for _, s in ipairs(self.samples) do
+    out[#out + 1] = self.name .. labels_text(s.labels, self.const_labels) .. " " .. s.value .. "\n"
+  end
+  return out
+end
+
+--- several families as one exposition text; a name used twice is refused
+function P.render(families)
+  local out, seen = {}, {}
+  for _, fam in ipairs(families) do
+    if seen[fam.name] then error("render: metric family '" .. fam.name .. "' appears twice", 2) end
+    seen[fam.name] = true
+    fam:render(out)
+  end
+  return concat(out)
+end
+
+-- ------------------------------------------------------------ from maps
+
+local COLLECT_OPTS = { name = true, help = true, type = true, value = true, labels = true,
+  const_labels = true, slice = true, yield = true }
+
+--- the families of a map's entries (an array: one family, or, for a struct
+-- value without opts.value, one per numeric field, named name_field).
+-- opts: name (default "ebpf_map_<map name>"), help, type ("gauge"),
+-- value (nil, a field path "a.b", or function(value, key) -> number),
+-- labels (nil: from the key; or function(key, value) -> labels),
+-- const_labels ({ name = value }), slice (read with m:read_batch in slices
+-- of this many entries) and yield (a function called between slices).
+function P.collect(m, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("bad argument #2 to 'collect' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k in pairs(opts) do
+    if not COLLECT_OPTS[k] then
+      error("bad argument #2 to 'collect' (unknown option '" .. tostring(k) .. "')", 2)
+    end
+  end
+  -- before 5.3, a u64 beyond 2^53 raises unless read as a decimal string; the
+  -- values within 2^53 stay numbers, so this changes no other read
+  if not math_type then m:codec{ int64 = "string" } end
+  local info = m:info()
+  local layout = m:layout()
+  local base = opts.name or P.metric_name("ebpf_map_" .. (info.name ~= "" and info.name or tostring(info.id)))
+  local help = opts.help or format("eBPF %s map '%s' (id %d)", info.type, info.name, info.id)
+  local percpu = info.percpu
+
+  -- what each family takes from a value: { family, pick(value) -> v, unsigned }
+  local outs = {}
+  local vl = layout.value
+  local function new(name, h, pick, unsigned)
+    outs[#outs + 1] = { fam = P.family{ name = name, help = h, type = opts.type,
+      const_labels = opts.const_labels }, pick = pick, unsigned = unsigned }
+  end
+  if type(opts.value) == "function" then
+    new(base, help, opts.value, false)
+  elseif type(opts.value) == "string" then
+    local path = opts.value
+    new(base, help, function(v) return get_path(v, path) end, is_unsigned64(field_layout(vl, path)))
+  elseif opts.value ~= nil then
+    error("bad argument #2 to 'collect' (value: a field name or a function expected, got "
+      .. type(opts.value) .. ")", 2)
+  elseif vl.kind == "struct" then
+    for _, leaf in ipairs(numeric_leaves(vl)) do
+      local path = leaf.path
+      new(base .. "_" .. P.metric_name(path:gsub("%.", "_")), help .. ", field " .. path,
+        function(v) return get_path(v, path) end, is_unsigned64(leaf.layout))
+    end
+  else
+    new(base, help, function(v) return v end, is_unsigned64(vl))
+  end
+
+  local kl = layout.key
+  local function add(keys, values)
+    for i = 1, #keys do
+      local key, value = keys[i], values[i]
+      local labels = opts.labels and opts.labels(key, value) or key_labels(key, kl, nil, {})
+      for _, o in ipairs(outs) do
+        if percpu then
+          local v, n = {}, #value
+          for c = 1, n do v[c] = o.pick(value[c], key) end
+          o.fam:add(labels, v, o.unsigned, n)
+        else
+          o.fam:add(labels, o.pick(value, key), o.unsigned)
+        end
+      end
+    end
+  end
+
+  if opts.slice then
+    local cursor, keys, values
+    repeat
+      keys, values, cursor = m:read_batch(cursor, opts.slice)
+      add(keys, values)
+      if cursor and opts.yield then opts.yield() end
+    until cursor == nil
+  else
+    add(m:dump())
+  end
+  local fams = {}
+  for i, o in ipairs(outs) do fams[i] = o.fam end
+  return fams
+end
+
+--- the exposition text of one map: prom.render(prom.collect(m, opts))
+function P.text(m, opts)
+  return P.render(P.collect(m, opts))
+end
+
+return P
