@@ -41,6 +41,10 @@ bpf/%.bpf.o: bpf/%.bpf.c
 spec/fixtures/%.bpf.o: spec/fixtures/%.bpf.c
 	clang $(BPF_CFLAGS) -c -o $@ $<
 
+# fails chosen bpf() calls on purpose (LD_PRELOAD), for spec/fault_spec.lua
+spec/fixtures/libfault.so: spec/fixtures/fault.c
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -o $@ $< -ldl
+
 $(SO): $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) -o $@ $(OBJS) $(BPF_LIBS)
@@ -71,7 +75,7 @@ maps: deps
 	$(LUA) examples/maps.lua $(ARGS)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
 
 # the suite under every Lua version; fails when any of them fails
@@ -86,7 +90,7 @@ test-all: deps
 # are valgrind's job: the interpreter exits without freeing its own state.
 ASAN_BUILD := build/asan
 test-asan: deps
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
 	@mkdir -p $(ASAN_BUILD)/luaebpf
 	$(CC) $(CPPFLAGS) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined $(WARN) -fPIC -shared -o $(ASAN_BUILD)/luaebpf/core.so \
@@ -100,7 +104,7 @@ test-asan: deps
 VALGRIND_SPECS := spec/map_spec.lua spec/iter_spec.lua spec/batch_spec.lua spec/mmap_spec.lua \
                   spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua spec/percpu_spec.lua
 test-valgrind: deps
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS) 2>&1 | grep -v 'unhandled eBPF command'; \
@@ -125,6 +129,6 @@ bench: deps
 	sh bench/http.sh
 
 clean:
-	rm -rf build luaebpf/core.so bench/cbench.so spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o
+	rm -rf build luaebpf/core.so bench/cbench.so spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o spec/fixtures/libfault.so
 
 include fuzz/fuzz.mk

@@ -132,6 +132,7 @@ static void build_composite(build_ctx *b, uint32_t slot, const struct btf_type *
     }
     luaebpf_node *n = &b->c->nodes[slot];
     n->kind = LUAEBPF_STRUCT;
+    n->is_union = btf_is_union(t);
     n->first = first;
     n->count = keep;
     n->size = t->size;

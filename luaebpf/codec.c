@@ -941,7 +941,7 @@ static const char *kind_name(const luaebpf_node *n) {
     case LUAEBPF_F64: return "f64";
     case LUAEBPF_CHAR: return "char";
     case LUAEBPF_ARRAY: return "array";
-    case LUAEBPF_STRUCT: return "struct";
+    case LUAEBPF_STRUCT: return n->is_union ? "union" : "struct";
     case LUAEBPF_ENUM: return "enum";
     case LUAEBPF_BITFIELD: return "bitfield";
     default:

@@ -129,10 +129,12 @@ static int batch_fetch(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
         uint32_t count = w->cap;
         /* a spin-locked value is copied under its lock */
         LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = m->vc->has_lock ? BPF_F_LOCK : 0);
-        int r = w->del ? bpf_map_lookup_and_delete_batch(m->fd, w->started ? w->in : NULL, w->out,
-                                                         w->keys, w->values, &count, &o)
-                       : bpf_map_lookup_batch(m->fd, w->started ? w->in : NULL, w->out, w->keys,
-                                              w->values, &count, &o);
+        int r;
+        LUAEBPF_RETRY(r, (count = w->cap, w->del
+                          ? bpf_map_lookup_and_delete_batch(m->fd, w->started ? w->in : NULL,
+                                                            w->out, w->keys, w->values, &count, &o)
+                          : bpf_map_lookup_batch(m->fd, w->started ? w->in : NULL, w->out,
+                                                 w->keys, w->values, &count, &o)), r == 0);
         int no = r ? errno : 0;
         if (no == ENOSPC) { /* one bucket holds more than cap: grow, same in_batch */
             if (w->cap >= UINT32_MAX / 2 || walk_alloc(w, w->cap * 2) != 0)
@@ -184,7 +186,9 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
             m->last.restarts > 2 * w->limit)
             return raise_walk(L, m, w, op, EAGAIN,
                               "the walk restarted too often under concurrent deletes");
-        if (bpf_map_get_next_key(m->fd, w->started ? w->in : NULL, w->out) != 0) {
+        int r;
+        LUAEBPF_RETRY(r, bpf_map_get_next_key(m->fd, w->started ? w->in : NULL, w->out), r == 0);
+        if (r != 0) {
             int no = errno;
             if (no == ENOENT) {
                 w->done = 1; /* past the last key */
@@ -213,9 +217,10 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
         }
         w->last_was_new = 1;
         if (w->with_values) {
-            int r = w->del ? bpf_map_lookup_and_delete_elem(m->fd, w->out, w->values)
-                           : bpf_map_lookup_elem_flags(m->fd, w->out, w->values,
-                                                       m->vc->has_lock ? BPF_F_LOCK : 0);
+            LUAEBPF_RETRY(r, w->del ? bpf_map_lookup_and_delete_elem(m->fd, w->out, w->values)
+                                    : bpf_map_lookup_elem_flags(m->fd, w->out, w->values,
+                                                                m->vc->has_lock ? BPF_F_LOCK : 0),
+                          r == 0);
             if (r != 0) {
                 int no = errno;
                 if (no == ENOENT) { /* deleted between next_key and lookup */
@@ -224,6 +229,7 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
                 }
                 return raise_walk(L, m, w, op, no, NULL);
             }
+            VALGRIND_MAKE_MEM_DEFINED(w->values, w->value_bytes); /* per-CPU: all strides */
         }
         return 1;
     }

@@ -39,6 +39,7 @@ enum luaebpf_kind {
 typedef struct luaebpf_node {
     uint8_t kind;
     uint8_t is_signed;      /* ENUM, BITFIELD */
+    uint8_t is_union;       /* STRUCT: a union (every member at offset 0) */
     uint8_t bit_offset, bit_size; /* BITFIELD */
     uint32_t size, align;
     uint32_t offset;        /* as a struct field: offset in the parent */
@@ -147,6 +148,19 @@ int luaebpf_ncpus(void);
 
 /* expect.c: push a message naming each field of expect that differs from info */
 int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);
+
+/* A bpf() call interrupted by a signal (EINTR) or told to try again (EAGAIN)
+ * runs again, at most LUAEBPF_RETRIES more times; then its error stands. The
+ * kernel returns these only when the operation did not happen, so a retry
+ * never applies a change twice. `ok` tests the result r. */
+#define LUAEBPF_RETRIES 4
+#define LUAEBPF_RETRY(r, call, ok)                                                      \
+    do {                                                                                \
+        int tries_ = 0;                                                                 \
+        do {                                                                            \
+            (r) = (call);                                                               \
+        } while (!(ok) && (errno == EINTR || errno == EAGAIN) && tries_++ < LUAEBPF_RETRIES); \
+    } while (0)
 
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);

@@ -8,11 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/vfs.h>
+#include <sys/stat.h>
 #include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <bpf/btf.h>
 #include "luaebpf.h"
+#include "valgrind.h"
 
 #define UV_KEY_CODEC 1   /* user value table slots: what the raw pointers point into */
 #define UV_VALUE_CODEC 2
@@ -455,9 +457,16 @@ static int map_open(lua_State *L) {
     luaebpf_map *m = map_push_closed(L);       /* 6 */
     m->int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
-    int fd = bpf_obj_get_opts(path, &o);
+    int fd;
+    LUAEBPF_RETRY(fd, bpf_obj_get_opts(path, &o), fd >= 0);
     if (fd < 0) {
         int no = errno;
+        struct stat st;
+        if (no == EACCES && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        {
+            luaebpf_pusherror(L, "open", no, "invalid", path, 0, "a directory, not a pinned map");
+            return lua_error(L);
+        }
         if ((no == EACCES || no == EPERM || no == EINVAL) && !on_bpffs(path)) {
             luaebpf_pusherror(L, "open", no, "invalid", path, 0,
                               "not on a bpffs: pinned maps live on a mounted bpf filesystem");
@@ -494,7 +503,8 @@ static int map_open_id(lua_State *L) {
     luaebpf_map *m = map_push_closed(L);
     m->int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = access);
-    int fd = bpf_map_get_fd_by_id_opts((uint32_t)id, &o);
+    int fd;
+    LUAEBPF_RETRY(fd, bpf_map_get_fd_by_id_opts((uint32_t)id, &o), fd >= 0);
     if (fd < 0) {
         int no = errno;
         return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, open_hint(no, access, 1));
@@ -570,6 +580,9 @@ static int map_create(lua_State *L) {
     lua_pop(L, 1);
     lua_getfield(L, 1, "key");   /* 2 */
     lua_getfield(L, 1, "value"); /* 3 */
+    if (is_btf_spec(L, 2) || is_btf_spec(L, 3))
+        return luaL_error(L, "create: the \"btf\" codec reads a map's own BTF, and ebpf.create "
+                          "makes maps without BTF: give a codec such as \"u32\" or a struct");
     uint32_t ksz = spec_size(L, 2), vsz = spec_size(L, 3);
     /* queues, stacks and bloom filters have no key: key_size defaults to 0 there */
     int keyless = type == BPF_MAP_TYPE_QUEUE || type == BPF_MAP_TYPE_STACK ||
@@ -817,6 +830,8 @@ static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) 
     luaL_checktype(L, idx, LUA_TTABLE);
     luaebpf_check_options(L, idx, "lookup options", known);
     lua_getfield(L, idx, "lock");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "bad option 'lock': a boolean expected, got %s", luaL_typename(L, -1));
     uint64_t flags = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
     lua_pop(L, 1);
     return flags;
@@ -827,8 +842,9 @@ static int map_lookup(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup");
     uint64_t flags = check_lookup_flags(L, 3, m);
     luaebpf_encode_key(L, m, 2, m->key);
-    int r = flags ? bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value, flags)
-                  : bpf_map_lookup_elem(m->fd, m->key_size ? m->key : NULL, m->value);
+    int r;
+    LUAEBPF_RETRY(r, bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value,
+                                               flags), r == 0);
     if (r != 0) {
         int no = errno; /* before any Lua call */
         if (no == ENOENT) {
@@ -837,6 +853,8 @@ static int map_lookup(lua_State *L) {
         }
         return luaebpf_fail(L, "lookup", no, m, write_hint(m, no, flags ? "lock" : NULL));
     }
+    /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
+    VALGRIND_MAKE_MEM_DEFINED(m->value, m->value_bytes);
     luaebpf_decode_value(L, m, m->value);
     return 1;
 }
@@ -870,7 +888,10 @@ static int map_update(lua_State *L) {
     luaL_checkany(L, 3);
     luaebpf_encode_key(L, m, 2, m->key);
     luaebpf_encode_value(L, m, 3, m->value);
-    if (bpf_map_update_elem(m->fd, m->key_size ? m->key : NULL, m->value, flags) != 0) {
+    int r;
+    LUAEBPF_RETRY(r, bpf_map_update_elem(m->fd, m->key_size ? m->key : NULL, m->value, flags),
+                  r == 0);
+    if (r != 0) {
         int no = errno;
         return luaebpf_fail(L, "update", no, m, write_hint(m, no, fname));
     }
@@ -882,7 +903,9 @@ static int map_update(lua_State *L) {
 static int map_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "delete");
     luaebpf_encode_key(L, m, 2, m->key);
-    if (bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL) != 0) {
+    int r;
+    LUAEBPF_RETRY(r, bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL), r == 0);
+    if (r != 0) {
         int no = errno;
         if (no == ENOENT) {
             lua_pushboolean(L, 0);
@@ -898,7 +921,10 @@ static int map_delete(lua_State *L) {
 static int map_lookup_and_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup_and_delete");
     luaebpf_encode_key(L, m, 2, m->key);
-    if (bpf_map_lookup_and_delete_elem(m->fd, m->key_size ? m->key : NULL, m->value) != 0) {
+    int r;
+    LUAEBPF_RETRY(r, bpf_map_lookup_and_delete_elem(m->fd, m->key_size ? m->key : NULL, m->value),
+                  r == 0);
+    if (r != 0) {
         int no = errno;
         if (no == ENOENT) {
             lua_pushnil(L);
@@ -909,6 +935,7 @@ static int map_lookup_and_delete(lua_State *L) {
                                 ? "this map type has no lookup_and_delete"
                                 : write_hint(m, no, NULL));
     }
+    VALGRIND_MAKE_MEM_DEFINED(m->value, m->value_bytes);
     luaebpf_decode_value(L, m, m->value);
     return 1;
 }
