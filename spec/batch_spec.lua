@@ -96,12 +96,7 @@ local function keyset(t)
   return s
 end
 
--- runs fn and returns what it raised; fails when it raised nothing
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helpers.raised
 
 -- fills a pinned map in one bpftool process: rows = { { kbytes, vbytes }, ... }
 local function bpftool_fill(path, rows)

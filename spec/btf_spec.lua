@@ -88,20 +88,9 @@ local function sorted_keys(t)
   return ks
 end
 
---- asserts that msg contains every one of the plain strings in `parts`
-local function mentions(msg, parts)
-  msg = tostring(msg)
-  for _, p in ipairs(parts) do
-    assert.is_truthy(msg:find(p, 1, true), "expected '" .. p .. "' in the message: " .. msg)
-  end
-end
+local mentions = H.mentions
 
---- calls fn and returns what it raised; fails the test when fn succeeds
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = H.raised
 
 --- bpftool's dump of a map (REF is "pinned PATH" or "id N"): an array of
 -- { key = bytes, value = bytes | values = { per-CPU bytes }, formatted = json }
@@ -138,17 +127,7 @@ local function clear(ref)
 end
 
 -- every handle a test makes goes through track(); after_each closes them all
-local tracked = {}
-local function track(m)
-  tracked[#tracked + 1] = m
-  return m
-end
-local function close_tracked()
-  for i = #tracked, 1, -1 do
-    pcall(tracked[i].close, tracked[i])
-    tracked[i] = nil
-  end
-end
+local track, close_tracked = H.tracker()
 
 -- --------------------------------------------- the oracle for struct shape_value
 

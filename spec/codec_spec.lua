@@ -22,13 +22,7 @@ local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x ", c:byte()) end))
 end
 
--- asserts that msg contains every one of the plain strings in `parts`
-local function mentions(msg, parts)
-  msg = tostring(msg)
-  for _, p in ipairs(parts) do
-    assert.is_truthy(msg:find(p, 1, true), "expected '" .. p .. "' in the message: " .. msg)
-  end
-end
+local mentions = helpers.mentions
 
 -- calls fn and returns its error message; fails the test when fn succeeds
 local function refused(fn, ...)

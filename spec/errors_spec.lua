@@ -15,12 +15,7 @@ local function has_number(s, n)
   return s:find("%f[%d%-]" .. string.format("%d", n):gsub("%-", "%%-") .. "%f[%D]") ~= nil
 end
 
---- the message of a raised error, whatever its type
-local function raised(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return err, tostring(err)
-end
+local raised = H.raised
 
 describe("error objects", function()
   local fs, path, id

@@ -119,6 +119,39 @@ function H.lua_bin()
   return bin or "lua5.4"
 end
 
+--- calls fn and returns what it raised (and that as a string); fails the
+-- test when fn succeeds
+function H.raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return err, tostring(err)
+end
+
+--- asserts that msg contains every one of the plain strings in `parts`
+function H.mentions(msg, parts)
+  msg = tostring(msg)
+  for _, p in ipairs(parts) do
+    assert(msg:find(p, 1, true), "expected '" .. p .. "' in the message: " .. msg)
+  end
+end
+
+--- track, close_all: every handle a test passes through track() is closed
+-- by close_all(), newest first (links before the objects they came from)
+function H.tracker()
+  local tracked = {}
+  local function track(x)
+    tracked[#tracked + 1] = x
+    return x
+  end
+  local function close_all()
+    for i = #tracked, 1, -1 do
+      pcall(tracked[i].close, tracked[i])
+      tracked[i] = nil
+    end
+  end
+  return track, close_all
+end
+
 --- bpftool map show of a pinned path, decoded
 function H.show(path)
   return cjson.decode(H.run("bpftool -j map show pinned " .. path))

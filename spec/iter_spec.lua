@@ -55,12 +55,7 @@ local function count(t)
   return n
 end
 
--- runs fn and returns the error object it raised; fails the test when none
-local function raised(fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helpers.raised
 
 describe("Map:pairs and Map:keys", function()
   local fs

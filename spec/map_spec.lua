@@ -104,17 +104,7 @@ local function possible_cpus()
 end
 
 -- every handle a test makes goes through track(); after_each closes them all
-local tracked = {}
-local function track(m)
-  tracked[#tracked + 1] = m
-  return m
-end
-local function close_tracked()
-  for i = #tracked, 1, -1 do
-    pcall(tracked[i].close, tracked[i])
-    tracked[i] = nil
-  end
-end
+local track, close_tracked = H.tracker()
 
 -- ----------------------------------------------------------------- opening
 

@@ -6,12 +6,7 @@ local ebpf, helpers = require "luaebpf", require "spec.helpers"
 local le = helpers.le
 local MMAPABLE = 1024 -- BPF_F_MMAPABLE, for bpftool
 
--- runs fn and returns what it raised; fails when it raised nothing
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helpers.raised
 
 local TRIPLE = { { "a", "u32" }, { "b", "u32" }, { "c", "u32" } } -- 12 bytes
 

@@ -63,34 +63,12 @@ local function map_exists(id)
   return ok
 end
 
---- asserts that msg contains every one of the plain strings in `parts`
-local function mentions(msg, parts)
-  msg = tostring(msg)
-  for _, p in ipairs(parts) do
-    assert.is_truthy(msg:find(p, 1, true), "expected '" .. p .. "' in the message: " .. msg)
-  end
-end
+local mentions = H.mentions
 
---- calls fn and returns what it raised; fails the test when fn succeeds
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = H.raised
 
--- every object, map and link a test makes goes through track(); after_each
--- closes them all, newest first (links before the objects they came from)
-local tracked = {}
-local function track(x)
-  tracked[#tracked + 1] = x
-  return x
-end
-local function close_tracked()
-  for i = #tracked, 1, -1 do
-    pcall(tracked[i].close, tracked[i])
-    tracked[i] = nil
-  end
-end
+-- every handle a test makes goes through track(); after_each closes them all
+local track, close_tracked = H.tracker()
 
 -- --------------------------------------------------------------- the specs
 

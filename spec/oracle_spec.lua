@@ -31,11 +31,8 @@ local function walk(m, key_size)
   return got, n
 end
 
-local tracked = {}
-local function track(m) tracked[#tracked + 1] = m; return m end
-local function close_tracked()
-  for i = #tracked, 1, -1 do pcall(tracked[i].close, tracked[i]); tracked[i] = nil end
-end
+-- every handle a test makes goes through track(); after_each closes them all
+local track, close_tracked = H.tracker()
 
 local STRUCT = { { "pid", "u32" }, { "comm", "char[16]" }, { "count", "u64" } }
 

@@ -19,12 +19,7 @@ end
 
 local function round8(n) return math.floor((n + 7) / 8) * 8 end
 
--- runs fn and returns what it raised; fails when it raised nothing
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raised = helpers.raised
 
 -- the raw per-CPU helper: `pcpu PATH write KEYHEX BUFHEX` stores the whole
 -- buffer (ncpus * round_up(value_size, 8) bytes) with bpf_map_update_elem;
