@@ -20,6 +20,16 @@ describe("README.md", function()
     end
   end)
 
+  it("documents every Object, Link and View method", function()
+    for prefix, methods in pairs{ ["obj:"] = ebpf.Object, ["link:"] = ebpf.Link,
+                                  ["view:"] = ebpf.View } do
+      for name in pairs(methods) do
+        assert.is_truthy(readme:find(prefix .. name, 1, true),
+          "README.md does not mention " .. prefix .. name)
+      end
+    end
+  end)
+
   it("documents every Map method", function()
     for name in pairs(ebpf.Map) do
       assert.is_truthy(readme:find("m:" .. name, 1, true),
