@@ -32,7 +32,7 @@ DEB_PKGS   := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev lua5.4 liblua
 BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 
-.PHONY: all deps run maps test test-all test-asan test-valgrind bench clean
+.PHONY: all deps run maps test test-all test-asan test-valgrind soak bench clean
 all: $(SO) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -88,6 +88,8 @@ test-all: deps
 # The suite against a build with AddressSanitizer and UndefinedBehaviorSanitizer
 # (gcc's runtimes, preloaded into the uninstrumented interpreter). Leak checks
 # are valgrind's job: the interpreter exits without freeing its own state.
+# allocator_may_return_null: a huge malloc returns NULL, as libc's does, instead
+# of aborting (spec/permission_spec.lua asks for a 1 TiB batch).
 ASAN_BUILD := build/asan
 test-asan: deps
 	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
@@ -95,7 +97,7 @@ test-asan: deps
 	$(CC) $(CPPFLAGS) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined $(WARN) -fPIC -shared -o $(ASAN_BUILD)/luaebpf/core.so \
 	  $(SRCS) $(BPF_LIBS)
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  $(BUSTED) --cpath='./$(ASAN_BUILD)/?.so' $(BUSTED_ARGS)
 
@@ -113,6 +115,13 @@ test-valgrind: deps
 # a second process that inserts and deletes keys while the specs read
 spec/churn: spec/churn.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(BPF_LIBS)
+
+# the concurrency soak: spec/churn changes a pinned map for SOAK_SECONDS while
+# reader processes walk it (spec/soak.lua); fails on any missed or repeated key
+SOAK_SECONDS ?= 60
+soak: deps
+	@$(MAKE) --no-print-directory all spec/churn
+	$(LUA) spec/soak.lua $(SOAK_SECONDS)
 
 # built per Lua version, like the core: bench/benchlib.lua looks in build/$(LUA)/ first
 $(CBENCH): bench/cbench.c

@@ -102,6 +102,7 @@ static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, i
         lua_error(L);
     }
     w->out = w->in + w->cursor_size;
+    luaebpf_gc_hint(L, (size_t)w->cap * (w->key_size + w->value_bytes));
     memset(&m->last, 0, sizeof m->last);
     m->last.batch_size = w->mode == WALK_BATCH ? n : 0;
     m->last.fallback = w->mode == WALK_NEXT_KEY;

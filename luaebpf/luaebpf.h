@@ -162,6 +162,14 @@ int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);
         } while (!(ok) && (errno == EINTR || errno == EAGAIN) && tries_++ < LUAEBPF_RETRIES); \
     } while (0)
 
+/* Buffers and codec nodes are malloc'd, unseen by the collector, so a loop
+ * that opens and drops handles would let them pile up between cycles. Each
+ * such allocation is announced as if Lua had made it (at least 1 KiB), so
+ * the collector keeps pace and finalizers run in time. */
+static inline void luaebpf_gc_hint(lua_State *L, size_t bytes) {
+    lua_gc(L, LUA_GCSTEP, (int)(bytes / 1024 + 1));
+}
+
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
 

@@ -369,6 +369,7 @@ static void map_finish_open(lua_State *L, luaebpf_map *m, const char *label) {
         map_release_fd(m);
         luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
     }
+    luaebpf_gc_hint(L, m->key_size + m->value_bytes);
 }
 
 /* protected: args map, key spec, value spec, expect (or nil). Checks expect
@@ -409,6 +410,25 @@ static void map_apply_codecs(lua_State *L, luaebpf_map *m, int map_idx, int kspe
         map_release_fd(m);
         lua_error(L);
     }
+}
+
+/* every directory on the way to path can be searched by this process */
+static int dir_searchable(const char *path) {
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof dir)
+        return 1; /* cannot tell */
+    memcpy(dir, path, n + 1);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int ok = access(dir, X_OK) == 0;
+        *p = '/';
+        if (!ok)
+            return 0;
+    }
+    return 1;
 }
 
 /* a pin path outside any bpffs makes the kernel answer EACCES or EINVAL */
@@ -471,6 +491,11 @@ static int map_open(lua_State *L) {
             luaebpf_pusherror(L, "open", no, "invalid", path, 0,
                               "not on a bpffs: pinned maps live on a mounted bpf filesystem");
             return lua_error(L);
+        }
+        if (no == EACCES && !dir_searchable(path)) {
+            lua_pushfstring(L, "needs search (x) permission on the directory of the pin, "
+                            "and read permission on the pin file");
+            return luaebpf_raise(L, "open", no, path, 0, lua_tostring(L, -1));
         }
         return luaebpf_raise(L, "open", no, path, 0, open_hint(no, access, 0));
     }

@@ -173,7 +173,9 @@ static int core_load(lua_State *L) {
         o->obj = NULL;
         log_deliver(L, logfn);
         int refused = push_verifier_reason(L);
-        if (!refused)
+        if (!refused && (no == EPERM || no == EACCES)) /* libbpf's text blames memlock */
+            lua_pushliteral(L, "loading BPF programs needs CAP_BPF and CAP_PERFMON (or root)");
+        else if (!refused)
             push_log_tail(L, 4);
         luaebpf_pusherror_about(L, "load", no, "object", path, lua_tostring(L, -1));
         if (refused) { /* EACCES here is the verifier's "no", not a missing privilege */
