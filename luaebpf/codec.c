@@ -565,7 +565,8 @@ static void encode_fields(encode_ctx *x, const luaebpf_node *n, int idx, unsigne
         if (x->depth >= MAX_DEPTH)
             luaL_error(L, "value nested deeper than %d levels", MAX_DEPTH);
         x->names[x->depth++] = f->name;
-        lua_getfield(L, idx, f->name);
+        lua_pushstring(L, f->name);
+        lua_rawget(L, idx); /* raw: no __index of the caller's runs while encoding */
         if (!lua_isnil(L, -1)) /* a missing field stays zero, as in C initializers */
             encode_node(x, n->first + i, lua_gettop(L), p + f->offset);
         lua_pop(L, 1);

@@ -14,7 +14,17 @@
 #define LUAEBPF_HAS_INTEGERS 0
 #ifndef LUA_JITLIBNAME
 /* vanilla 5.1 lacks what LuaJIT 2.1 added from 5.2 */
-#define luaL_setfuncs(L, l, nup) luaL_register((L), NULL, (l))
+/* 5.2's luaL_setfuncs: each function gets the nup values below the table */
+static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+    luaL_checkstack(L, nup + 1, "too many upvalues");
+    for (; l->name; l++) {
+        for (int i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
 static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
     void *p = lua_touserdata(L, i);
     if (p == NULL || !lua_getmetatable(L, i))

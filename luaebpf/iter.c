@@ -30,6 +30,7 @@ typedef struct walk {
     unsigned char *keys, *values; /* cap entries each; next_key uses one of each */
     unsigned char *in, *out;      /* batch cursors; next_key: previous and next key */
     uint64_t steps, limit;        /* next_key: get_next_key calls; max_entries + 64 */
+    uint64_t restarts;            /* next_key: this walk's restarts (m->last is shared) */
     int last_was_new;
 } walk;
 
@@ -93,7 +94,8 @@ static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, i
     w->cursor_size = (m->key_size > 4 ? m->key_size : 4);
     w->cursor_size = (w->cursor_size + 7) / 8 * 8;
     w->mode = use_batch ? WALK_BATCH : WALK_NEXT_KEY;
-    w->limit = (uint64_t)m->max_entries + 64;
+    /* keys between two restarts: at most max_entries, which some types leave 0 */
+    w->limit = (m->max_entries ? (uint64_t)m->max_entries : (uint64_t)UINT32_MAX) + 64;
     w->in = calloc(2, w->cursor_size);
     int no = w->in ? walk_alloc(w, w->mode == WALK_BATCH ? n : 1) : ENOMEM;
     if (no) {
@@ -183,8 +185,7 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
     while (!w->done) {
         /* between two restarts a walk visits at most max_entries keys, so the
          * steps are bounded by the restarts, and the restarts by the map size */
-        if (++w->steps > (m->last.restarts + 2) * (w->limit + 1) ||
-            m->last.restarts > 2 * w->limit)
+        if (++w->steps > (w->restarts + 2) * (w->limit + 1) || w->restarts > 2 * w->limit)
             return raise_walk(L, m, w, op, EAGAIN,
                               "the walk restarted too often under concurrent deletes");
         int r;
@@ -207,8 +208,10 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
             if (lua_toboolean(L, -1)) {
                 lua_pop(L, 2);
                 m->last.repeats++;
-                if (w->last_was_new)
+                if (w->last_was_new) {
+                    w->restarts++;
                     m->last.restarts++;
+                }
                 w->last_was_new = 0;
                 continue;
             }
@@ -218,7 +221,8 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
         }
         w->last_was_new = 1;
         if (w->with_values) {
-            LUAEBPF_RETRY(r, w->del ? bpf_map_lookup_and_delete_elem(m->fd, w->out, w->values)
+            LUAEBPF_RETRY(r, w->del ? bpf_map_lookup_and_delete_elem_flags(m->fd, w->out, w->values,
+                                          m->vc->has_lock ? BPF_F_LOCK : 0)
                                     : bpf_map_lookup_elem_flags(m->fd, w->out, w->values,
                                                                 m->vc->has_lock ? BPF_F_LOCK : 0),
                           r == 0);

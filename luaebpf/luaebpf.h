@@ -103,7 +103,7 @@ typedef struct luaebpf_map {
 } luaebpf_map;
 
 luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op);
-luaebpf_map *luaebpf_map_from_fd(lua_State *L, int fd);
+luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd);
 /* check_map, then load the BTF codecs if they are still pending */
 luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op);
 void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t access);
@@ -167,6 +167,10 @@ int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);
  * such allocation is announced as if Lua had made it (at least 1 KiB), so
  * the collector keeps pace and finalizers run in time. */
 static inline void luaebpf_gc_hint(lua_State *L, size_t bytes) {
+#ifdef LUA_GCISRUNNING
+    if (!lua_gc(L, LUA_GCISRUNNING, 0))
+        return; /* the host stopped the collector: leave it stopped */
+#endif
     lua_gc(L, LUA_GCSTEP, (int)(bytes / 1024 + 1));
 }
 

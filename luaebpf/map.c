@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/vfs.h>
 #include <sys/stat.h>
 #include <linux/magic.h>
@@ -37,19 +38,28 @@ static luaebpf_map *map_push_closed(lua_State *L) {
     return m;
 }
 
+/* closes the fd; the buffers stay until __gc, because a method running below
+ * (whose Lua callbacks or finalizers closed the map) may still use them */
 static void map_release_fd(luaebpf_map *m) {
     int fd = m->fd;
     m->fd = -1; /* first: nothing sees it half-open */
     if (fd >= 0 && m->owns_fd)
         close(fd);
-    free(m->key);
-    m->key = m->value = NULL;
 }
 
-/* close, __close and __gc: idempotent, never raises */
+/* close and __close: idempotent, never raise */
 static int map_close(lua_State *L) {
     luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
     map_release_fd(m);
+    return 0;
+}
+
+/* __gc: nothing can be using the handle any more */
+static int map_gc(lua_State *L) {
+    luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
+    map_release_fd(m);
+    free(m->key);
+    m->key = m->value = NULL;
     return 0;
 }
 
@@ -126,6 +136,13 @@ static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_id
         luaL_error(L, "%s codec %s is %d bytes, but map '%s' (id %d) has %d-byte %ss", what,
                    c->desc, (int)c->nodes[0].size, m->name, (int)m->id, (int)want, what);
     luaebpf_getuservalue(L, map_idx);
+    /* the codec replaced stays referenced: a method running below may still
+     * be decoding with it (retired codecs are few: one per codec change) */
+    lua_rawgeti(L, -1, is_key ? UV_KEY_CODEC : UV_VALUE_CODEC);
+    if (!lua_isnil(L, -1))
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    else
+        lua_pop(L, 1);
     lua_pushvalue(L, codec_idx);
     lua_rawseti(L, -2, is_key ? UV_KEY_CODEC : UV_VALUE_CODEC);
     lua_pop(L, 1);
@@ -439,11 +456,15 @@ static int on_bpffs(const char *path) {
     return st.f_type == BPF_FS_MAGIC;
 }
 
-/* pushes a Map owning fd (the caller's own copy, e.g. a dup of a map fd held
- * by a BPF object), read-write, with codecs from its BTF; closes fd on failure */
-luaebpf_map *luaebpf_map_from_fd(lua_State *L, int fd) {
+/* pushes a Map owning a duplicate of src_fd (a map fd held by a BPF object),
+ * read-write, with codecs from its BTF. The handle exists before the fd does,
+ * so a failure in between leaves nothing open. */
+luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd) {
     luaebpf_map *m = map_push_closed(L);
     int map_idx = lua_gettop(L);
+    int fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        luaebpf_raise(L, "open", errno, NULL, 0, "cannot duplicate the map's fd");
     m->fd = fd;
     m->owns_fd = 1;
     m->access = 0;
@@ -862,11 +883,26 @@ static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) 
     return flags;
 }
 
+/* decodes m->value from a copy of its own: decoding allocates, a finalizer
+ * may run and use this same map, and its lookup would overwrite m->value */
+static void decode_private(lua_State *L, luaebpf_map *m) {
+    unsigned char small[256];
+    unsigned char *copy = small;
+    if (m->value_bytes > sizeof small)
+        copy = lua_newuserdata(L, m->value_bytes); /* kept on the stack while decoding */
+    memcpy(copy, m->value, m->value_bytes);
+    luaebpf_decode_value(L, m, copy);
+    if (copy != small)
+        lua_remove(L, -2);
+}
+
 /* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup");
     uint64_t flags = check_lookup_flags(L, 3, m);
     luaebpf_encode_key(L, m, 2, m->key);
+    if (m->fd < 0) /* closed by a finalizer that ran meanwhile */
+        luaebpf_check_map(L, 1, "lookup");
     int r;
     LUAEBPF_RETRY(r, bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value,
                                                flags), r == 0);
@@ -880,7 +916,7 @@ static int map_lookup(lua_State *L) {
     }
     /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
     VALGRIND_MAKE_MEM_DEFINED(m->value, m->value_bytes);
-    luaebpf_decode_value(L, m, m->value);
+    decode_private(L, m);
     return 1;
 }
 
@@ -913,6 +949,8 @@ static int map_update(lua_State *L) {
     luaL_checkany(L, 3);
     luaebpf_encode_key(L, m, 2, m->key);
     luaebpf_encode_value(L, m, 3, m->value);
+    if (m->fd < 0)
+        luaebpf_check_map(L, 1, "update");
     int r;
     LUAEBPF_RETRY(r, bpf_map_update_elem(m->fd, m->key_size ? m->key : NULL, m->value, flags),
                   r == 0);
@@ -929,6 +967,8 @@ static int map_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "delete");
     luaebpf_encode_key(L, m, 2, m->key);
     int r;
+    if (m->fd < 0)
+        luaebpf_check_map(L, 1, "delete");
     LUAEBPF_RETRY(r, bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL), r == 0);
     if (r != 0) {
         int no = errno;
@@ -947,8 +987,12 @@ static int map_lookup_and_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup_and_delete");
     luaebpf_encode_key(L, m, 2, m->key);
     int r;
-    LUAEBPF_RETRY(r, bpf_map_lookup_and_delete_elem(m->fd, m->key_size ? m->key : NULL, m->value),
-                  r == 0);
+    if (m->fd < 0)
+        luaebpf_check_map(L, 1, "lookup_and_delete");
+    /* a spin-locked value is read under its lock (hash types, 5.14+) */
+    uint64_t flags = m->vc->has_lock ? BPF_F_LOCK : 0;
+    LUAEBPF_RETRY(r, bpf_map_lookup_and_delete_elem_flags(m->fd, m->key_size ? m->key : NULL,
+                                                          m->value, flags), r == 0);
     if (r != 0) {
         int no = errno;
         if (no == ENOENT) {
@@ -961,7 +1005,7 @@ static int map_lookup_and_delete(lua_State *L) {
                                 : write_hint(m, no, NULL));
     }
     VALGRIND_MAKE_MEM_DEFINED(m->value, m->value_bytes);
-    luaebpf_decode_value(L, m, m->value);
+    decode_private(L, m);
     return 1;
 }
 
@@ -974,7 +1018,7 @@ void luaebpf_map_open(lua_State *L) {
         {"layout", map_layout},   {"pin", map_pin},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {
-        {"__gc", map_close}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};
+        {"__gc", map_gc}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"open", map_open}, {"open_id", map_open_id}, {"create", map_create}, {NULL, NULL}};
     luaL_newmetatable(L, LUAEBPF_MAP); /* module, mt */

@@ -12,17 +12,33 @@
 #include "luaebpf.h"
 
 typedef struct view {
-    unsigned char *base; /* NULL once unmapped */
+    unsigned char *base; /* NULL once closed */
+    unsigned char *mapped; /* what to munmap: kept until no get() is running */
+    int busy;            /* get() calls decoding right now (a finalizer may close) */
     size_t len, stride;
     uint32_t n;
     const luaebpf_codec *vc;
 } view;
 
-static int view_close(lua_State *L) { /* close, __close, __gc: idempotent */
+static void view_unmap(view *v) {
+    if (v->mapped && v->busy == 0) {
+        munmap(v->mapped, v->len);
+        v->mapped = NULL;
+    }
+}
+
+static int view_close(lua_State *L) { /* close, __close: idempotent */
     view *v = luaL_checkudata(L, 1, LUAEBPF_VIEW);
-    if (v->base)
-        munmap(v->base, v->len);
     v->base = NULL;
+    view_unmap(v); /* deferred to the end of a get() that is decoding */
+    return 0;
+}
+
+static int view_gc(lua_State *L) { /* nothing can be decoding now, even after a raise */
+    view *v = luaL_checkudata(L, 1, LUAEBPF_VIEW);
+    v->base = NULL;
+    v->busy = 0;
+    view_unmap(v);
     return 0;
 }
 
@@ -45,7 +61,13 @@ static int view_get(lua_State *L) {
         return luaL_argerror(L, 2, lua_pushfstring(L, "an index in 0..%d expected, got %s",
                              (int)v->n - 1, lua_type(L, 2) == LUA_TNUMBER
                              ? luaL_tolstring(L, 2, NULL) : luaL_typename(L, 2)));
+    /* decoding allocates: a finalizer may close the view meanwhile, so the
+     * pages stay mapped until this decode is done */
+    v->busy++;
     luaebpf_decode(L, v->vc, v->base + (size_t)i * v->stride);
+    v->busy--;
+    if (!v->base)
+        view_unmap(v);
     return 1;
 }
 
@@ -95,13 +117,13 @@ static int map_mmap(lua_State *L) {
                              no == ENOTSUP || no == 524 ? "this array refuses mmap (a value "
                              "holding a bpf_spin_lock?)" : NULL);
     }
-    v->base = p;
+    v->base = v->mapped = p;
     return 1;
 }
 
 void luaebpf_mmap_open(lua_State *L) {
     static const luaL_Reg methods[] = {{"get", view_get}, {"close", view_close}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {{"__gc", view_close}, {"__close", view_close},
+    static const luaL_Reg meta[] = {{"__gc", view_gc}, {"__close", view_close},
                                     {"__len", view_len}, {"__tostring", view_tostring},
                                     {NULL, NULL}};
     luaL_newmetatable(L, LUAEBPF_VIEW); /* module, mt */

@@ -47,10 +47,13 @@ int luaebpf_type_has_delete_batch(uint32_t type) {
            type == BPF_MAP_TYPE_HASH_OF_MAPS;
 }
 
-/* ... and arrays and LPM tries use the generic lookup batch (5.6+) */
+/* ... and arrays use the generic lookup batch (5.6+), whose cursor is a key.
+ * LPM tries have it too, but there a deleted cursor key restarts the walk at
+ * the leftmost key, so the batch path could yield a key twice: they walk with
+ * get_next_key, which skips keys seen before a restart. */
 int luaebpf_type_has_batch(uint32_t type) {
     return luaebpf_type_has_delete_batch(type) || type == BPF_MAP_TYPE_ARRAY ||
-           type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_LPM_TRIE;
+           type == BPF_MAP_TYPE_PERCPU_ARRAY;
 }
 
 /* bit i of map_flags is flag_names[i] */

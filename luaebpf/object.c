@@ -18,6 +18,8 @@
 
 typedef struct luaebpf_object {
     struct bpf_object *obj; /* NULL once closed */
+    int busy;               /* methods holding libbpf pointers across Lua allocations */
+    int close_pending;      /* close() came while busy: done when the last one ends */
 } luaebpf_object;
 
 typedef struct luaebpf_link {
@@ -122,19 +124,42 @@ static void log_deliver(lua_State *L, int fn) {
 
 static luaebpf_object *check_object(lua_State *L, int idx, const char *op) {
     luaebpf_object *o = luaL_checkudata(L, idx, LUAEBPF_OBJECT);
-    if (!o->obj) {
+    if (!o->obj || o->close_pending) {
         luaebpf_pusherror(L, op, EBADF, "closed", NULL, 0, "the object was closed");
         lua_error(L);
     }
     return o;
 }
 
-static int object_close(lua_State *L) { /* close, __close, __gc */
-    luaebpf_object *o = luaL_checkudata(L, 1, LUAEBPF_OBJECT);
+/* A method that holds a struct bpf_map or bpf_program of the object while Lua
+ * allocates (and a finalizer may run and close the object) marks it busy:
+ * close() then only marks it, and the last busy method closes it. */
+static void object_release(luaebpf_object *o) {
     struct bpf_object *obj = o->obj;
     o->obj = NULL;
+    o->close_pending = 0;
     if (obj)
         bpf_object__close(obj); /* Maps and Links made from it hold their own references */
+}
+
+static void object_unbusy(luaebpf_object *o) {
+    if (--o->busy == 0 && o->close_pending)
+        object_release(o);
+}
+
+static int object_close(lua_State *L) { /* close, __close */
+    luaebpf_object *o = luaL_checkudata(L, 1, LUAEBPF_OBJECT);
+    if (o->busy > 0)
+        o->close_pending = 1;
+    else
+        object_release(o);
+    return 0;
+}
+
+static int object_gc(lua_State *L) { /* nothing is using it now, even after a raise */
+    luaebpf_object *o = luaL_checkudata(L, 1, LUAEBPF_OBJECT);
+    o->busy = 0;
+    object_release(o);
     return 0;
 }
 
@@ -153,7 +178,7 @@ static int core_load(lua_State *L) {
         logfn = lua_isnil(L, -1) ? 0 : lua_gettop(L);
     }
     luaebpf_object *o = luaebpf_newuserdata(L, sizeof *o);
-    o->obj = NULL;
+    memset(o, 0, sizeof *o);
     luaL_setmetatable(L, LUAEBPF_OBJECT);
     int self = lua_gettop(L);
     log_begin();
@@ -201,10 +226,10 @@ static int core_load(lua_State *L) {
 
 /* a Map for one of the object's maps: a dup of its fd, keeping obj alive too */
 static void push_object_map(lua_State *L, int obj_idx, struct bpf_map *map) {
-    int fd = fcntl(bpf_map__fd(map), F_DUPFD_CLOEXEC, 3);
-    if (fd < 0)
-        luaebpf_raise(L, "map", errno, bpf_map__name(map), 0, "cannot duplicate the map's fd");
-    luaebpf_map_from_fd(L, fd);
+    luaebpf_object *o = lua_touserdata(L, obj_idx);
+    o->busy++; /* libbpf's fd must stay open until it is duplicated */
+    luaebpf_map_from_fd(L, bpf_map__fd(map)); /* a raise here leaves busy set: GC closes */
+    object_unbusy(o);
     luaebpf_getuservalue(L, -1);
     lua_pushvalue(L, obj_idx);
     lua_setfield(L, -2, "owner");
@@ -244,8 +269,10 @@ static int object_maps_step(lua_State *L) {
             continue;
         lua_pushinteger(L, i);
         lua_replace(L, lua_upvalueindex(2));
+        o->busy++;
         lua_pushstring(L, bpf_map__name(map));
         push_object_map(L, lua_upvalueindex(1), map);
+        object_unbusy(o);
         return 2;
     }
     return 0;
@@ -266,6 +293,7 @@ static int object_programs(lua_State *L) {
     struct bpf_program *prog;
     lua_newtable(L);
     int i = 0;
+    o->busy++;
     bpf_object__for_each_program(prog, o->obj) {
         lua_createtable(L, 0, 4);
         lua_pushstring(L, bpf_program__name(prog));
@@ -279,6 +307,7 @@ static int object_programs(lua_State *L) {
         lua_setfield(L, -2, "fd");
         lua_rawseti(L, -2, ++i);
     }
+    object_unbusy(o);
     return 1;
 }
 
@@ -309,7 +338,9 @@ static int link_attached(lua_State *L) {
 /* pushes a link for prog, attached; refuses a program whose link is still live,
  * since a second attachment would count every event twice */
 static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
+    luaebpf_object *o = lua_touserdata(L, obj_idx);
     const char *pname = bpf_program__name(prog);
+    o->busy++; /* prog and pname belong to the object: keep it open until done */
     luaebpf_getuservalue(L, obj_idx);
     lua_getfield(L, -1, "links");
     lua_getfield(L, -1, pname); /* uv, links, link or nil */
@@ -317,6 +348,7 @@ static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
     if (old && old->link) {
         luaebpf_pusherror_about(L, "attach", EEXIST, "program", pname,
                                 "already attached by this object: close that link first");
+        object_unbusy(o);
         lua_error(L);
     }
     lua_pop(L, 1);
@@ -336,6 +368,7 @@ static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
         luaebpf_pusherror_about(L, "attach", no, "program", pname,
                                 no == EEXIST ? "this program is attached there already"
                                 : lua_rawlen(L, -1) ? lua_tostring(L, -1) : NULL);
+        object_unbusy(o);
         lua_error(L);
     }
     k->link = link;
@@ -343,6 +376,7 @@ static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
     lua_setfield(L, -3, pname); /* uv, links, link */
     lua_replace(L, -3);
     lua_pop(L, 1);              /* link */
+    object_unbusy(o);
 }
 
 /* obj:attach(name) -> link */
@@ -374,12 +408,14 @@ static int object_attach_all(lua_State *L) {
     struct bpf_program *prog;
     lua_newtable(L);
     int links = lua_gettop(L);
+    o->busy++; /* the loop walks the object's programs while Lua allocates */
     bpf_object__for_each_program(prog, o->obj) {
         if (!bpf_program__autoload(prog))
             continue;
         push_link(L, 1, prog); /* a failure raises; links made so far detach on GC */
         lua_setfield(L, links, bpf_program__name(prog));
     }
+    object_unbusy(o);
     return 1;
 }
 
@@ -399,7 +435,7 @@ void luaebpf_object_open(lua_State *L) {
         {"attach_all", object_attach_all}, {"close", object_close},
         {NULL, NULL}};
     static const luaL_Reg obj_meta[] = {
-        {"__gc", object_close}, {"__close", object_close}, {"__tostring", object_tostring},
+        {"__gc", object_gc}, {"__close", object_close}, {"__tostring", object_tostring},
         {NULL, NULL}};
     static const luaL_Reg link_methods[] = {
         {"close", link_close}, {"attached", link_attached}, {NULL, NULL}};

@@ -128,7 +128,8 @@ describe("batch reads", function()
   end
 
   -- dump, pairs and keys of m must all equal bpftool's dump of path, on the batch path
-  local function check_against_bpftool(m, path, opts)
+  -- (fallback: the map type walks with get_next_key, not batches)
+  local function check_against_bpftool(m, path, opts, fallback)
     local want, nwant = oracle(path)
     assert.is_true(nwant > 0, "the fixture is empty")
 
@@ -139,22 +140,22 @@ describe("batch reads", function()
     assert.are.equal(#keys, #values)
     assert_same_entries(want, got)
     local lr = m:last_read()
-    assert.is_false(lr.fallback)
+    assert.are.equal(fallback or false, lr.fallback)
     assert.are.equal(nwant, lr.entries)
-    assert.is_true(lr.batches >= 1)
+    assert.is_true(fallback or lr.batches >= 1)
 
     local pgot, pn, pdups = walk(m:pairs(opts))
     assert.are.same({}, pdups)
     assert.are.equal(nwant, pn)
     assert_same_entries(want, pgot)
-    assert.is_false(m:last_read().fallback)
+    assert.are.equal(fallback or false, m:last_read().fallback)
     assert.are.equal(nwant, m:last_read().entries)
 
     local kgot, kn, kdups = walk(m:keys(opts))
     assert.are.same({}, kdups)
     assert.are.equal(nwant, kn)
     assert_same_entries(keyset(want), kgot)
-    assert.is_false(m:last_read().fallback)
+    assert.are.equal(fallback or false, m:last_read().fallback)
   end
 
   describe("Map:dump, Map:pairs and Map:keys", function()
@@ -218,6 +219,24 @@ describe("batch reads", function()
       check_against_bpftool(m, path)
     end)
 
+    it("never yields an lpm_trie key twice when the walk deletes the key it stands on", function()
+      local ok, t = pcall(ebpf.create, { type = "lpm_trie", max_entries = 64, flags = { "no_prealloc" },
+        key = { { "prefixlen", "u32" }, { "addr", "be32" } }, value = "u32" })
+      if not ok then return pending("needs lpm_trie maps: " .. tostring(t)) end
+      finally(function() t:close() end)
+      for i = 0, 19 do assert(t:update({ prefixlen = 24, addr = 0x0a000000 + i * 256 }, i)) end
+      local seen, n = {}, 0
+      for k in t:keys{ n = 3 } do
+        assert.is_nil(seen[k.addr], "key yielded twice")
+        seen[k.addr] = true
+        n = n + 1
+        assert(t:delete(k)) -- the kernel restarts a trie walk at its leftmost key
+      end
+      assert.are.equal(20, n)
+      local keys = t:read_batch(nil, 3)
+      assert.are.equal(0, #keys)
+    end)
+
     it("read an lpm_trie with {prefixlen, addr} keys exactly as bpftool dumps it", function()
       local ok, m = pcall(ebpf.create, { type = "lpm_trie", key_size = 8, value_size = 8,
         max_entries = 256, flags = { "no_prealloc" } })
@@ -230,9 +249,11 @@ describe("batch reads", function()
       for i = 0, 99 do
         assert(t:update({ prefixlen = 16 + i % 17, addr = 0x0a000000 + i * 0x10000 }, i))
       end
-      -- the same prefixes under bpftool's eyes, as raw bytes
+      -- the same prefixes under bpftool's eyes, as raw bytes. An LPM trie walks
+      -- with get_next_key: its generic batch restarts at the leftmost key when
+      -- the cursor key is deleted, which could yield a key twice
       t:codec{ key = "raw", value = "raw" }
-      check_against_bpftool(t, path)
+      check_against_bpftool(t, path, nil, true)
       assert.are.equal(100, t:last_read().entries)
       -- and decoded: the struct keys come back with their fields
       t:codec{ key = { { "prefixlen", "u32" }, { "addr", "be32" } }, value = "u64" }
