@@ -140,7 +140,9 @@ local function key_bytes(pid, comm) return le(pid, 4) .. pad(comm, 8) end
 local function assert_chars(got, fmt, raw, what)
   assert.are.equal(upto_nul(raw), got, what)
   if type(fmt) == "string" then
-    assert.are.equal(fmt, got, what)
+    -- bpftool 7.1 mangles a printable char array holding '\' or '"' in its
+    -- JSON (bytes 5c 54 come out as "\nT"): the bytes decide then
+    if not got:find('[\\"]') then assert.are.equal(fmt, got, what) end
   else
     local t = {}
     for i, n in ipairs(fmt) do t[i] = string.char(n % 256) end
