@@ -4,25 +4,19 @@
 -- A 10,000-entry hash (u32 -> u64) is filled and checked in an untimed pass;
 -- then Lua and C take turns, each doing the same number of hits with keys
 -- cycling 0..nkeys-1, and the median round of each side is compared.
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
--- make LUA=lua5.1|luajit|lua5.3 builds the core under build/$(LUA)/
-local build = "./build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")) .. "/?.so;"
-package.cpath = build .. "./?.so;./bench/?.so;" .. package.cpath
+package.path = "lua/?.lua;lua/?/init.lua;./bench/?.lua;" .. package.path
+local B = require "benchlib" -- points package.cpath at this interpreter's build
 
 local ebpf = require "luaebpf"
-local cbench = require "cbench"
+local cbench = B.cbench
 
 local NKEYS = 10000
 local ITERS = tonumber(arg and arg[1]) or 1000000
 local ROUNDS = tonumber(arg and arg[2]) or 9
 local TARGET = 1.10
 
-local function expected(k) return k * 2654435761 + 7 end -- distinct, uses high bits
-
-local function fail(msg)
-  io.stderr:write("bench/lookup.lua: ", msg, "\n")
-  os.exit(1)
-end
+local expected = B.expected
+local function fail(msg) B.fail("bench/lookup.lua", msg) end
 
 local m = ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = NKEYS }
 for k = 0, NKEYS - 1 do
@@ -42,7 +36,7 @@ if m:lookup(NKEYS) ~= nil then fail("lookup of an absent key did not return nil"
 local _, cmiss = cbench.lookup_loop(m:fd(), NKEYS, NKEYS)
 if cmiss ~= 0 then fail("the C loop missed " .. cmiss .. " of " .. NKEYS .. " keys") end
 
-local now = cbench.now
+local now = B.now
 
 local function lua_round(n)
   local k = 0
@@ -61,14 +55,7 @@ local function c_round(n)
   return ns
 end
 
-local function median(t)
-  local s = {}
-  for i = 1, #t do s[i] = t[i] end
-  table.sort(s)
-  local n = #s
-  if n % 2 == 1 then return s[(n + 1) / 2] end
-  return (s[n / 2] + s[n / 2 + 1]) / 2
-end
+local median = B.median
 
 -- warm up both paths (page cache, branch predictors, CPU frequency)
 local warm = math.max(1, math.floor(ITERS / 5))

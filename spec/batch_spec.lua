@@ -90,27 +90,11 @@ local function walk(iter, state, ctl, closing)
   return got, n, dups
 end
 
-local function keyset(t)
-  local s = {}
-  for k in pairs(t) do s[k] = true end
-  return s
-end
+local keyset = helpers.keyset
 
 local raised = helpers.raised
 
--- fills a pinned map in one bpftool process: rows = { { kbytes, vbytes }, ... }
-local function bpftool_fill(path, rows)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  for _, r in ipairs(rows) do
-    f:write(string.format("map update pinned %s key %s value %s\n", path,
-      helpers.hex_args(r[1]), helpers.hex_args(r[2])))
-  end
-  f:close()
-  local out, ok = helpers.sh("bpftool batch file " .. file)
-  os.remove(file)
-  assert(ok, out)
-end
+local bpftool_fill = helpers.bpftool_fill
 
 describe("batch reads", function()
   local fs

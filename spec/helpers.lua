@@ -112,6 +112,44 @@ function H.fd_count()
   return tonumber((out:gsub("%s", "")))
 end
 
+--- fills a pinned map in one bpftool process: rows = { { kbytes, vbytes }, ... }
+function H.bpftool_fill(path, rows)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  for _, r in ipairs(rows) do
+    f:write(string.format("map update pinned %s key %s value %s\n", path,
+      H.hex_args(r[1]), H.hex_args(r[2])))
+  end
+  f:close()
+  local out, ok = H.sh("bpftool batch file " .. file)
+  os.remove(file)
+  assert(ok, out)
+end
+
+--- the set of the keys of t
+function H.keyset(t)
+  local s = {}
+  for k in pairs(t) do s[k] = true end
+  return s
+end
+
+--- n opens of a pinned u32 -> u64 map, each closed at once (in a function of
+-- their own, so that no register of the caller keeps a handle alive)
+function H.open_and_close(ebpf, path, n)
+  for _ = 1, n do
+    local m = ebpf.open(path, { key = "u32", value = "u64" })
+    m:close()
+  end
+end
+
+--- n opens of a pinned u32 -> u64 map, each dropped for the collector
+function H.open_and_drop(ebpf, path, n)
+  for _ = 1, n do
+    local m = ebpf.open(path, { key = "u32", value = "u64" })
+    assert(m:fd() > 2)
+  end
+end
+
 --- the interpreter running the specs ("lua5.4", "lua5.3", "luajit"), for child processes
 function H.lua_bin()
   local i, bin = -1, nil

@@ -9,19 +9,7 @@ local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
--- fills a pinned map in one bpftool process: rows = { { kbytes, vbytes }, ... }
-local function bpftool_fill(path, rows)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  for _, r in ipairs(rows) do
-    f:write(string.format("map update pinned %s key %s value %s\n", path,
-      helpers.hex_args(r[1]), helpers.hex_args(r[2])))
-  end
-  f:close()
-  local out, ok = helpers.sh("bpftool batch file " .. file)
-  os.remove(file)
-  assert(ok, out)
-end
+local bpftool_fill = helpers.bpftool_fill
 
 -- rows for keys first..last (u32) with values v(k) (u64)
 local function rows(first, last, v)
@@ -43,11 +31,7 @@ local function collect(iter)
   return got, n, dups
 end
 
-local function keyset(t)
-  local s = {}
-  for k in pairs(t) do s[k] = true end
-  return s
-end
+local keyset = helpers.keyset
 
 local function count(t)
   local n = 0

@@ -81,20 +81,8 @@ local function flat(label, n, work)
     label, rss1 - rss0, rss0, rss1))
 end
 
--- in their own functions so that no register of the test keeps a handle alive
-local function open_and_close(path, n)
-  for _ = 1, n do
-    local m = ebpf.open(path, { key = "u32", value = "u64" })
-    m:close()
-  end
-end
-
-local function open_and_drop(path, n)
-  for _ = 1, n do
-    local m = ebpf.open(path, { key = "u32", value = "u64" })
-    assert(m:fd() > 2)
-  end
-end
+local function open_and_close(path, n) H.open_and_close(ebpf, path, n) end
+local function open_and_drop(path, n) H.open_and_drop(ebpf, path, n) end
 
 describe("resources over long runs", function()
   local fs, path, m
