@@ -123,8 +123,8 @@ static int fd_is_map(int fd) {
 /* ---------------------------------------------------------------- codecs */
 
 /* attach the Codec userdata at codec_idx as the key (is_key) or value codec */
-static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_idx, int is_key) {
-    luaebpf_codec *c = luaL_checkudata(L, codec_idx, LUAEBPF_CODEC);
+/* raises unless codec c fits the map's key (is_key) or value; sizes a plain "raw" */
+static void check_codec_fits(lua_State *L, const luaebpf_map *m, luaebpf_codec *c, int is_key) {
     uint32_t want = is_key ? m->key_size : m->value_size;
     const char *what = is_key ? "key" : "value";
     if (is_key && m->key_size == 0)
@@ -135,6 +135,11 @@ static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_id
     if (c->nodes[0].size != want)
         luaL_error(L, "%s codec %s is %d bytes, but map '%s' (id %d) has %d-byte %ss", what,
                    c->desc, (int)c->nodes[0].size, m->name, (int)m->id, (int)want, what);
+}
+
+static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_idx, int is_key) {
+    luaebpf_codec *c = luaL_checkudata(L, codec_idx, LUAEBPF_CODEC);
+    check_codec_fits(L, m, c, is_key);
     luaebpf_getuservalue(L, map_idx);
     /* the codec replaced stays referenced: a method running below may still
      * be decoding with it (retired codecs are few: one per codec change) */
@@ -784,16 +789,10 @@ static int map_codec(lua_State *L) {
         luaebpf_codec_compile(L, 4, "value");
         vc = lua_gettop(L);
     }
-    if (kc && m->key_size == 0)
-        return luaL_error(L, "map '%s' has no keys: a key codec cannot be set", m->name);
-    luaebpf_codec *k = kc ? lua_touserdata(L, kc) : NULL;
-    luaebpf_codec *v = vc ? lua_touserdata(L, vc) : NULL;
-    if (k && !(k->nodes[0].kind == LUAEBPF_RAW && k->nodes[0].size == 0) &&
-        k->nodes[0].size != m->key_size)
-        attach_codec(L, m, 1, kc, 1); /* raises with both sizes */
-    if (v && !(v->nodes[0].kind == LUAEBPF_RAW && v->nodes[0].size == 0) &&
-        v->nodes[0].size != m->value_size)
-        attach_codec(L, m, 1, vc, 0);
+    if (kc)
+        check_codec_fits(L, m, lua_touserdata(L, kc), 1);
+    if (vc)
+        check_codec_fits(L, m, lua_touserdata(L, vc), 0);
     if (btf_sides) /* may raise (no BTF, no privilege) before anything changed */
         load_btf_codecs(L, m, 1, btf_sides, "codec");
     if (kc)
