@@ -359,6 +359,15 @@ static int map_keys(lua_State *L) {
     return iterate(L, 0);
 }
 
+/* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
+static void append_entry(lua_State *L, luaebpf_map *m, int keys, lua_Integer i,
+                         const unsigned char *k, const unsigned char *v) {
+    luaebpf_decode(L, m->kc, k);
+    lua_rawseti(L, keys, i);
+    luaebpf_decode_value(L, m, v);
+    lua_rawseti(L, keys + 1, i);
+}
+
 /* m:dump([opts]) / m:drain([opts]) -> keys, values (parallel arrays) */
 static int collect(lua_State *L, int del) {
     const char *op = del ? "drain" : "dump";
@@ -381,13 +390,8 @@ static int collect(lua_State *L, int del) {
     lua_newtable(L);                                  /* 5: values */
     lua_Integer i = 0;
     const unsigned char *k, *v;
-    while (walk_next(L, m, w, seen, op, &k, &v)) {
-        i++;
-        luaebpf_decode(L, m->kc, k);
-        lua_rawseti(L, 4, i);
-        luaebpf_decode_value(L, m, v);
-        lua_rawseti(L, 5, i);
-    }
+    while (walk_next(L, m, w, seen, op, &k, &v))
+        append_entry(L, m, 4, ++i, k, v);
     walk_free(w);
     return 2;
 }
@@ -479,12 +483,9 @@ static int map_read_batch(lua_State *L) {
         if (got < 0) {
             to_next_key(m, w);
         } else {
-            for (i = 0; i < got; i++) {
-                luaebpf_decode(L, m->kc, w->keys + (size_t)i * w->key_size);
-                lua_rawseti(L, 7, i + 1);
-                luaebpf_decode_value(L, m, w->values + (size_t)i * w->value_bytes);
-                lua_rawseti(L, 8, i + 1);
-            }
+            for (i = 0; i < got; i++)
+                append_entry(L, m, 7, i + 1, w->keys + (size_t)i * w->key_size,
+                             w->values + (size_t)i * w->value_bytes);
             m->last.entries = (uint64_t)got;
             m->last.batch_size = w->cap;
         }
@@ -492,13 +493,8 @@ static int map_read_batch(lua_State *L) {
     if (w->mode == WALK_NEXT_KEY) {
         m->last.fallback = 1;
         w->steps = 0; /* the bound applies per slice */
-        while (i < n && next_key_step(L, m, w, seen, "read_batch")) {
-            i++;
-            luaebpf_decode(L, m->kc, w->out);
-            lua_rawseti(L, 7, i);
-            luaebpf_decode_value(L, m, w->values);
-            lua_rawseti(L, 8, i);
-        }
+        while (i < n && next_key_step(L, m, w, seen, "read_batch"))
+            append_entry(L, m, 7, ++i, w->out, w->values);
         m->last.entries = (uint64_t)i;
     }
     if (w->done) {
