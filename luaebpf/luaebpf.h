@@ -174,6 +174,12 @@ static inline void luaebpf_gc_hint(lua_State *L, size_t bytes) {
     lua_gc(L, LUA_GCSTEP, (int)(bytes / 1024 + 1));
 }
 
+/* core.c: adds to the module on top a class: metatable `tname` holding `meta`,
+ * whose __index is a table of `methods` also stored in the module as `field`;
+ * with mt_upvalue, each method gets the metatable as upvalue 1 */
+void luaebpf_class(lua_State *L, const char *tname, const char *field, const luaL_Reg *meta,
+                   const luaL_Reg *methods, int mt_upvalue);
+
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
 

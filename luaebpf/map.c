@@ -1020,14 +1020,7 @@ void luaebpf_map_open(lua_State *L) {
         {"__gc", map_gc}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"open", map_open}, {"open_id", map_open_id}, {"create", map_create}, {NULL, NULL}};
-    luaL_newmetatable(L, LUAEBPF_MAP); /* module, mt */
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L); /* module, mt, methods */
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1); /* each method knows the metatable: see fast_self */
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index"); /* module, mt, methods */
-    lua_setfield(L, -3, "Map");     /* module, mt */
-    lua_pop(L, 1);
+    /* each method knows the metatable: see fast_self */
+    luaebpf_class(L, LUAEBPF_MAP, "Map", meta, methods, 1);
     luaL_setfuncs(L, funcs, 0);
 }

@@ -126,14 +126,7 @@ void luaebpf_mmap_open(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", view_gc}, {"__close", view_close},
                                     {"__len", view_len}, {"__tostring", view_tostring},
                                     {NULL, NULL}};
-    luaL_newmetatable(L, LUAEBPF_VIEW); /* module, mt */
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index"); /* module, mt, methods */
-    lua_setfield(L, -3, "View");
-    lua_pop(L, 1);
+    luaebpf_class(L, LUAEBPF_VIEW, "View", meta, methods, 0);
     lua_getfield(L, -1, "Map");
     lua_pushcfunction(L, map_mmap);
     lua_setfield(L, -2, "mmap");

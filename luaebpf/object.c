@@ -442,22 +442,8 @@ void luaebpf_object_open(lua_State *L) {
     static const luaL_Reg link_meta[] = {
         {"__gc", link_close}, {"__close", link_close}, {"__tostring", link_tostring},
         {NULL, NULL}};
-    luaL_newmetatable(L, LUAEBPF_OBJECT); /* module, mt */
-    luaL_setfuncs(L, obj_meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, obj_methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_setfield(L, -3, "Object");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, LUAEBPF_LINK);
-    luaL_setfuncs(L, link_meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, link_methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_setfield(L, -3, "Link");
-    lua_pop(L, 1);
+    luaebpf_class(L, LUAEBPF_OBJECT, "Object", obj_meta, obj_methods, 0);
+    luaebpf_class(L, LUAEBPF_LINK, "Link", link_meta, link_methods, 0);
     lua_pushcfunction(L, core_load);
     lua_setfield(L, -2, "load");
 }
