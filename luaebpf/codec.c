@@ -137,6 +137,7 @@ static void compile_string(lua_State *L, luaebpf_codec *c, uint32_t slot, const 
 
 static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx, int depth) {
     uint32_t nfields = (uint32_t)lua_rawlen(L, idx);
+    lua_Integer at;
     int packed = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) { /* only [1..n] and `packed` belong in a struct spec */
@@ -145,8 +146,7 @@ static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int id
                 luaL_error(L, "bad struct codec: 'packed' must be a boolean, got %s",
                            luaL_typename(L, -1));
             packed = lua_toboolean(L, -1);
-        } else if (!luaebpf_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
-                   lua_tointeger(L, -2) > (lua_Integer)nfields) {
+        } else if (!luaebpf_tointeger_in(L, -2, 1, nfields, &at)) {
             lua_pop(L, 1);
             luaL_error(L, "bad struct codec: unknown entry '%s' (expected fields "
                        "{ name, type } at 1..n and 'packed')", luaL_tolstring(L, -1, NULL));
@@ -217,11 +217,11 @@ static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx,
     }
     /* { type, N } */
     lua_rawgeti(L, idx, 2);
-    if (!luaebpf_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
-        lua_tointeger(L, -1) > (lua_Integer)MAX_SIZE)
+    lua_Integer v;
+    if (!luaebpf_tointeger_in(L, -1, 1, MAX_SIZE, &v))
         luaL_error(L, "bad array codec: the count must be an integer >= 1, got %s",
                    luaL_tolstring(L, -1, NULL));
-    uint32_t count = (uint32_t)lua_tointeger(L, -1);
+    uint32_t count = (uint32_t)v;
     lua_pop(L, 1);
     if (lua_rawlen(L, idx) != 2)
         luaL_error(L, "bad array codec: expected { type, N }, got %d entries",
@@ -629,7 +629,7 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
         if (n->kind == LUAEBPF_RAW ? len != n->size : len > n->size) {
             lua_pushfstring(L, n->kind == LUAEBPF_RAW ? "a string of %d bytes"
                             : "a string of at most %d bytes", (int)n->size);
-            lua_pushfstring(L, "a string of %d bytes", (int)len);
+            lua_pushfstring(L, "a string of %s bytes", LUAEBPF_UTEXT(len));
             push_path(x);
             lua_pushfstring(L, "%s: %s expected, got %s", lua_tostring(L, -1),
                             lua_tostring(L, -3), lua_tostring(L, -2));
@@ -914,8 +914,8 @@ static int core_decode(lua_State *L) {
     uint32_t size = c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0
                         ? (uint32_t)len : c->nodes[0].size;
     if (len != size)
-        return luaL_error(L, "bad argument #2 to 'decode' (%d bytes expected for %s, got %d)",
-                          (int)size, c->desc, (int)len);
+        return luaL_error(L, "bad argument #2 to 'decode' (%s bytes expected for %s, got %s)",
+                          LUAEBPF_UTEXT(size), c->desc, LUAEBPF_UTEXT(len));
     if (c->nodes[0].kind == LUAEBPF_RAW)
         c->nodes[0].size = size;
     luaebpf_decode(L, c, (const unsigned char *)s);

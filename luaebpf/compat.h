@@ -41,13 +41,6 @@ static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
 /* user values are environment tables on 5.1 */
 #define luaebpf_setuservalue(L, i) lua_setfenv((L), (i))
 #define luaebpf_getuservalue(L, i) lua_getfenv((L), (i))
-static inline int luaebpf_isinteger(lua_State *L, int i) {
-    if (lua_type(L, i) != LUA_TNUMBER)
-        return 0;
-    lua_Number n = lua_tonumber(L, i); /* in range first: the cast of 1e300 is undefined */
-    return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
-           n == (lua_Number)(long long)n;
-}
 /* 5.2's luaL_tolstring: pushes the value as a string. Integral numbers show
  * every digit ("%.14g" would round 2^53 + 2 to 9.007199254741e+15). */
 static inline const char *luaL_tolstring(lua_State *L, int i, size_t *len) {
@@ -88,8 +81,34 @@ static inline const char *luaL_tolstring(lua_State *L, int i, size_t *len) {
 #define LUAEBPF_HAS_INTEGERS 1
 #define luaebpf_setuservalue(L, i) lua_setuservalue((L), (i))
 #define luaebpf_getuservalue(L, i) ((void)lua_getuservalue((L), (i)))
-#define luaebpf_isinteger(L, i) lua_isinteger((L), (i))
 #endif
+
+/* The one rule for an integer a caller gives (an id, a size, a count, an
+ * index, on every Lua): an integer, or a float with an integral value (what
+ * JSON decoders give), in [lo, hi]; lo and hi lie within +-2^53, where every
+ * float is exact. A string is not a number here. Returns 1 with *v set, or
+ * 0 with *v = 0. */
+static inline int luaebpf_tointeger_in(lua_State *L, int i, lua_Integer lo, lua_Integer hi,
+                                       lua_Integer *v) {
+    *v = 0;
+    if (lua_type(L, i) != LUA_TNUMBER)
+        return 0;
+#if LUAEBPF_HAS_INTEGERS
+    if (lua_isinteger(L, i)) {
+        lua_Integer n = lua_tointeger(L, i);
+        if (n < lo || n > hi)
+            return 0;
+        *v = n;
+        return 1;
+    }
+#endif
+    lua_Number d = lua_tonumber(L, i);
+    /* the range first: NaN fails it, and the cast of an out-of-range float is undefined */
+    if (!(d >= (lua_Number)lo && d <= (lua_Number)hi) || d != (lua_Number)(lua_Integer)d)
+        return 0;
+    *v = (lua_Integer)d;
+    return 1;
+}
 
 #if LUA_VERSION_NUM >= 504
 #define luaebpf_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)

@@ -3,6 +3,7 @@
  * metatable "luaebpf.Error" whose __tostring is the one-line message), the
  * errno -> code/class table, and core.error, the constructor Lua uses. */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
@@ -122,17 +123,32 @@ int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uin
     return lua_error(L);
 }
 
-/* field `name` of the table at 1 as a string, or NULL */
+/* field `name` of the table at 1 as a string, or NULL. The value stays on
+ * the stack, one slot per call: an __index function may have computed it,
+ * and then nothing else keeps the text alive. The caller settles the stack. */
 static const char *field_string(lua_State *L, const char *name) {
     lua_getfield(L, 1, name);
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    lua_pop(L, 1); /* the table still holds the string */
-    return s;
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+}
+
+/* field `name` of the table at 1: an integer in 0..hi, or 0 when absent. With
+ * `expected` (core.error) anything else raises; without (tostring) it reads 0. */
+static lua_Integer field_integer(lua_State *L, const char *name, lua_Integer hi,
+                                 const char *expected) {
+    lua_Integer v = 0;
+    lua_getfield(L, 1, name);
+    if (!lua_isnil(L, -1) && !luaebpf_tointeger_in(L, -1, 0, hi, &v) && expected)
+        luaL_error(L, "error: field '%s': %s expected, got %s", name, expected,
+                   lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL)
+                                                  : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
 }
 
 /* luaebpf: update on map 'counts' (id 28): Operation not permitted (EPERM, permission): detail */
 static int error_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkstack(L, 12, "error message");
     luaL_Buffer b;
     const char *op = field_string(L, "op"), *map = field_string(L, "map");
     const char *about = "map";
@@ -142,12 +158,9 @@ static int error_tostring(lua_State *L) {
         about = "object";
     const char *code = field_string(L, "code"), *cls = field_string(L, "class");
     const char *detail = field_string(L, "detail");
-    lua_getfield(L, 1, "id");
-    lua_Integer id = lua_tointeger(L, -1);
-    lua_getfield(L, 1, "errno");
-    int errnum = (int)lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    luaL_buffinit(L, &b);
+    lua_Integer id = field_integer(L, "id", UINT32_MAX, NULL);
+    int errnum = (int)field_integer(L, "errno", INT_MAX, NULL);
+    luaL_buffinit(L, &b); /* above the fields' strings, which stay until the result */
     luaL_addstring(&b, "luaebpf: ");
     luaL_addstring(&b, op ? op : "error");
     if (map || id) {
@@ -158,7 +171,7 @@ static int error_tostring(lua_State *L) {
             luaL_addvalue(&b);
         }
         if (id) {
-            lua_pushfstring(L, map ? " (id %d)" : " id %d", (int)id);
+            lua_pushfstring(L, map ? " (id %s)" : " id %s", LUAEBPF_UTEXT(id));
             luaL_addvalue(&b);
         }
     }
@@ -183,48 +196,63 @@ static int error_tostring(lua_State *L) {
 static int core_error(lua_State *L) {
     static const char *const known[] = {"op", "class", "map", "id", "errno", "detail", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     luaebpf_check_options(L, 1, "error", known);
-    const char *op = field_string(L, "op");
-    const char *cls = field_string(L, "class");
-    const char *map = field_string(L, "map");
-    const char *detail = field_string(L, "detail");
-    lua_getfield(L, 1, "errno");
-    int errnum = (int)lua_tointeger(L, -1);
-    lua_getfield(L, 1, "id");
-    uint32_t id = (uint32_t)lua_tointeger(L, -1);
-    lua_pop(L, 2);
+    const char *op = field_string(L, "op");         /* 2: each string stays on the stack */
+    const char *cls = field_string(L, "class");     /* 3 */
+    const char *map = field_string(L, "map");       /* 4 */
+    const char *detail = field_string(L, "detail"); /* 5 */
+    int errnum = (int)field_integer(L, "errno", INT_MAX, "an errno (integer >= 0)");
+    uint32_t id = (uint32_t)field_integer(L, "id", UINT32_MAX, "a map id (0..4294967295)");
     luaebpf_pusherror(L, op ? op : "error", errnum, cls, map, id, detail);
     return 1;
+}
+
+/* the key on top is a string among `known`: lengths compared, so "access\0x"
+ * is not "access" */
+static int known_key(lua_State *L, const char *const known[]) {
+    size_t len;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return 0;
+    const char *k = lua_tolstring(L, -1, &len);
+    for (int i = 0; known[i]; i++)
+        if (strlen(known[i]) == len && memcmp(k, known[i], len) == 0)
+            return 1;
+    return 0;
 }
 
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]) {
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        int ok = 0;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            for (int i = 0; known[i]; i++)
-                if (strcmp(k, known[i]) == 0)
-                    ok = 1;
-        }
-        if (!ok) {
-            luaL_Buffer b;
-            lua_pop(L, 1);
-            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                           : luaL_typename(L, -1);
-            luaL_buffinit(L, &b);
-            lua_pushfstring(L, "unknown field '%s' in %s (expected one of:", k, what);
-            luaL_addvalue(&b);
-            for (int i = 0; known[i]; i++) {
-                lua_pushfstring(L, " %s", known[i]);
-                luaL_addvalue(&b);
+        lua_pop(L, 1); /* the key stays, for lua_next */
+        if (known_key(L, known))
+            continue;
+        int key = lua_gettop(L);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, "unknown field '");
+        if (lua_type(L, key) == LUA_TSTRING) { /* every byte shown, a NUL as \0 */
+            size_t len;
+            const char *k = lua_tolstring(L, key, &len);
+            for (size_t i = 0; i < len; i++) {
+                if (k[i])
+                    luaL_addchar(&b, k[i]);
+                else
+                    luaL_addstring(&b, "\\0");
             }
-            luaL_addstring(&b, ")");
-            luaL_pushresult(&b);
-            lua_error(L);
+        } else {
+            luaL_addstring(&b, luaL_typename(L, key));
         }
-        lua_pop(L, 1);
+        lua_pushfstring(L, "' in %s (expected one of:", what);
+        luaL_addvalue(&b);
+        for (int i = 0; known[i]; i++) {
+            lua_pushfstring(L, " %s", known[i]);
+            luaL_addvalue(&b);
+        }
+        luaL_addstring(&b, ")");
+        luaL_pushresult(&b);
+        lua_error(L);
     }
 }
 

@@ -100,7 +100,8 @@ static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, i
     int no = w->in ? walk_alloc(w, w->mode == WALK_BATCH ? n : 1) : ENOMEM;
     if (no) {
         luaebpf_pusherror(L, "iterate", no, NULL, m->name, m->id,
-                          lua_pushfstring(L, "cannot allocate a batch of %d entries", (int)n));
+                          lua_pushfstring(L, "cannot allocate a batch of %s entries",
+                                          LUAEBPF_UTEXT(n)));
         lua_error(L);
     }
     w->out = w->in + w->cursor_size;
@@ -288,12 +289,12 @@ static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *us
     }
     lua_getfield(L, idx, "n");
     if (!lua_isnil(L, -1)) {
-        if (!luaebpf_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
-            lua_tointeger(L, -1) > (1 << 24))
+        lua_Integer v;
+        if (!luaebpf_tointeger_in(L, -1, 1, 1 << 24, &v))
             luaL_error(L, "bad option 'n': an integer in 1..16777216 expected, got %s",
                        lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL)
                                                       : luaL_typename(L, -1));
-        *n = (uint32_t)lua_tointeger(L, -1);
+        *n = (uint32_t)v;
     }
     lua_pop(L, 2);
 }
@@ -424,11 +425,10 @@ static int map_read_batch(lua_State *L) {
     check_walkable(L, m, "read_batch");
     lua_Integer n = default_batch(m);
     if (!lua_isnoneornil(L, 3)) {
-        if (!luaebpf_isinteger(L, 3) || lua_tointeger(L, 3) < 1)
+        if (!luaebpf_tointeger_in(L, 3, 1, (lua_Integer)1 << 53, &n))
             return luaL_argerror(L, 3, lua_pushfstring(L, "a batch size (integer >= 1) expected,"
                                  " got %s", lua_type(L, 3) == LUA_TNUMBER
                                  ? luaL_tolstring(L, 3, NULL) : luaL_typename(L, 3)));
-        n = lua_tointeger(L, 3);
         if (n > (1 << 24))
             return luaL_argerror(L, 3, "a batch size of at most 16777216 expected");
     }

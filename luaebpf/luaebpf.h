@@ -174,6 +174,15 @@ static inline void luaebpf_gc_hint(lua_State *L, size_t bytes) {
     lua_gc(L, LUA_GCSTEP, (int)(bytes / 1024 + 1));
 }
 
+/* An unsigned value as decimal text, for "%s" in lua_pushfstring and
+ * luaL_error: their %d takes an int (max_entries 4294967295 would print -1)
+ * and LuaJIT has no %I. The buffer lives until the end of the caller's block. */
+static inline const char *luaebpf_unsigned_text(char *buf, size_t size, uint64_t v) {
+    snprintf(buf, size, "%llu", (unsigned long long)v);
+    return buf;
+}
+#define LUAEBPF_UTEXT(v) luaebpf_unsigned_text((char[24]){0}, 24, (uint64_t)(v))
+
 /* core.c: adds to the module on top a class: metatable `tname` holding `meta`,
  * whose __index is a table of `methods` also stored in the module as `field`;
  * with mt_upvalue, each method gets the metatable as upvalue 1 */

@@ -133,8 +133,9 @@ static void check_codec_fits(lua_State *L, const luaebpf_map *m, luaebpf_codec *
     if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
         c->nodes[0].size = want; /* plain "raw": the map's own size */
     if (c->nodes[0].size != want)
-        luaL_error(L, "%s codec %s is %d bytes, but map '%s' (id %d) has %d-byte %ss", what,
-                   c->desc, (int)c->nodes[0].size, m->name, (int)m->id, (int)want, what);
+        luaL_error(L, "%s codec %s is %s bytes, but map '%s' (id %s) has %s-byte %ss", what,
+                   c->desc, LUAEBPF_UTEXT(c->nodes[0].size), m->name, LUAEBPF_UTEXT(m->id),
+                   LUAEBPF_UTEXT(want), what);
 }
 
 static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_idx, int is_key) {
@@ -192,8 +193,8 @@ static void load_btf_codecs(lua_State *L, luaebpf_map *m, int map_idx, int which
     map_idx = lua_absindex(L, map_idx);
     for (int is_key = 1; is_key >= 0; is_key--) {
         if ((which & (is_key ? 1 : 2)) && !btf_type_of(m, is_key) && !(is_key && !m->key_size))
-            luaL_error(L, "map '%s' (id %d) has no BTF for its %s: the \"btf\" codec needs it; "
-                       "set a codec such as \"u32\" instead", m->name, (int)m->id,
+            luaL_error(L, "map '%s' (id %s) has no BTF for its %s: the \"btf\" codec needs it; "
+                       "set a codec such as \"u32\" instead", m->name, LUAEBPF_UTEXT(m->id),
                        is_key ? "key" : "value");
     }
     if (m->key_size == 0)
@@ -541,14 +542,11 @@ static int map_open(lua_State *L) {
 
 /* core.open_id(id [, opts]) */
 static int map_open_id(lua_State *L) {
-    /* a float with an integral value is an id too: JSON decoders give those */
-    lua_Number d = lua_type(L, 1) == LUA_TNUMBER ? lua_tonumber(L, 1) : 0;
-    if (lua_type(L, 1) != LUA_TNUMBER || d != (lua_Number)(lua_Integer)d || d < 1 ||
-        d > (lua_Number)UINT32_MAX)
+    lua_Integer id;
+    if (!luaebpf_tointeger_in(L, 1, 1, UINT32_MAX, &id))
         return luaL_argerror(L, 1, lua_pushfstring(L, "a map id (integer >= 1) expected, got %s",
                              lua_type(L, 1) == LUA_TNUMBER ? luaL_tolstring(L, 1, NULL)
                                                            : luaL_typename(L, 1)));
-    lua_Integer id = (lua_Integer)d;
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2);
     luaebpf_map *m = map_push_closed(L);
@@ -577,14 +575,13 @@ static uint32_t opt_u32(lua_State *L, int t, const char *field, uint32_t dflt, i
         lua_pop(L, 1);
         return dflt;
     }
-    if (!luaebpf_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
-        lua_tointeger(L, -1) > (lua_Integer)UINT32_MAX)
+    lua_Integer v;
+    if (!luaebpf_tointeger_in(L, -1, 0, UINT32_MAX, &v))
         luaL_error(L, "create: field '%s': an integer in 0..4294967295 expected, got %s", field,
                    lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL)
                                                    : luaL_typename(L, -1));
-    uint32_t v = (uint32_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    return v;
+    return (uint32_t)v;
 }
 
 static int check_map_name(const char *name) {
@@ -620,10 +617,11 @@ static int map_create(lua_State *L) {
     luaebpf_check_options(L, 1, "create spec", known);
     lua_getfield(L, 1, "type");
     int type = -1;
+    lua_Integer t;
     if (lua_type(L, -1) == LUA_TSTRING)
         type = luaebpf_type_number(lua_tostring(L, -1));
-    else if (luaebpf_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
-        type = (int)lua_tointeger(L, -1);
+    else if (luaebpf_tointeger_in(L, -1, 1, INT32_MAX, &t))
+        type = (int)t;
     if (type < 0)
         return luaL_error(L, "create: field 'type': a map type name such as \"hash\", \"array\", "
                           "\"percpu_hash\" expected, got %s", lua_type(L, -1) == LUA_TSTRING ?
@@ -641,11 +639,11 @@ static int map_create(lua_State *L) {
     uint32_t key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && !keyless);
     uint32_t value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
     if (ksz && ksz != key_size)
-        return luaL_error(L, "create: key codec is %d bytes but key_size is %d", (int)ksz,
-                          (int)key_size);
+        return luaL_error(L, "create: key codec is %s bytes but key_size is %s",
+                          LUAEBPF_UTEXT(ksz), LUAEBPF_UTEXT(key_size));
     if (vsz && vsz != value_size)
-        return luaL_error(L, "create: value codec is %d bytes but value_size is %d", (int)vsz,
-                          (int)value_size);
+        return luaL_error(L, "create: value codec is %s bytes but value_size is %s",
+                          LUAEBPF_UTEXT(vsz), LUAEBPF_UTEXT(value_size));
     uint32_t max_entries = opt_u32(L, 1, "max_entries", 0, 1);
     uint32_t flags = 0;
     lua_getfield(L, 1, "flags");
@@ -701,7 +699,7 @@ void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t a
     if (tn)
         lua_pushstring(L, tn);
     else
-        lua_pushfstring(L, "type_%d", (int)info->type);
+        lua_pushfstring(L, "type_%s", LUAEBPF_UTEXT(info->type));
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, info->key_size);
     lua_setfield(L, -2, "key_size");
@@ -831,13 +829,13 @@ static int map_layout(lua_State *L) {
 static int map_tostring(lua_State *L) {
     luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
     if (m->fd < 0) {
-        lua_pushfstring(L, "luaebpf.Map: '%s' (id %d, closed)", m->name, (int)m->id);
+        lua_pushfstring(L, "luaebpf.Map: '%s' (id %s, closed)", m->name, LUAEBPF_UTEXT(m->id));
         return 1;
     }
     const char *tn = luaebpf_type_name(m->type);
-    lua_pushfstring(L, "luaebpf.Map: %s '%s' (id %d, %s -> %s, max_entries %d, access %s)",
-                    tn ? tn : "?", m->name, (int)m->id, codec_desc(m, 1), codec_desc(m, 0),
-                    (int)m->max_entries, access_name(m->access));
+    lua_pushfstring(L, "luaebpf.Map: %s '%s' (id %s, %s -> %s, max_entries %s, access %s)",
+                    tn ? tn : "?", m->name, LUAEBPF_UTEXT(m->id), codec_desc(m, 1),
+                    codec_desc(m, 0), LUAEBPF_UTEXT(m->max_entries), access_name(m->access));
     return 1;
 }
 

@@ -54,12 +54,10 @@ static view *check_view(lua_State *L) {
 /* view:get(i): element i (0-based, like the array's key) */
 static int view_get(lua_State *L) {
     view *v = check_view(L);
-    lua_Integer i = -1;
-    if (luaebpf_isinteger(L, 2))
-        i = lua_tointeger(L, 2);
-    if (i < 0 || i >= (lua_Integer)v->n)
-        return luaL_argerror(L, 2, lua_pushfstring(L, "an index in 0..%d expected, got %s",
-                             (int)v->n - 1, lua_type(L, 2) == LUA_TNUMBER
+    lua_Integer i;
+    if (!luaebpf_tointeger_in(L, 2, 0, (lua_Integer)v->n - 1, &i))
+        return luaL_argerror(L, 2, lua_pushfstring(L, "an index in 0..%s expected, got %s",
+                             LUAEBPF_UTEXT(v->n - 1), lua_type(L, 2) == LUA_TNUMBER
                              ? luaL_tolstring(L, 2, NULL) : luaL_typename(L, 2)));
     /* decoding allocates: a finalizer may close the view meanwhile, so the
      * pages stay mapped until this decode is done */
@@ -79,8 +77,8 @@ static int view_len(lua_State *L) {
 
 static int view_tostring(lua_State *L) {
     view *v = luaL_checkudata(L, 1, LUAEBPF_VIEW);
-    lua_pushfstring(L, "luaebpf.View: %d elements of %s%s", (int)v->n, v->vc ? v->vc->desc : "?",
-                    v->base ? "" : " (closed)");
+    lua_pushfstring(L, "luaebpf.View: %s elements of %s%s", LUAEBPF_UTEXT(v->n),
+                    v->vc ? v->vc->desc : "?", v->base ? "" : " (closed)");
     return 1;
 }
 

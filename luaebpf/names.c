@@ -81,10 +81,11 @@ void luaebpf_push_flags(lua_State *L, uint32_t flags) {
 
 /* a list of flag names, or an integer of raw bits */
 uint32_t luaebpf_check_flags(lua_State *L, int idx, const char *what) {
-    if (luaebpf_isinteger(L, idx)) {
-        lua_Integer v = lua_tointeger(L, idx);
-        if (v < 0 || v > (lua_Integer)UINT32_MAX)
-            luaL_error(L, "%s: flag bits must fit in 32 bits, got %d", what, (int)v);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Integer v;
+        if (!luaebpf_tointeger_in(L, idx, 0, UINT32_MAX, &v))
+            luaL_error(L, "%s: flag bits (an integer in 0..4294967295) expected, got %s", what,
+                       luaL_tolstring(L, idx, NULL));
         return (uint32_t)v;
     }
     if (!lua_istable(L, idx))
