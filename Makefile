@@ -31,6 +31,7 @@ DEB_PKGS   := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev lua5.4 liblua
 # BPF programs for the specs, the examples and the main job
 BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
+SPEC_BPF   := $(patsubst %.c,%.o,$(wildcard spec/fixtures/*.bpf.c))
 
 .PHONY: all deps run maps test test-all test-asan test-valgrind soak bench clean
 all: $(SO) $(BPF_OBJS)
@@ -75,7 +76,7 @@ maps: deps
 	$(LUA) examples/maps.lua $(ARGS)
 
 test: deps
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
 
 # the suite under every Lua version; fails when any of them fails
@@ -92,7 +93,7 @@ test-all: deps
 # of aborting (spec/permission_spec.lua asks for a 1 TiB batch).
 ASAN_BUILD := build/asan
 test-asan: deps
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	@mkdir -p $(ASAN_BUILD)/luaebpf
 	$(CC) $(CPPFLAGS) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	  -fno-sanitize-recover=undefined $(WARN) -fPIC -shared -o $(ASAN_BUILD)/luaebpf/core.so \
@@ -106,7 +107,7 @@ test-asan: deps
 VALGRIND_SPECS := spec/map_spec.lua spec/iter_spec.lua spec/batch_spec.lua spec/mmap_spec.lua \
                   spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua spec/percpu_spec.lua
 test-valgrind: deps
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn spec/fixtures/unsafe.bpf.o spec/fixtures/libfault.so
+	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS) 2>&1 | grep -v 'unhandled eBPF command'; \

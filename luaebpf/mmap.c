@@ -1,9 +1,10 @@
 /* mmap.c: zero-copy views of BPF_F_MMAPABLE arrays. m:mmap() maps the array
  * read-only (PROT_READ on a read-write fd: the kernel maps only fds opened for
- * writing) and view:get(i) decodes element i straight from the shared pages,
- * with no syscall. The mapping holds its own reference to the map, so a view
- * stays valid after the Map is closed; the view also keeps the Map and the
- * value codec alive through its user value. */
+ * writing) and view:get(i) decodes element i from the shared pages with no
+ * syscall (through a copy of that one element, so close() can unmap at any
+ * time). The mapping holds its own reference to the map, so a view stays
+ * valid after the Map is closed; the view also keeps the Map and the value
+ * codec alive through its user value. */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,33 +13,20 @@
 #include "luaebpf.h"
 
 typedef struct view {
-    unsigned char *base; /* NULL once closed */
-    unsigned char *mapped; /* what to munmap: kept until no get() is running */
-    int busy;            /* get() calls decoding right now (a finalizer may close) */
+    unsigned char *base; /* the mapping; NULL once closed */
     size_t len, stride;
     uint32_t n;
     const luaebpf_codec *vc;
 } view;
 
-static void view_unmap(view *v) {
-    if (v->mapped && v->busy == 0) {
-        munmap(v->mapped, v->len);
-        v->mapped = NULL;
-    }
-}
-
-static int view_close(lua_State *L) { /* close, __close: idempotent */
+/* close, __close, __gc: idempotent. view:get never reads the pages while Lua
+ * code may run (it decodes a copy), so they can go at once, even mid-get. */
+static int view_close(lua_State *L) {
     view *v = luaL_checkudata(L, 1, LUAEBPF_VIEW);
+    unsigned char *base = v->base;
     v->base = NULL;
-    view_unmap(v); /* deferred to the end of a get() that is decoding */
-    return 0;
-}
-
-static int view_gc(lua_State *L) { /* nothing can be decoding now, even after a raise */
-    view *v = luaL_checkudata(L, 1, LUAEBPF_VIEW);
-    v->base = NULL;
-    v->busy = 0;
-    view_unmap(v);
+    if (base)
+        munmap(base, v->len);
     return 0;
 }
 
@@ -51,21 +39,38 @@ static view *check_view(lua_State *L) {
     return v;
 }
 
-/* view:get(i): element i (0-based, like the array's key) */
+/* view:get(i): element i (0-based, like the array's key). The View
+ * metatable is upvalue 1 of the methods: checking self is a pointer compare
+ * on this hot path; any doubt goes to check_view for the right error. */
 static int view_get(lua_State *L) {
-    view *v = check_view(L);
+    view *v = lua_touserdata(L, 1);
+    int mine = v && lua_getmetatable(L, 1);
+    if (mine) {
+        mine = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!mine || !v->base)
+        v = check_view(L);
     lua_Integer i;
     if (!luaebpf_tointeger_in(L, 2, 0, (lua_Integer)v->n - 1, &i))
         return luaL_argerror(L, 2, lua_pushfstring(L, "an index in 0..%s expected, got %s",
                              LUAEBPF_UTEXT(v->n - 1), lua_type(L, 2) == LUA_TNUMBER
                              ? luaL_tolstring(L, 2, NULL) : luaL_typename(L, 2)));
-    /* decoding allocates: a finalizer may close the view meanwhile, so the
-     * pages stay mapped until this decode is done */
-    v->busy++;
-    luaebpf_decode(L, v->vc, v->base + (size_t)i * v->stride);
-    v->busy--;
-    if (!v->base)
-        view_unmap(v);
+    /* Decoding allocates, and a finalizer may then close the view, or a raise
+     * leave the decode: so it reads a copy, taken when nothing can run. An
+     * element wider than the stack copy goes to a userdata made beforehand. */
+    uint64_t small[32]; /* 8-byte aligned, as the pages are */
+    void *copy = small;
+    if (v->stride > sizeof small) {
+        copy = lua_newuserdata(L, v->stride);
+        v = check_view(L); /* the allocation may have run a finalizer that closed it */
+    }
+    const unsigned char *elem = v->base + (size_t)i * v->stride;
+    if (v->stride == 8)
+        memcpy(copy, elem, 8); /* the common u64 or smaller: one load, not a call */
+    else
+        memcpy(copy, elem, v->stride);
+    luaebpf_decode(L, v->vc, copy);
     return 1;
 }
 
@@ -115,16 +120,16 @@ static int map_mmap(lua_State *L) {
                              no == ENOTSUP || no == 524 ? "this array refuses mmap (a value "
                              "holding a bpf_spin_lock?)" : NULL);
     }
-    v->base = v->mapped = p;
+    v->base = p;
     return 1;
 }
 
 void luaebpf_mmap_open(lua_State *L) {
     static const luaL_Reg methods[] = {{"get", view_get}, {"close", view_close}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {{"__gc", view_gc}, {"__close", view_close},
+    static const luaL_Reg meta[] = {{"__gc", view_close}, {"__close", view_close},
                                     {"__len", view_len}, {"__tostring", view_tostring},
                                     {NULL, NULL}};
-    luaebpf_class(L, LUAEBPF_VIEW, "View", meta, methods, 0);
+    luaebpf_class(L, LUAEBPF_VIEW, "View", meta, methods, 1);
     lua_getfield(L, -1, "Map");
     lua_pushcfunction(L, map_mmap);
     lua_setfield(L, -2, "mmap");

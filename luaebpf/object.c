@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -29,90 +30,144 @@ typedef struct luaebpf_link {
 
 /* ------------------------------------------------------- libbpf's log */
 
-/* libbpf's print callback is process-wide: it appends to this buffer, which
- * keeps the newest text when it fills (the verifier's verdict comes last) */
-#define LOG_CAP 16384
-static char log_buf[LOG_CAP];
-static size_t log_len;
+/* libbpf's print callback is process-wide and has no user pointer. Between
+ * log_begin and log_end, which enclose libbpf calls and no Lua, it appends
+ * to this buffer, grown to whatever libbpf prints: a verifier log comes as
+ * one call of up to 16 MiB, its reason at the very end. */
+static struct {
+    char *buf;
+    size_t len, cap;
+    libbpf_print_fn_t prev; /* the host's callback, back in place after log_end */
+} logc;
 
 static int log_capture(enum libbpf_print_level level, const char *fmt, va_list ap) {
-    char line[1024];
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    if (level == LIBBPF_DEBUG)
+        return 0; /* debug chatter is not for users */
+    va_list again;
+    va_copy(again, ap); /* one pass to size the text, one to write it */
+    int n = vsnprintf(NULL, 0, fmt, again);
+    va_end(again);
     if (n <= 0)
         return 0;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    VALGRIND_MAKE_MEM_DEFINED(line, len); /* the verifier's log, written by the kernel */
-    if (level == LIBBPF_DEBUG)
-        return 0; /* debug chatter would push the verifier's lines out */
-    if (len + 1 > LOG_CAP)
-        return 0;
-    if (log_len + len + 1 > LOG_CAP) { /* drop the oldest half */
-        size_t drop = log_len / 2;
-        memmove(log_buf, log_buf + drop, log_len - drop);
-        log_len -= drop;
+    size_t need = logc.len + (size_t)n + 1;
+    if (need > logc.cap) {
+        size_t cap = logc.cap ? logc.cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(logc.buf, cap);
+        if (!p)
+            return 0; /* out of memory: the log stays as it was */
+        logc.buf = p;
+        logc.cap = cap;
     }
-    memcpy(log_buf + log_len, line, len);
-    log_len += len;
-    log_buf[log_len] = '\0';
+    vsnprintf(logc.buf + logc.len, (size_t)n + 1, fmt, ap);
+    VALGRIND_MAKE_MEM_DEFINED(logc.buf + logc.len, n); /* the verifier's log, written by the kernel */
+    logc.len += (size_t)n;
     return 0;
 }
 
 static void log_begin(void) {
-    log_len = 0;
-    log_buf[0] = '\0';
-    libbpf_set_print(log_capture);
+    logc.len = 0;
+    logc.prev = libbpf_set_print(log_capture);
 }
 
-/* the last `lines` non-empty lines of the log up to `end`, joined with " | " */
-static void push_log_lines(lua_State *L, size_t end, int lines) {
-    while (end > 0 && (log_buf[end - 1] == '\n' || log_buf[end - 1] == ' '))
+/* puts the host's callback back and pushes what was captured, as a string */
+static void log_end(lua_State *L) {
+    libbpf_set_print(logc.prev);
+    lua_pushlstring(L, logc.buf ? logc.buf : "", logc.len); /* copies before any GC step */
+    free(logc.buf); /* a big log is not kept for the life of the process */
+    logc.buf = NULL;
+    logc.len = logc.cap = 0;
+}
+
+static int is_space(char c) {
+    return c == '\n' || c == ' ';
+}
+
+/* pushes the last `lines` non-empty lines of log[0, end), joined with " | " */
+static void push_log_lines(lua_State *L, const char *log, size_t end, int lines) {
+    luaL_Buffer b;
+    while (end > 0 && is_space(log[end - 1]))
         end--;
     size_t start = end;
-    int seen = 0;
-    while (start > 0) {
-        if (log_buf[start - 1] == '\n' && ++seen == lines)
+    for (int seen = 0; start > 0; start--)
+        if (log[start - 1] == '\n' && ++seen == lines)
             break;
-        start--;
+    luaL_buffinit(L, &b); /* log stays anchored below the buffer */
+    for (size_t i = start; i < end; i++) {
+        if (log[i] != '\n')
+            luaL_addchar(&b, log[i]);
+        else if (i + 1 < end && log[i + 1] != '\n')
+            luaL_addstring(&b, " | ");
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = start; i < end; i++)
-        luaL_addstring(&b, log_buf[i] == '\n' ? " | " : (char[2]){log_buf[i], 0});
     luaL_pushresult(&b);
 }
 
-static void push_log_tail(lua_State *L, int lines) {
-    push_log_lines(L, log_len, lines);
+/* start of the line holding position p of log */
+static size_t line_start(const char *log, size_t p) {
+    while (p > 0 && log[p - 1] != '\n')
+        p--;
+    return p;
 }
 
-/* the verifier's verdict: the lines before libbpf's end-of-log marker, without
- * the statistics line; 0 (nothing pushed) when the log has no verifier part */
-static int push_verifier_reason(lua_State *L) {
-    const char *end = strstr(log_buf, "-- END PROG LOAD LOG --");
-    if (!end)
+/* is the line at s an instruction of the verifier's log, "12: (79) r1 = ..."? */
+static int is_insn(const char *s) {
+    const char *d = s;
+    while (*d >= '0' && *d <= '9')
+        d++;
+    return d > s && strncmp(d, ": (", 3) == 0;
+}
+
+/* The verifier's verdict in the log at idx (a string), pushed as "the
+ * verifier refused it: <instruction> | <reason>": the lines from the failing
+ * instruction to the statistics that end the kernel's log ("processed N
+ * insns ..."), inside libbpf's BEGIN/END markers. Returns 0 and pushes
+ * nothing when the log holds no verifier part. */
+static int push_verifier_reason(lua_State *L, int idx) {
+    const char *log = lua_tostring(L, idx);
+    const char *endp = strstr(log, "-- END PROG LOAD LOG --");
+    if (!endp || !strstr(log, "-- BEGIN PROG LOAD LOG --"))
         return 0;
-    size_t stop = (size_t)(end - log_buf);
-    const char *stats = NULL, *p = log_buf;
-    while ((p = strstr(p, "processed ")) && p < end) /* "processed N insns (limit ...)" */
-        stats = p++;
-    if (stats && (stats == log_buf || stats[-1] == '\n'))
-        stop = (size_t)(stats - log_buf);
-    push_log_lines(L, stop, 3);
-    lua_pushfstring(L, "the verifier refused it: %s", lua_tostring(L, -1));
-    lua_remove(L, -2);
+    size_t stop = line_start(log, (size_t)(endp - log));
+    for (;;) { /* drop the statistics lines that close the kernel's log */
+        size_t prev_end = stop;
+        while (prev_end > 0 && is_space(log[prev_end - 1]))
+            prev_end--;
+        size_t s = line_start(log, prev_end);
+        if (prev_end == 0 || !(strncmp(log + s, "processed ", 10) == 0 ||
+                               strncmp(log + s, "verification time ", 18) == 0 ||
+                               strncmp(log + s, "stack depth ", 12) == 0))
+            break;
+        stop = s;
+    }
+    int lines = 2; /* from the failing instruction on, when it is near the end */
+    for (size_t e = stop, n = 1; n <= 6 && e > 0; n++) {
+        while (e > 0 && is_space(log[e - 1]))
+            e--;
+        size_t s = line_start(log, e);
+        if (is_insn(log + s)) {
+            lines = (int)n;
+            break;
+        }
+        e = s;
+    }
+    lua_pushliteral(L, "the verifier refused it: ");
+    push_log_lines(L, log, stop, lines);
+    lua_concat(L, 2);
     return 1;
 }
 
-/* hands the captured log to opts.log (at stack index fn), line by line */
-static void log_deliver(lua_State *L, int fn) {
-    if (!fn || !lua_isfunction(L, fn))
+/* hands the log at idx to opts.log (at stack index fn), line by line */
+static void log_deliver(lua_State *L, int fn, int idx) {
+    size_t len, start = 0;
+    const char *log = lua_tolstring(L, idx, &len); /* anchored at idx while fn runs */
+    if (!fn)
         return;
-    size_t start = 0;
-    for (size_t i = 0; i <= log_len; i++) {
-        if (i == log_len || log_buf[i] == '\n') {
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || log[i] == '\n') {
             if (i > start) {
                 lua_pushvalue(L, fn);
-                lua_pushlstring(L, log_buf + start, i - start);
+                lua_pushlstring(L, log + start, i - start);
                 lua_call(L, 1, 0);
             }
             start = i + 1;
@@ -156,11 +211,37 @@ static int object_close(lua_State *L) { /* close, __close */
     return 0;
 }
 
-static int object_gc(lua_State *L) { /* nothing is using it now, even after a raise */
+static int object_gc(lua_State *L) { /* nothing can be using it once it is garbage */
     luaebpf_object *o = luaL_checkudata(L, 1, LUAEBPF_OBJECT);
     o->busy = 0;
     object_release(o);
     return 0;
+}
+
+/* Runs body, a method's work on libbpf's state of the object at index 1,
+ * with the object busy, as a protected call given a copy of the method's
+ * stack: busy ends on every exit, a raise included, so a close() that came
+ * meanwhile is done now, not at the GC. Leaves body's results, or its
+ * error, above the method's values; returns the lua_pcall status. */
+static int object_pcall(lua_State *L, const char *op, lua_CFunction body) {
+    int n = lua_gettop(L);
+    luaL_checkstack(L, n + 1, NULL);
+    lua_pushcfunction(L, body); /* allocates on 5.1: before the check below */
+    for (int i = 1; i <= n; i++)
+        lua_pushvalue(L, i);
+    luaebpf_object *o = check_object(L, 1, op); /* nothing allocates from here to busy */
+    o->busy++;
+    int status = lua_pcall(L, n, LUA_MULTRET, 0);
+    object_unbusy(o);
+    return status;
+}
+
+/* object_pcall for a method with nothing to undo: body's results or its error */
+static int object_run(lua_State *L, const char *op, lua_CFunction body) {
+    int n = lua_gettop(L);
+    if (object_pcall(L, op, body) != 0)
+        return lua_error(L);
+    return lua_gettop(L) - n;
 }
 
 /* core.load(path [, { log = function(line) end }]) */
@@ -183,33 +264,45 @@ static int core_load(lua_State *L) {
     int self = lua_gettop(L);
     log_begin();
     struct bpf_object *obj = bpf_object__open_file(path, NULL);
+    int no = errno;
+    o->obj = obj; /* from here on the GC closes it */
+    log_end(L);   /* self + 1: libbpf's log of the open */
     if (!obj) {
-        int no = errno;
-        log_deliver(L, logfn);
-        push_log_tail(L, 2);
+        size_t len;
+        const char *log = lua_tolstring(L, self + 1, &len);
+        log_deliver(L, logfn, self + 1);
+        push_log_lines(L, log, len, 2);
         luaebpf_pusherror_about(L, "load", no, "object", path, lua_rawlen(L, -1)
                                 ? lua_tostring(L, -1) : "cannot open the object file");
         return lua_error(L);
     }
-    o->obj = obj; /* from here on the GC closes it */
-    if (bpf_object__load(obj) != 0) {
-        int no = errno;
-        bpf_object__close(obj);
+    log_begin();
+    int rc = bpf_object__load(obj);
+    no = errno;
+    if (rc != 0) {
         o->obj = NULL;
-        log_deliver(L, logfn);
-        int refused = push_verifier_reason(L);
+        bpf_object__close(obj);
+    }
+    log_end(L);   /* self + 2: libbpf's log of the load, the verifier's among it */
+    lua_concat(L, 2);
+    log_deliver(L, logfn, self + 1);
+    if (rc != 0) {
+        size_t len;
+        const char *log = lua_tolstring(L, self + 1, &len);
+        int refused = push_verifier_reason(L, self + 1);
         if (!refused && (no == EPERM || no == EACCES)) /* libbpf's text blames memlock */
             lua_pushliteral(L, "loading BPF programs needs CAP_BPF and CAP_PERFMON (or root)");
         else if (!refused)
-            push_log_tail(L, 4);
+            push_log_lines(L, log, len, 4);
         luaebpf_pusherror_about(L, "load", no, "object", path, lua_tostring(L, -1));
-        if (refused) { /* EACCES here is the verifier's "no", not a missing privilege */
+        if (refused && (no == EACCES || no == EPERM || no == EINVAL)) {
+            /* the verifier ran, so the caller may load programs: this is its
+             * "no" to the program, not a missing privilege */
             lua_pushliteral(L, "invalid");
             lua_setfield(L, -2, "class");
         }
         return lua_error(L);
     }
-    log_deliver(L, logfn);
     lua_createtable(L, 0, 2); /* user value: the path, for messages; the live links */
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "path");
@@ -224,22 +317,20 @@ static int core_load(lua_State *L) {
     return 1;
 }
 
-/* a Map for one of the object's maps: a dup of its fd, keeping obj alive too */
+/* a Map for one of the object's maps: a dup of its fd, keeping obj alive too;
+ * the caller holds the object busy (libbpf's fd stays open until duplicated) */
 static void push_object_map(lua_State *L, int obj_idx, struct bpf_map *map) {
-    luaebpf_object *o = lua_touserdata(L, obj_idx);
-    o->busy++; /* libbpf's fd must stay open until it is duplicated */
-    luaebpf_map_from_fd(L, bpf_map__fd(map)); /* a raise here leaves busy set: GC closes */
-    object_unbusy(o);
+    luaebpf_map_from_fd(L, bpf_map__fd(map));
     luaebpf_getuservalue(L, -1);
     lua_pushvalue(L, obj_idx);
     lua_setfield(L, -2, "owner");
     lua_pop(L, 1);
 }
 
-/* obj:map(name) */
-static int object_map(lua_State *L) {
-    luaebpf_object *o = check_object(L, 1, "map");
-    const char *name = luaL_checkstring(L, 2);
+/* obj:map(name), busy: obj, name -> Map */
+static int object_map_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    const char *name = lua_tostring(L, 2);
     struct bpf_map *map = bpf_object__find_map_by_name(o->obj, name);
     if (!map || bpf_map__fd(map) < 0) {
         luaL_Buffer b;
@@ -259,23 +350,39 @@ static int object_map(lua_State *L) {
     return 1;
 }
 
-/* upvalues: object, index of the next map */
-static int object_maps_step(lua_State *L) {
-    luaebpf_object *o = check_object(L, lua_upvalueindex(1), "maps");
-    lua_Integer want = lua_tointeger(L, lua_upvalueindex(2)), i = 0;
+static int object_map(lua_State *L) {
+    check_object(L, 1, "map");
+    luaL_checkstring(L, 2);
+    lua_settop(L, 2);
+    return object_run(L, "map", object_map_body);
+}
+
+/* one step of obj:maps(), busy: obj, index of the next map -> index, name, Map */
+static int object_maps_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    lua_Integer want = lua_tointeger(L, 2), i = 0;
     struct bpf_map *map;
     bpf_object__for_each_map(map, o->obj) {
         if (i++ < want || bpf_map__fd(map) < 0)
             continue;
         lua_pushinteger(L, i);
-        lua_replace(L, lua_upvalueindex(2));
-        o->busy++;
         lua_pushstring(L, bpf_map__name(map));
-        push_object_map(L, lua_upvalueindex(1), map);
-        object_unbusy(o);
-        return 2;
+        push_object_map(L, 1, map);
+        return 3;
     }
     return 0;
+}
+
+/* upvalues: object, index of the next map */
+static int object_maps_step(lua_State *L) {
+    lua_settop(L, 0);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    if (object_run(L, "maps", object_maps_body) == 0)
+        return 0;
+    lua_pushvalue(L, 3);
+    lua_replace(L, lua_upvalueindex(2));
+    return 2; /* name, Map */
 }
 
 /* for name, m in obj:maps() do ... end */
@@ -287,13 +394,12 @@ static int object_maps(lua_State *L) {
     return 1;
 }
 
-/* obj:programs() -> { { name =, section =, type =, fd = }, ... } */
-static int object_programs(lua_State *L) {
-    luaebpf_object *o = check_object(L, 1, "programs");
+/* obj:programs(), busy -> { { name =, section =, type =, fd = }, ... } */
+static int object_programs_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
     struct bpf_program *prog;
     lua_newtable(L);
     int i = 0;
-    o->busy++;
     bpf_object__for_each_program(prog, o->obj) {
         lua_createtable(L, 0, 4);
         lua_pushstring(L, bpf_program__name(prog));
@@ -307,18 +413,26 @@ static int object_programs(lua_State *L) {
         lua_setfield(L, -2, "fd");
         lua_rawseti(L, -2, ++i);
     }
-    object_unbusy(o);
     return 1;
+}
+
+static int object_programs(lua_State *L) {
+    check_object(L, 1, "programs");
+    lua_settop(L, 1);
+    return object_run(L, "programs", object_programs_body);
 }
 
 /* ---------------------------------------------------------------- links */
 
-static int link_close(lua_State *L) { /* close, __close, __gc: detaches */
-    luaebpf_link *k = luaL_checkudata(L, 1, LUAEBPF_LINK);
+static void link_detach(luaebpf_link *k) {
     struct bpf_link *link = k->link;
     k->link = NULL;
     if (link)
         bpf_link__destroy(link);
+}
+
+static int link_close(lua_State *L) { /* close, __close, __gc: detaches */
+    link_detach(luaL_checkudata(L, 1, LUAEBPF_LINK));
     return 0;
 }
 
@@ -336,11 +450,10 @@ static int link_attached(lua_State *L) {
 }
 
 /* pushes a link for prog, attached; refuses a program whose link is still live,
- * since a second attachment would count every event twice */
+ * since a second attachment would count every event twice. The caller holds
+ * the object busy: prog and its name belong to the object. */
 static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
-    luaebpf_object *o = lua_touserdata(L, obj_idx);
     const char *pname = bpf_program__name(prog);
-    o->busy++; /* prog and pname belong to the object: keep it open until done */
     luaebpf_getuservalue(L, obj_idx);
     lua_getfield(L, -1, "links");
     lua_getfield(L, -1, pname); /* uv, links, link or nil */
@@ -348,13 +461,12 @@ static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
     if (old && old->link) {
         luaebpf_pusherror_about(L, "attach", EEXIST, "program", pname,
                                 "already attached by this object: close that link first");
-        object_unbusy(o);
         lua_error(L);
     }
     lua_pop(L, 1);
     luaebpf_link *k = luaebpf_newuserdata(L, sizeof *k);
     k->link = NULL;
-    snprintf(k->prog, sizeof k->prog, "%s", bpf_program__name(prog));
+    snprintf(k->prog, sizeof k->prog, "%s", pname);
     luaL_setmetatable(L, LUAEBPF_LINK);
     lua_createtable(L, 0, 1);
     lua_pushvalue(L, obj_idx);
@@ -362,27 +474,29 @@ static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
     luaebpf_setuservalue(L, -2);
     log_begin();
     struct bpf_link *link = bpf_program__attach(prog);
+    int no = errno;
+    k->link = link; /* from here on the GC detaches it */
+    log_end(L);     /* uv, links, link, log */
     if (!link) {
-        int no = errno;
-        push_log_tail(L, 2);
+        size_t len;
+        const char *log = lua_tolstring(L, -1, &len);
+        push_log_lines(L, log, len, 2);
         luaebpf_pusherror_about(L, "attach", no, "program", pname,
                                 no == EEXIST ? "this program is attached there already"
                                 : lua_rawlen(L, -1) ? lua_tostring(L, -1) : NULL);
-        object_unbusy(o);
         lua_error(L);
     }
-    k->link = link;
+    lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, pname); /* uv, links, link */
     lua_replace(L, -3);
     lua_pop(L, 1);              /* link */
-    object_unbusy(o);
 }
 
-/* obj:attach(name) -> link */
-static int object_attach(lua_State *L) {
-    luaebpf_object *o = check_object(L, 1, "attach");
-    const char *name = luaL_checkstring(L, 2);
+/* obj:attach(name), busy: obj, name -> link */
+static int object_attach_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    const char *name = lua_tostring(L, 2);
     struct bpf_program *prog = bpf_object__find_program_by_name(o->obj, name);
     if (!prog) {
         luaL_Buffer b;
@@ -402,20 +516,41 @@ static int object_attach(lua_State *L) {
     return 1;
 }
 
-/* obj:attach_all() -> { [program name] = link } for every loaded program */
-static int object_attach_all(lua_State *L) {
-    luaebpf_object *o = check_object(L, 1, "attach_all");
+static int object_attach(lua_State *L) {
+    check_object(L, 1, "attach");
+    luaL_checkstring(L, 2);
+    lua_settop(L, 2);
+    return object_run(L, "attach", object_attach_body);
+}
+
+/* obj:attach_all(), busy: obj, links -> links, filled */
+static int object_attach_all_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
     struct bpf_program *prog;
-    lua_newtable(L);
-    int links = lua_gettop(L);
-    o->busy++; /* the loop walks the object's programs while Lua allocates */
     bpf_object__for_each_program(prog, o->obj) {
         if (!bpf_program__autoload(prog))
             continue;
-        push_link(L, 1, prog); /* a failure raises; links made so far detach on GC */
-        lua_setfield(L, links, bpf_program__name(prog));
+        push_link(L, 1, prog);
+        lua_setfield(L, 2, bpf_program__name(prog));
     }
-    object_unbusy(o);
+    lua_settop(L, 2);
+    return 1;
+}
+
+/* obj:attach_all() -> { [program name] = link } for every loaded program; all
+ * or nothing: when one fails, those attached before it are detached again */
+static int object_attach_all(lua_State *L) {
+    check_object(L, 1, "attach_all");
+    lua_settop(L, 1);
+    lua_newtable(L); /* links: here, so that a failure can detach them */
+    if (object_pcall(L, "attach_all", object_attach_all_body) != 0) {
+        lua_pushnil(L); /* obj, links, error, key */
+        while (lua_next(L, 2)) {
+            link_detach(lua_touserdata(L, -1));
+            lua_pop(L, 1);
+        }
+        return lua_error(L);
+    }
     return 1;
 }
 
