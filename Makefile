@@ -1,39 +1,62 @@
 # luaebpf: make (build), make run (the main job), make test, make bench, make deps.
 # Lua version: make LUA=lua5.4 (default), LUA=lua5.3 or LUA=luajit (OpenResty's
 # LuaJIT 2.1); make test-all runs the specs under all three. Overrides for
-# LuaRocks and odd installs: LUA_INCDIR, CFLAGS, LIBFLAG.
+# odd installs: LUA_INCDIR, CFLAGS, LIBFLAG.
+# Every build goes to build/$(LUA)/ (the module: build/$(LUA)/luaebpf/core.so).
+# The source tree is LuaRocks': `luarocks make` compiles in place (luaebpf/*.o,
+# luaebpf/core.so), and nothing here reads or writes those files but `make clean`.
 
 SHELL      := /bin/bash
 LUA        ?= lua5.4
 LUA_PC     ?= $(LUA)
 LUA_INCDIR ?= $(patsubst -I%,%,$(filter -I%,$(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)))
 BUILD      := build/$(LUA)
-SO         := $(if $(filter lua5.4,$(LUA)),luaebpf/core.so,$(BUILD)/luaebpf/core.so)
+SO         := $(BUILD)/luaebpf/core.so
 CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 WARN       := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CPPFLAGS   += $(if $(LUA_INCDIR),-I$(LUA_INCDIR)) $(shell pkg-config --cflags libbpf 2>/dev/null)
 BPF_LIBS   := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
-CBENCH     := $(if $(filter lua5.4,$(LUA)),bench/cbench.so,$(BUILD)/cbench.so)
+CBENCH     := $(BUILD)/cbench.so
 SRCS       := $(wildcard luaebpf/*.c)
 OBJS       := $(patsubst luaebpf/%.c,$(BUILD)/%.o,$(SRCS))
 BUSTED     := $(LUA) /usr/bin/busted
 # busted loads luaebpf.core from this Lua version's build only
-TEST_CPATH := $(if $(filter lua5.4,$(LUA)),./?.so,./$(BUILD)/?.so)
+TEST_CPATH := ./$(BUILD)/?.so
 TEST_LUAS  := lua5.4 lua5.3 luajit
 
-# Debian packages a fresh machine needs; `make deps` installs the missing ones.
-DEB_PKGS   := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev lua5.4 liblua5.4-dev \
-              lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
-              lua-busted lua-cjson luarocks bpftool clang llvm \
-              nginx libnginx-mod-http-lua lua-resty-core wrk curl python3-prometheus-client
+# Debian packages, by what needs them. Each target that needs packages
+# installs the missing ones of its own set first (as root; as another user it
+# names them and stops): run, maps, soak DEPS_RUN; test, test-asan DEPS_TEST;
+# test-valgrind DEPS_VALGRIND; bench DEPS_BENCH; examples/openresty/test.sh
+# DEPS_OPENRESTY; make deps all of them, for every Lua version (fuzz uses it).
+LUA_PKGS_lua5.4 := lua5.4 liblua5.4-dev
+LUA_PKGS_lua5.3 := lua5.3 liblua5.3-dev
+LUA_PKGS_luajit := luajit2 libluajit2-5.1-dev
+# the module and the BPF programs, for $(LUA)
+DEPS_BUILD     := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev clang $(LUA_PKGS_$(LUA))
+DEPS_RUN       := $(DEPS_BUILD)
+# bpftool is the specs' oracle; python3-prometheus-client and prometheus
+# (promtool) check the exposition text; luarocks builds the rockspec; strace
+# watches the flags a spec sends
+DEPS_TEST      := $(DEPS_BUILD) lua-busted lua-cjson bpftool python3-prometheus-client prometheus \
+                  luarocks strace
+DEPS_VALGRIND  := $(DEPS_TEST) valgrind
+DEPS_OPENRESTY := $(DEPS_BUILD) $(LUA_PKGS_luajit) nginx libnginx-mod-http-lua lua-resty-core curl \
+                  bpftool python3-prometheus-client
+DEPS_BENCH     := $(DEPS_OPENRESTY) wrk
+# libFuzzer's runtime; llvm for llvm-symbolizer's stack traces
+DEPS_FUZZ      := $(DEPS_BUILD) libclang-rt-dev llvm
+DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_FUZZ) \
+                  $(LUA_PKGS_lua5.4) $(LUA_PKGS_lua5.3) $(LUA_PKGS_luajit))
 
 # BPF programs for the specs, the examples and the main job
 BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 SPEC_BPF   := $(patsubst %.c,%.o,$(wildcard spec/fixtures/*.bpf.c))
 
-.PHONY: all deps run maps test test-all test-asan test-valgrind soak bench clean
+DEPS_TARGETS := deps-run deps-test deps-valgrind deps-openresty deps-bench deps-fuzz
+.PHONY: all deps $(DEPS_TARGETS) run maps test test-all test-asan test-valgrind soak bench clean
 all: $(SO) $(BPF_OBJS)
 
 bpf/%.bpf.o: bpf/%.bpf.c
@@ -54,33 +77,41 @@ $(BUILD)/%.o: luaebpf/%.c $(wildcard luaebpf/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -c -o $@ $<
 
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
+deps:           PKGS = $(DEPS_ALL)
+deps-run:       PKGS = $(DEPS_RUN)
+deps-test:      PKGS = $(DEPS_TEST)
+deps-valgrind:  PKGS = $(DEPS_VALGRIND)
+deps-openresty: PKGS = $(DEPS_OPENRESTY)
+deps-bench:     PKGS = $(DEPS_BENCH)
+deps-fuzz:      PKGS = $(DEPS_FUZZ)
+# checks with dpkg first: does nothing when all are there
+deps $(DEPS_TARGETS):
+	@missing=$$(for p in $(sort $(PKGS)); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	  done); \
-	if [ -z "$$missing" ]; then echo "deps: all installed"; \
-	elif [ "$$(id -u)" != 0 ]; then echo "deps: missing $$missing (run make deps as root)"; exit 1; \
-	else echo "deps: installing $$missing"; \
+	if [ -z "$$missing" ]; then echo "$@: all installed"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "$@: missing $$missing (run make $@ as root)"; exit 1; \
+	else echo "$@: installing $$missing"; \
 	  (apt-get install -y -q $$missing || (apt-get update -q && apt-get install -y -q $$missing)) \
 	    >/tmp/luaebpf-deps.log 2>&1 || { tail -20 /tmp/luaebpf-deps.log; exit 1; }; fi
 
 # the main job: a live per-process syscall top for DURATION seconds
 DURATION ?= 5
-run: deps
+run: deps-run
 	@$(MAKE) --no-print-directory all
 	$(LUA) examples/syscount.lua $(DURATION)
 
 # every map on the machine with entry counts (ARGS=... to dump one map)
-maps: deps
+maps: deps-run
 	@$(MAKE) --no-print-directory all
 	$(LUA) examples/maps.lua $(ARGS)
 
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
 
 # the suite under every Lua version; fails when any of them fails
-test-all: deps
+test-all:
 	@rc=0; for lua in $(TEST_LUAS); do \
 	  echo "== make test LUA=$$lua"; \
 	  $(MAKE) --no-print-directory test LUA=$$lua || rc=1; \
@@ -92,7 +123,7 @@ test-all: deps
 # allocator_may_return_null: a huge malloc returns NULL, as libc's does, instead
 # of aborting (spec/permission_spec.lua asks for a 1 TiB batch).
 ASAN_BUILD := build/asan
-test-asan: deps
+test-asan: deps-test
 	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	@mkdir -p $(ASAN_BUILD)/luaebpf
 	$(CC) $(CPPFLAGS) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -106,7 +137,7 @@ test-asan: deps
 # and no definitely lost block. spec/valgrind.supp explains each suppression.
 VALGRIND_SPECS := spec/map_spec.lua spec/iter_spec.lua spec/batch_spec.lua spec/mmap_spec.lua \
                   spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua spec/percpu_spec.lua
-test-valgrind: deps
+test-valgrind: deps-valgrind
 	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
@@ -120,16 +151,16 @@ spec/churn: spec/churn.c
 # the concurrency soak: spec/churn changes a pinned map for SOAK_SECONDS while
 # reader processes walk it (spec/soak.lua); fails on any missed or repeated key
 SOAK_SECONDS ?= 60
-soak: deps
+soak: deps-run
 	@$(MAKE) --no-print-directory all spec/churn
 	$(LUA) spec/soak.lua $(SOAK_SECONDS)
 
-# built per Lua version, like the core: bench/benchlib.lua looks in build/$(LUA)/ first
+# built per Lua version, like the core: bench/benchlib.lua looks in build/<its Lua>/
 $(CBENCH): bench/cbench.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -o $@ $< $(BPF_LIBS)
 
-bench: deps
+bench: deps-bench
 	@$(MAKE) --no-print-directory all $(CBENCH)
 	$(LUA) bench/lookup.lua
 	$(LUA) bench/iterate.lua
@@ -139,6 +170,7 @@ bench: deps
 	sh bench/http.sh
 
 clean:
-	rm -rf build luaebpf/core.so bench/cbench.so spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o spec/fixtures/libfault.so
+	rm -rf build spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o spec/fixtures/libfault.so
+	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk

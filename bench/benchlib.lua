@@ -1,11 +1,11 @@
 -- bench/benchlib.lua: what the bench/ scripts share. Loading it points
--- package.cpath at the luaebpf core built for this interpreter and at
--- bench/cbench.so. 5.1 syntax: make LUA=... runs the benchmarks on any Lua.
+-- package.cpath at what make built for this interpreter: the luaebpf core and
+-- cbench.so (bench/cbench.c). 5.1 syntax: make LUA=... runs the benchmarks on any Lua.
 local B = {}
 
--- make LUA=lua5.1|luajit|lua5.3 builds the core under build/$(LUA)/
+-- make LUA=lua5.4|lua5.3|luajit builds the core and cbench.so under build/$(LUA)/
 local build = "./build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")) .. "/?.so;"
-package.cpath = build .. "./?.so;./bench/?.so;" .. package.cpath
+package.cpath = build .. package.cpath
 
 B.cbench = require "cbench"
 B.now = B.cbench.now

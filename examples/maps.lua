@@ -13,7 +13,7 @@
 local root = (arg and arg[0] or ""):match("^(.*)/examples/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 local build = root .. "/build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"))
-package.cpath = build .. "/?.so;" .. root .. "/?.so;" .. package.cpath
+package.cpath = build .. "/?.so;" .. package.cpath
 
 local ebpf = require "luaebpf"
 
@@ -40,25 +40,57 @@ local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x ", c:byte()) end):sub(1, -2))
 end
 
--- a decoded key or value as text; raw codecs give strings shown as hex
-local function show(v, raw)
+local UNSIGNED64 = { u64 = true, be64 = true }
+local NUMERIC = {
+  u8 = true, u16 = true, u32 = true, u64 = true, i8 = true, i16 = true, i32 = true,
+  i64 = true, be16 = true, be32 = true, be64 = true, f32 = true, f64 = true, bitfield = true,
+}
+
+-- the layout of field `name` of a struct layout (anonymous members' fields
+-- are the parent's), or nil
+local function field_of(l, name)
+  if not l or l.kind ~= "struct" then return nil end
+  for _, f in ipairs(l.fields or {}) do
+    if f.name == name then return f end
+    if f.name == nil or f.name == "" then
+      local inner = field_of(f, name)
+      if inner then return inner end
+    end
+  end
+end
+
+-- a decoded key or value as text, by its layout `l` (m:layout().key or
+-- .value; nil when unknown); raw codecs give strings shown as hex
+local function show(v, l, raw)
   local t = type(v)
   if t == "string" then
     if raw then return hex(v) end
+    if l and NUMERIC[l.kind] then return v end -- a 64-bit value as a decimal string (LuaJIT)
     return string.format("%q", v)
+  elseif t == "number" then
+    -- 5.3+ hands a u64 from 2^63 up over as a negative integer with the same
+    -- bits: a dump shows the unsigned value ("%u" is exact for integers)
+    if v < 0 and math.type and math.type(v) == "integer" and l
+      and (UNSIGNED64[l.kind] or (l.kind == "bitfield" and l.signed == false and l.bits == 64)) then
+      return string.format("%u", v)
+    end
+    return tostring(v)
   elseif t ~= "table" then
     return tostring(v)
   end
   local n = #v
   local parts = {}
   if n > 0 then -- an array
-    for i = 1, n do parts[i] = show(v[i], raw) end
+    local el = l and l.element
+    for i = 1, n do parts[i] = show(v[i], el, raw) end
     return "[" .. table.concat(parts, ", ") .. "]"
   end
   local names = {} -- a struct: fields by name (a Lua table keeps no order)
   for k in pairs(v) do names[#names + 1] = k end
   table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
-  for i, k in ipairs(names) do parts[i] = tostring(k) .. " = " .. show(v[k], raw) end
+  for i, k in ipairs(names) do
+    parts[i] = tostring(k) .. " = " .. show(v[k], field_of(l, k), raw)
+  end
   return "{ " .. table.concat(parts, ", ") .. " }"
 end
 
@@ -187,6 +219,7 @@ local function dump_map(target, opts)
   local info = m:info()
   local kdesc, vdesc = m:codec()
   local kraw, vraw = kdesc:match("^raw") ~= nil, vdesc:match("^raw") ~= nil
+  local layout = m:layout()
   local flags = #info.flags > 0 and ", flags " .. table.concat(info.flags, ",") or ""
   print(string.format("map id %d: %s '%s', key %d bytes (%s), value %d bytes (%s%s), "
     .. "max_entries %d%s", info.id, info.type, info.name, info.key_size, kdesc,
@@ -198,12 +231,12 @@ local function dump_map(target, opts)
       local value
       if info.percpu then
         local cpus = {}
-        for c = 1, #v do cpus[c] = "cpu" .. (c - 1) .. " " .. show(v[c], vraw) end
+        for c = 1, #v do cpus[c] = "cpu" .. (c - 1) .. " " .. show(v[c], layout.value, vraw) end
         value = table.concat(cpus, ", ")
       else
-        value = show(v, vraw)
+        value = show(v, layout.value, vraw)
       end
-      print(show(k, kraw) .. " => " .. value)
+      print(show(k, layout.key, kraw) .. " => " .. value)
     end
   end)
   m:close()

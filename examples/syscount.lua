@@ -10,7 +10,7 @@
 local root = (arg and arg[0] or ""):match("^(.*)/examples/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 local build = root .. "/build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"))
-package.cpath = build .. "/?.so;" .. root .. "/?.so;" .. package.cpath
+package.cpath = build .. "/?.so;" .. package.cpath
 
 local ebpf = require "luaebpf"
 local format = require "luaebpf.format"

@@ -1,8 +1,11 @@
 rockspec_format = "3.0"
 package = "luaebpf"
 version = "scm-1"
+-- `luarocks make rockspec/luaebpf-scm-1.rockspec` builds the checkout it runs
+-- in and ignores source.url; `luarocks build` of this file alone clones it
 source = {
-  url = "git+https://example.invalid/luaebpf.git",
+  url = "git+https://github.com/luaebpf/luaebpf.git",
+  branch = "main",
 }
 description = {
   summary = "Read and write eBPF maps of the running kernel from Lua, through libbpf",
@@ -11,6 +14,7 @@ luaebpf opens eBPF maps (pinned paths, ids, names, or new maps), decodes keys
 and values with typed codecs (integers, big-endian, floats, strings, arrays,
 C structs), and iterates them safely under concurrent change.
 ]],
+  homepage = "https://github.com/luaebpf/luaebpf",
   license = "MIT",
 }
 dependencies = {

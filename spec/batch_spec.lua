@@ -708,7 +708,7 @@ describe("batch reads", function()
       -- in a child process: a crash there must fail this test, not the whole run
       local script = [[
         package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-        package.cpath = "./?.so;" .. package.cpath
+        package.cpath = "./build/lua5.4/?.so;" .. package.cpath
         local ebpf = require "luaebpf"
         local m = ebpf.create{ type = "hash", key_size = 4, value_size = 8, max_entries = 64,
           key = "u32", value = "u64" }

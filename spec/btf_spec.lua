@@ -811,7 +811,7 @@ describe("the \"btf\" codec and BPF_F_LOCK", function()
     if not has_strace then return pending("needs strace") end
     local code = string.format([[
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = "./build/lua5.4/?.so;" .. package.cpath
 local ebpf = require "luaebpf"
 local m = ebpf.open(%q, { access = "rw" })
 assert(m:update(1, { a = 1, b = 2 }))
@@ -890,7 +890,7 @@ describe("the \"btf\" codec without privilege", function()
   local function child(body)
     return [[
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = "./build/lua5.4/?.so;" .. package.cpath
 local ebpf, cjson = require "luaebpf", require "cjson"
 local r = {}
 local f = io.popen("id -u"); r.uid = f:read("*l"); f:close()

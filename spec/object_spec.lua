@@ -388,7 +388,7 @@ describe("ebpf.load", function()
   it("keeps libbpf's log off stderr", function()
     local code = string.format([[
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = "./build/lua5.4/?.so;" .. package.cpath
 local ebpf = require "luaebpf"
 assert(not pcall(ebpf.load, %q))
 assert(not pcall(ebpf.load, "/nonexistent/x.bpf.o"))

@@ -12,8 +12,8 @@
 -- error, a crash, or a process that did not finish in time. Unmounts the
 -- bpffs and leaves no process behind. 5.1 syntax.
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = (jit and "./build/luajit/?.so;" or _VERSION == "Lua 5.3" and "./build/lua5.3/?.so;"
-  or "./?.so;") .. package.cpath
+package.cpath = "./build/" .. (jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"))
+  .. "/?.so;" .. package.cpath
 
 local ebpf = require "luaebpf"
 

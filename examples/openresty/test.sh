@@ -1,5 +1,6 @@
 #!/bin/sh
-# examples/openresty/test.sh: the OpenResty example, end to end. Builds the
+# examples/openresty/test.sh: the OpenResty example, end to end. Installs what
+# is missing (make deps-openresty: nginx, its lua module, curl, ...), builds the
 # LuaJIT module (make LUA=luajit), mounts a bpffs in a temporary directory,
 # pins and fills maps through luaebpf (fixture.lua), starts
 # examples/openresty/nginx.conf in Debian's nginx on a free port of 127.0.0.1
@@ -19,7 +20,7 @@ ok() { echo "ok - $1"; passed=$((passed + 1)); }
 notok() { echo "not ok - $1"; failed=$((failed + 1)); }
 summary() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 
-if make --no-print-directory LUA=luajit all >/tmp/luaebpf-openresty-build.log 2>&1; then
+if make --no-print-directory LUA=luajit deps-openresty all >/tmp/luaebpf-openresty-build.log 2>&1; then
   ok "make LUA=luajit builds build/luajit/luaebpf/core.so"
   rm -f /tmp/luaebpf-openresty-build.log
 else

@@ -10,12 +10,16 @@
 -- scalar key. Its value is the entry's value (or the field `opts.value` of a
 -- struct value), per-CPU values summed. Integers are written exactly, u64
 -- beyond 2^53 (and 2^63) included, whatever the Lua version.
+-- Names derived from fields are made valid, then unique: when two labels of a
+-- sample (or two families of a map) come out with the same name, the first
+-- keeps it and the later ones, in field order, get _2, _3, ...
 -- Shared by every Lua version: 5.1 syntax.
 local P = {}
 
 P.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 local format, concat, type, tostring = string.format, table.concat, type, tostring
+local unpack = table.unpack or unpack
 local math_type = math.type -- nil before 5.3: numbers are doubles
 local TWO53 = 9007199254740992
 
@@ -36,6 +40,18 @@ function P.label_name(s)
   if s == "" or s:find("^%d") then s = "_" .. s end
   s = s:gsub("^__+", "_")
   return s
+end
+
+-- `name`, or, when `taken` has it already, the first of name_2, name_3, ...
+-- that it has not; marks the result taken
+local function unique_name(name, taken)
+  if taken[name] then
+    local i = 2
+    while taken[name .. "_" .. i] do i = i + 1 end
+    name = name .. "_" .. i
+  end
+  taken[name] = true
+  return name
 end
 
 -- bytes that are not part of valid UTF-8 become the text \xNN, so that the
@@ -235,9 +251,16 @@ local NUMERIC = {
   bool = true, bitfield = true,
 }
 
--- the layout of field `path` ("a.b") inside a struct layout, or nil
-local function field_layout(l, path)
-  for name in path:gmatch("[^.]+") do
+-- a field path given as text, "a.b", as the array of its names
+local function split_path(path)
+  local names = {}
+  for name in path:gmatch("[^.]+") do names[#names + 1] = name end
+  return names
+end
+
+-- the layout of the field at `names` ({ "a", "b" }) inside a struct layout, or nil
+local function field_layout(l, names)
+  for _, name in ipairs(names) do
     if not l or l.kind ~= "struct" then return nil end
     local found
     local function search(fields)
@@ -253,27 +276,32 @@ local function field_layout(l, path)
   return l
 end
 
-local function get_path(v, path)
-  for name in path:gmatch("[^.]+") do
+-- the value at `names` ({ "a", "b" }) inside a decoded struct, or nil
+local function get_path(v, names)
+  for _, name in ipairs(names) do
     if type(v) ~= "table" then return nil end
     v = v[name]
   end
   return v
 end
 
--- the numeric leaves of a value layout: { { path = "a.b", layout = l }, ... }
+-- the numeric leaves of a value layout, in field order:
+-- { { names = { "a", "b" }, layout = l }, ... }
 local function numeric_leaves(l, prefix, out)
   out = out or {}
+  prefix = prefix or {}
   if l.kind == "struct" then
     for _, f in ipairs(l.fields or {}) do
       if f.name == nil or f.name == "" then
         numeric_leaves(f, prefix, out) -- anonymous member: its fields are the parent's
       else
-        numeric_leaves(f, prefix and prefix .. "." .. f.name or f.name, out)
+        local names = { unpack(prefix) }
+        names[#names + 1] = f.name
+        numeric_leaves(f, names, out)
       end
     end
   elseif NUMERIC[l.kind] then
-    out[#out + 1] = { path = prefix, layout = l }
+    out[#out + 1] = { names = prefix, layout = l }
   end
   return out
 end
@@ -304,7 +332,7 @@ local function label_text(v, l)
       for k in pairs(v) do names[#names + 1] = k end
       table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
       for i, k in ipairs(names) do
-        parts[i] = tostring(k) .. "=" .. label_text(v[k], field_layout(l, tostring(k)))
+        parts[i] = tostring(k) .. "=" .. label_text(v[k], field_layout(l, { k }))
       end
     end
     return concat(parts, ",")
@@ -330,7 +358,18 @@ end
 
 -- ------------------------------------------------------------ families
 
-local TYPES = { counter = true, gauge = true, untyped = true, summary = true, histogram = true }
+local TYPES = { counter = true, gauge = true, untyped = true }
+
+-- nil when `typ` is a type a family can have, else why not
+local function type_problem(typ)
+  if typ == "histogram" or typ == "summary" then
+    -- their samples are _bucket/_sum/_count series, not one value per entry
+    return "type '" .. typ .. "' is not supported (a family holds one plain sample per "
+      .. "entry; use counter, gauge or untyped)"
+  elseif not TYPES[typ] then
+    return "unknown type '" .. tostring(typ) .. "' (expected counter, gauge or untyped)"
+  end
+end
 
 local Family = {}
 Family.__index = Family
@@ -346,9 +385,8 @@ function P.family(spec)
     error("family: invalid metric name '" .. spec.name .. "' (expected [a-zA-Z_:][a-zA-Z0-9_:]*)", 2)
   end
   local typ = spec.type or "gauge"
-  if not TYPES[typ] then
-    error("family: unknown type '" .. tostring(typ) .. "' (expected counter, gauge or untyped)", 2)
-  end
+  local problem = type_problem(typ)
+  if problem then error("family: " .. problem, 2) end
   return setmetatable({ name = spec.name, help = spec.help or spec.name, type = typ,
     samples = {}, const_labels = spec.const_labels }, Family)
 end
@@ -378,11 +416,14 @@ function Family:add(labels, value, unsigned, n)
   return self
 end
 
+-- a sample's labels as text: constant labels first, then the sample's own,
+-- names made valid and unique (a later duplicate gets _2, _3, ...)
 local function labels_text(labels, const)
-  local parts = {}
+  local parts, taken = {}, {}
   for _, set in ipairs({ ordered_labels(const), labels }) do
     for _, l in ipairs(set) do
-      parts[#parts + 1] = P.label_name(l[1]) .. '="' .. P.escape_label_value(l[2]) .. '"'
+      parts[#parts + 1] = unique_name(P.label_name(l[1]), taken) .. '="'
+        .. P.escape_label_value(l[2]) .. '"'
     end
   end
   if #parts == 0 then return "" end
@@ -433,6 +474,9 @@ function P.collect(m, opts)
       error("bad argument #2 to 'collect' (unknown option '" .. tostring(k) .. "')", 2)
     end
   end
+  if opts.type ~= nil and type_problem(opts.type) then
+    error("bad argument #2 to 'collect' (" .. type_problem(opts.type) .. ")", 2)
+  end
   -- before 5.3, a u64 beyond 2^53 raises unless read as a decimal string; the
   -- values within 2^53 stay numbers, so this changes no other read
   if not math_type then m:codec{ int64 = "string" } end
@@ -452,16 +496,21 @@ function P.collect(m, opts)
   if type(opts.value) == "function" then
     new(base, help, opts.value, false)
   elseif type(opts.value) == "string" then
-    local path = opts.value
-    new(base, help, function(v) return get_path(v, path) end, is_unsigned64(field_layout(vl, path)))
+    -- the field itself when the struct has one of that name ("a.b" included),
+    -- else the nested path a -> b
+    local names = { opts.value }
+    if not field_layout(vl, names) then names = split_path(opts.value) end
+    new(base, help, function(v) return get_path(v, names) end, is_unsigned64(field_layout(vl, names)))
   elseif opts.value ~= nil then
     error("bad argument #2 to 'collect' (value: a field name or a function expected, got "
       .. type(opts.value) .. ")", 2)
   elseif vl.kind == "struct" then
+    local taken = {} -- family names, made unique in field order
     for _, leaf in ipairs(numeric_leaves(vl)) do
-      local path = leaf.path
-      new(base .. "_" .. P.metric_name(path:gsub("%.", "_")), help .. ", field " .. path,
-        function(v) return get_path(v, path) end, is_unsigned64(leaf.layout))
+      local names = leaf.names
+      new(unique_name(base .. "_" .. P.metric_name(concat(names, "_")), taken),
+        help .. ", field " .. concat(names, "."),
+        function(v) return get_path(v, names) end, is_unsigned64(leaf.layout))
     end
   else
     new(base, help, function(v) return v end, is_unsigned64(vl))
