@@ -80,6 +80,31 @@ static int parse_count(const char *s, char *buf, size_t bufsize, uint32_t *count
 
 static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx, int depth);
 
+/* pushes the string at idx with each NUL byte written as \0: messages quote
+ * names through %s, which would stop at the first NUL and hide it */
+static const char *push_shown(lua_State *L, int idx) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\0')
+            luaL_addstring(&b, "\\0");
+        else
+            luaL_addchar(&b, s[i]);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* the string at idx when it holds no NUL byte, else NULL: C compares names up
+ * to the first NUL, so "pid\0junk" would pass for "pid" */
+static const char *tostring_nonul(lua_State *L, int idx) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return s && strlen(s) == len ? s : NULL;
+}
+
 static void check_count(lua_State *L, uint32_t count, uint32_t elem_size, const char *spec) {
     if (count == 0)
         luaL_error(L, "bad codec '%s': an array needs at least one element", spec);
@@ -141,7 +166,8 @@ static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int id
     int packed = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) { /* only [1..n] and `packed` belong in a struct spec */
-        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "packed") == 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? tostring_nonul(L, -2) : NULL;
+        if (k && strcmp(k, "packed") == 0) {
             if (!lua_isboolean(L, -1))
                 luaL_error(L, "bad struct codec: 'packed' must be a boolean, got %s",
                            luaL_typename(L, -1));
@@ -149,7 +175,9 @@ static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int id
         } else if (!luaebpf_tointeger_in(L, -2, 1, nfields, &at)) {
             lua_pop(L, 1);
             luaL_error(L, "bad struct codec: unknown entry '%s' (expected fields "
-                       "{ name, type } at 1..n and 'packed')", luaL_tolstring(L, -1, NULL));
+                       "{ name, type } at 1..n and 'packed')",
+                       lua_type(L, -1) == LUA_TSTRING ? push_shown(L, -1)
+                                                      : luaL_tolstring(L, -1, NULL));
         }
         lua_pop(L, 1);
     }
@@ -166,7 +194,10 @@ static void compile_struct(lua_State *L, luaebpf_codec *c, uint32_t slot, int id
         if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
             luaL_error(L, "bad struct codec: field %d needs a name string, got %s",
                        (int)i + 1, luaL_typename(L, -1));
-        const char *fname = lua_tostring(L, -1);
+        const char *fname = tostring_nonul(L, -1);
+        if (!fname)
+            luaL_error(L, "bad struct codec: field %d name \"%s\" holds a NUL byte", (int)i + 1,
+                       push_shown(L, -1));
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(c->nodes[first + j].name, fname) == 0)
                 luaL_error(L, "bad struct codec: field '%s' appears twice", fname);
@@ -202,7 +233,10 @@ static void compile_node(lua_State *L, luaebpf_codec *c, uint32_t slot, int idx,
         luaL_error(L, "bad codec: nested deeper than %d levels", MAX_DEPTH);
     luaL_checkstack(L, 8, "codec nesting");
     if (lua_type(L, idx) == LUA_TSTRING) {
-        compile_string(L, c, slot, lua_tostring(L, idx));
+        const char *s = tostring_nonul(L, idx);
+        if (!s)
+            luaL_error(L, "bad codec \"%s\": a NUL byte in a codec name", push_shown(L, idx));
+        compile_string(L, c, slot, s);
         return;
     }
     if (!lua_istable(L, idx))
@@ -416,7 +450,8 @@ int luaebpf_opt_int64(lua_State *L, int idx, int dflt) {
     if (lua_isnoneornil(L, idx))
         return dflt;
     lua_getfield(L, idx, "int64");
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    /* shown: "string\0x" reads "string\\0x", which is not "string" */
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? push_shown(L, -1) : NULL;
     int r = dflt;
     if (s && strcmp(s, "string") == 0)
         r = 1;
@@ -425,7 +460,7 @@ int luaebpf_opt_int64(lua_State *L, int idx, int dflt) {
     else if (!lua_isnil(L, -1))
         luaL_error(L, "bad option 'int64': \"number\" or \"string\" expected, got %s%s%s",
                    s ? "\"" : "", s ? s : luaL_typename(L, -1), s ? "\"" : "");
-    lua_pop(L, 1);
+    lua_pop(L, s ? 2 : 1);
     return r;
 }
 
@@ -514,14 +549,17 @@ static void store_uint(unsigned char *p, uint64_t v, uint32_t size, int big_endi
 
 static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p);
 
-/* the struct n (or an anonymous member of it) has a field called k */
-static int has_field(const luaebpf_codec *c, const luaebpf_node *n, const char *k) {
+/* the names of struct n (its anonymous members' too) as keys of the table on top */
+static void add_field_set(lua_State *L, const luaebpf_codec *c, const luaebpf_node *n) {
     for (uint32_t i = 0; i < n->count; i++) {
         const luaebpf_node *f = &c->nodes[n->first + i];
-        if (f->name ? strcmp(f->name, k) == 0 : has_field(c, f, k))
-            return 1;
+        if (!f->name) {
+            add_field_set(L, c, f);
+            continue;
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, f->name);
     }
-    return 0;
 }
 
 static void add_field_names(luaL_Buffer *b, lua_State *L, const luaebpf_codec *c,
@@ -541,7 +579,8 @@ static void add_field_names(luaL_Buffer *b, lua_State *L, const luaebpf_codec *c
 static void unknown_field(encode_ctx *x, const luaebpf_node *n) {
     lua_State *L = x->L;
     luaL_Buffer b;
-    const char *k = luaL_tolstring(L, -1, NULL);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? push_shown(L, -1)
+                                                   : luaL_tolstring(L, -1, NULL);
     push_path(x);
     const char *path = lua_tostring(L, -1);
     luaL_buffinit(L, &b);
@@ -553,13 +592,15 @@ static void unknown_field(encode_ctx *x, const luaebpf_node *n) {
     raise_at(x);
 }
 
-/* the fields of struct n from the table at idx; anonymous members read the same table */
-static void encode_fields(encode_ctx *x, const luaebpf_node *n, int idx, unsigned char *p) {
+/* the fields of struct n from the table at idx; anonymous members read the same
+ * table. Returns how many fields the table gave. */
+static size_t encode_fields(encode_ctx *x, const luaebpf_node *n, int idx, unsigned char *p) {
     lua_State *L = x->L;
+    size_t given = 0;
     for (uint32_t i = 0; i < n->count; i++) {
         const luaebpf_node *f = &x->c->nodes[n->first + i];
         if (!f->name) {
-            encode_fields(x, f, idx, p + f->offset);
+            given += encode_fields(x, f, idx, p + f->offset);
             continue;
         }
         if (x->depth >= MAX_DEPTH)
@@ -567,11 +608,14 @@ static void encode_fields(encode_ctx *x, const luaebpf_node *n, int idx, unsigne
         x->names[x->depth++] = f->name;
         lua_pushstring(L, f->name);
         lua_rawget(L, idx); /* raw: no __index of the caller's runs while encoding */
-        if (!lua_isnil(L, -1)) /* a missing field stays zero, as in C initializers */
+        if (!lua_isnil(L, -1)) { /* a missing field stays zero, as in C initializers */
             encode_node(x, n->first + i, lua_gettop(L), p + f->offset);
+            given++;
+        }
         lua_pop(L, 1);
         x->depth--;
     }
+    return given;
 }
 
 /* an integer that fits bit_size bits, signed or not */
@@ -666,12 +710,31 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
     case LUAEBPF_STRUCT: {
         if (!lua_istable(L, idx))
             bad_value(x, idx, "a table of fields");
-        luaL_checkstack(L, 4, "codec nesting");
-        encode_fields(x, n, idx, p);
-        lua_pushnil(L); /* every key of the table must be a field */
+        luaL_checkstack(L, 6, "codec nesting");
+        size_t given = encode_fields(x, n, idx, p), keys = 0;
+        /* Every key of the table must be a field. Field names are distinct (compile
+         * and btf.c refuse twins), so the table has a key no field read exactly when
+         * it has more keys than fields were given: linear, where testing each key
+         * against each field was quadratic in wide structs. A key is compared as a
+         * whole Lua string, so "pid\0junk" is not "pid". */
+        lua_pushnil(L);
         while (lua_next(L, idx)) {
             lua_pop(L, 1);
-            if (lua_type(L, -1) != LUA_TSTRING || !has_field(x->c, n, lua_tostring(L, -1)))
+            keys++;
+        }
+        if (keys == given)
+            return;
+        lua_newtable(L); /* the error path: find the key */
+        add_field_set(L, x->c, n);
+        int set = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, set);
+            int known = lua_type(L, -2) == LUA_TSTRING && !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (!known)
                 unknown_field(x, n);
         }
         return;
@@ -679,19 +742,33 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
     case LUAEBPF_ENUM: {
         int64_t v;
         if (lua_type(L, idx) == LUA_TSTRING) {
-            const char *name = lua_tostring(L, idx);
+            const char *name = tostring_nonul(L, idx); /* NULL: no enumerator has a NUL */
             uint32_t i;
-            for (i = 0; i < n->count; i++)
+            for (i = 0; name && i < n->count; i++)
                 if (strcmp(x->c->nodes[n->first + i].name, name) == 0)
                     break;
-            if (i == n->count) {
+            if (!name || i == n->count) {
+                const char *shown = push_shown(L, idx);
                 push_path(x);
                 lua_pushfstring(L, "%s: a name of %s or an integer expected, got \"%s\"",
                                 lua_tostring(L, -1), n->type_name ? n->type_name : "the enum",
-                                name);
+                                shown);
                 raise_at(x);
             }
             v = x->c->nodes[n->first + i].value;
+            int bits = 8 * (int)n->size; /* the enum's bytes must hold it as it reads back */
+            int64_t lo = n->is_signed ? -((int64_t)1 << (bits - 1)) : 0;
+            int64_t hi = n->is_signed ? ((int64_t)1 << (bits - 1)) - 1
+                                      : (int64_t)(((uint64_t)1 << bits) - 1);
+            if (bits < 64 && (v < lo || v > hi)) {
+                char num[24];
+                snprintf(num, sizeof num, "%lld", (long long)v);
+                push_path(x);
+                lua_pushfstring(L, "%s: %s = %s does not fit the %d bytes of %s",
+                                lua_tostring(L, -1), name, num, (int)n->size,
+                                n->type_name ? n->type_name : "the enum");
+                raise_at(x);
+            }
         } else {
             luaebpf_node as_int = *n;
             as_int.kind = n->is_signed ? LUAEBPF_INT : LUAEBPF_UINT;
