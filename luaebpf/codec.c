@@ -358,20 +358,59 @@ typedef struct dpath {
     const struct dpath *up;
     const char *name;   /* field name, or NULL for an array element */
     uint32_t index;     /* 1-based, for an array element */
+    int key_idx;        /* only on the root of a map entry's bytes: -1 when they are
+                         * the key, else the stack index of the entry's decoded key */
 } dpath;
 
 #if !LUAEBPF_HAS_INTEGERS
 static void push_dpath(lua_State *L, const dpath *at) {
-    if (!at) {
+    if (!at || at->key_idx) { /* an entry's root names no field */
         lua_pushliteral(L, "");
         return;
     }
     push_dpath(L, at->up);
     if (at->name)
-        lua_pushfstring(L, "%s%s", at->up ? "." : "", at->name);
+        lua_pushfstring(L, "%s%s", at->up && !at->up->key_idx ? "." : "", at->name);
     else
         lua_pushfstring(L, "[%d]", (int)at->index);
     lua_concat(L, 2);
+}
+
+/* pushes a short text of the decoded key at idx: its number or string, or a
+ * struct's scalar fields ({pid=1, comm="sh"}); nested tables show as {...} */
+static void push_key_text(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
+        return;
+    }
+    if (!lua_istable(L, idx)) {
+        luaL_tolstring(L, idx, NULL);
+        return;
+    }
+    int n = 1; /* pieces of text so far, under the lua_next key */
+    lua_pushliteral(L, "{");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* pieces..., key, value */
+        int key = lua_gettop(L) - 1;
+        luaL_checkstack(L, 6, "key text");
+        if (n > 8) { /* enough to tell the entry: stop */
+            lua_settop(L, key - 1);
+            lua_pushliteral(L, ", ...");
+            n++;
+            break;
+        }
+        const char *v = lua_istable(L, -1) ? "{...}"
+                        : lua_type(L, -1) == LUA_TSTRING ? lua_pushfstring(L, "\"%s\"",
+                                                                           lua_tostring(L, -1))
+                                                         : luaL_tolstring(L, -1, NULL);
+        const char *k = luaL_tolstring(L, key, NULL);
+        lua_pushfstring(L, "%s%s=%s", n > 1 ? ", " : "", k, v);
+        lua_insert(L, key); /* pieces..., piece, key, ... */
+        lua_settop(L, key + 1);
+        n++;
+    }
+    lua_pushliteral(L, "}");
+    lua_concat(L, n + 1);
 }
 #endif
 
@@ -400,12 +439,24 @@ static void int_push(lua_State *L, const luaebpf_codec *c, uint64_t bits, int is
         return;
     }
     snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)bits);
+    const dpath *root = at;
+    while (root && root->up)
+        root = root->up;
+    int key_idx = root ? root->key_idx : 0; /* read from a map entry: name it */
+    int field = at && !at->key_idx;
     push_dpath(L, at);
     const char *path = lua_tostring(L, -1);
-    luaL_error(L, "%s %s%s%s holds %s (%s), beyond 2^53: a Lua number cannot hold it exactly; "
+    if (key_idx > 0 && !lua_isnoneornil(L, key_idx)) {
+        push_key_text(L, key_idx);
+        lua_pushfstring(L, " of the entry with key %s", lua_tostring(L, -1));
+    } else {
+        lua_pushstring(L, key_idx < 0 && field ? " of the key" : "");
+    }
+    const char *entry = lua_tostring(L, -1);
+    luaL_error(L, "%s %s%s%s%s holds %s (%s), beyond 2^53: a Lua number cannot hold it exactly; "
                "set int64 = \"string\" (open options, m:codec{} or decode's options) to read "
-               "such values as decimal strings", kind_name(n), at ? "field '" : "value", path,
-               at ? "'" : "", dec, hex);
+               "such values as decimal strings", kind_name(n), field ? "field '"
+               : key_idx < 0 ? "key" : "value", path, field ? "'" : "", entry, dec, hex);
 #endif
 }
 
@@ -471,6 +522,7 @@ typedef struct encode_ctx {
     const luaebpf_codec *c;
     const char *what;             /* "key", "value" */
     int arg;                      /* the argument being encoded, for the message; 0: none */
+    int none;                     /* the argument was not given (its slot may hold ours now) */
     int depth;
     const char *names[MAX_DEPTH + 1]; /* field name, or NULL for an array index */
     lua_Integer index[MAX_DEPTH + 1];
@@ -505,8 +557,9 @@ static void bad_value(encode_ctx *x, int idx, const char *expected) {
     lua_State *L = x->L;
     push_path(x);
     const char *path = lua_tostring(L, -1);
-    const char *got = lua_type(L, idx) == LUA_TNUMBER ? luaL_tolstring(L, idx, NULL)
-                                                      : luaL_typename(L, idx);
+    const char *got = x->none ? "no value"
+                      : lua_type(L, idx) == LUA_TNUMBER ? luaL_tolstring(L, idx, NULL)
+                                                        : luaL_typename(L, idx);
     lua_pushfstring(L, "%s: %s expected, got %s", path, expected, got);
     raise_at(x);
 }
@@ -816,6 +869,7 @@ void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char
     x.c = c;
     x.what = what;
     x.depth = 0;
+    x.none = lua_isnone(L, idx);
     memset(buf, 0, c->nodes[0].size);
     encode_node(&x, 0, lua_absindex(L, idx), buf);
 }
@@ -883,7 +937,7 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
         luaL_checkstack(L, 4, "codec nesting");
         lua_createtable(L, (int)n->count, 0);
         for (uint32_t i = 0; i < n->count; i++) {
-            dpath here = {at, NULL, i + 1};
+            dpath here = {at, NULL, i + 1, 0};
             decode_node(L, c, n->first, p + (size_t)i * e->size, &here);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
@@ -932,21 +986,36 @@ static void decode_fields(lua_State *L, const luaebpf_codec *c, const luaebpf_no
             decode_fields(L, c, f, p + f->offset, at);
             continue;
         }
-        dpath here = {at, f->name, 0};
+        dpath here = {at, f->name, 0, 0};
         decode_node(L, c, n->first + i, p + f->offset, &here);
         lua_setfield(L, -2, f->name);
     }
 }
 
-void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf) {
+/* decodes buf; root: where the bytes come from, for messages (NULL: nowhere said) */
+static void decode_root(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
+                        const dpath *root) {
     const luaebpf_node *r = c->nodes;
     if (r->kind == LUAEBPF_UINT && r->size == 8) { /* the hot case: a u64 counter */
         uint64_t v;
         memcpy(&v, buf, 8);
-        int_push(L, c, v, 0, r, NULL);
+        int_push(L, c, v, 0, r, root);
         return;
     }
-    decode_node(L, c, 0, buf, NULL);
+    decode_node(L, c, 0, buf, root);
+}
+
+void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf) {
+    decode_root(L, c, buf, NULL);
+}
+
+/* as luaebpf_decode, for bytes of a map entry: its key (key_idx 0) or its
+ * value (key_idx: the absolute stack index of the entry's decoded key), so
+ * that a value Lua cannot hold (LuaJIT, beyond 2^53) says which entry */
+void luaebpf_decode_entry(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
+                          int key_idx) {
+    dpath root = {NULL, NULL, 0, key_idx ? key_idx : -1};
+    decode_root(L, c, buf, &root);
 }
 
 /* ------------------------------------------------------ module functions */

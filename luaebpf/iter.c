@@ -115,6 +115,8 @@ static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, i
 static int raise_walk(lua_State *L, luaebpf_map *m, walk *w, const char *op, int no,
                       const char *detail) {
     w->done = 1;
+    if (!detail) /* the words a single-element call would have for it */
+        detail = luaebpf_elem_hint(m, op, no, NULL);
     luaebpf_pusherror(L, op, no, NULL, m->name, m->id, detail);
     return lua_error(L);
 }
@@ -318,10 +320,10 @@ static int pairs_step(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    luaebpf_decode(L, m->kc, k);
+    luaebpf_decode_entry(L, m->kc, k, 0);
     if (!w->with_values)
         return 1;
-    luaebpf_decode_value(L, m, v);
+    luaebpf_decode_entry_value(L, m, v, lua_gettop(L)); /* names the key if it raises */
     return 2;
 }
 
@@ -363,10 +365,10 @@ static int map_keys(lua_State *L) {
 /* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
 static void append_entry(lua_State *L, luaebpf_map *m, int keys, lua_Integer i,
                          const unsigned char *k, const unsigned char *v) {
-    luaebpf_decode(L, m->kc, k);
-    lua_rawseti(L, keys, i);
-    luaebpf_decode_value(L, m, v);
+    luaebpf_decode_entry(L, m->kc, k, 0);
+    luaebpf_decode_entry_value(L, m, v, lua_gettop(L)); /* names the key if it raises */
     lua_rawseti(L, keys + 1, i);
+    lua_rawseti(L, keys, i);
 }
 
 /* m:dump([opts]) / m:drain([opts]) -> keys, values (parallel arrays) */

@@ -68,6 +68,10 @@ void luaebpf_push_layout(lua_State *L, const luaebpf_codec *c);
 void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
                     const char *what, int arg);
 void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf);
+/* the same for a map entry's key (key_idx 0) or value (key_idx: the absolute index of
+ * its decoded key): a value Lua cannot hold then names the entry */
+void luaebpf_decode_entry(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
+                          int key_idx);
 void luaebpf_codec_open(lua_State *L);
 /* opts.int64 ("number" or "string") of the options table at idx: 0 or 1; dflt when absent */
 int luaebpf_opt_int64(lua_State *L, int idx, int dflt);
@@ -93,7 +97,6 @@ typedef struct luaebpf_map {
     int percpu, ncpus;
     size_t value_stride;    /* per-CPU: round_up(value_size, 8); else value_size */
     size_t value_bytes;     /* bytes one lookup writes: value_stride * ncpus if per-CPU */
-    unsigned char *key, *value;   /* one allocation, sized once per map */
     const luaebpf_codec *kc, *vc; /* kept alive by the user value table */
     char name[16];
     uint32_t btf_id, btf_key_type_id, btf_value_type_id;
@@ -110,6 +113,12 @@ void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t a
 void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
 void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
 void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf);
+/* decode_value for the entry whose decoded key is at the absolute index key_idx */
+void luaebpf_decode_entry_value(lua_State *L, luaebpf_map *m, const unsigned char *buf,
+                                int key_idx);
+/* the detail for an element operation's (or a walk's) errno on this map, or NULL */
+const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
+                              const char *flag);
 void luaebpf_map_open(lua_State *L);
 
 /* ---- err.c: errno -> code/class, the error object ---- */

@@ -1,7 +1,8 @@
 /* map.c: the Map handle. Owns opening (pinned path, id, create), the fd and
- * its release (close, __close, __gc), the buffers every call reuses, codec
- * attachment with size checks, info, and the single-element operations
- * lookup/update/delete/lookup_and_delete, per-CPU layouts included. */
+ * its release (close, __close, __gc), codec attachment with size checks,
+ * info, and the single-element operations lookup/update/delete/
+ * lookup_and_delete/contains with their per-call buffers, per-CPU layouts
+ * included. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,8 @@ static luaebpf_map *map_push_closed(lua_State *L) {
     return m;
 }
 
-/* closes the fd; the buffers stay until __gc, because a method running below
- * (whose Lua callbacks or finalizers closed the map) may still use them */
+/* closes the fd; a method running below (whose Lua callbacks or finalizers
+ * closed the map) finds fd -1 before its next syscall */
 static void map_release_fd(luaebpf_map *m) {
     int fd = m->fd;
     m->fd = -1; /* first: nothing sees it half-open */
@@ -47,19 +48,11 @@ static void map_release_fd(luaebpf_map *m) {
         close(fd);
 }
 
-/* close and __close: idempotent, never raise */
+/* close, __close and __gc: idempotent, never raise. The handle owns nothing
+ * but its fd: element calls bring their own buffers. */
 static int map_close(lua_State *L) {
     luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
     map_release_fd(m);
-    return 0;
-}
-
-/* __gc: nothing can be using the handle any more */
-static int map_gc(lua_State *L) {
-    luaebpf_map *m = luaL_checkudata(L, 1, LUAEBPF_MAP);
-    map_release_fd(m);
-    free(m->key);
-    m->key = m->value = NULL;
     return 0;
 }
 
@@ -73,7 +66,7 @@ luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op) {
     return m;
 }
 
-/* the kernel's view of the map: sizes, type, flags; then the reusable buffers */
+/* the kernel's view of the map: sizes, type, flags, the per-CPU layout */
 static int map_load_shape(luaebpf_map *m) {
     struct bpf_map_info info;
     uint32_t len = sizeof info;
@@ -101,11 +94,6 @@ static int map_load_shape(luaebpf_map *m) {
     } else {
         m->value_stride = m->value_bytes = m->value_size;
     }
-    size_t key_bytes = ((size_t)m->key_size + 7) / 8 * 8 + 8;
-    m->key = calloc(1, key_bytes + m->value_bytes + 8);
-    if (!m->key)
-        return ENOMEM;
-    m->value = m->key + key_bytes;
     return 0;
 }
 
@@ -308,16 +296,30 @@ void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *
     }
 }
 
-void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf) {
+/* the value in buf, a per-CPU array for per-CPU maps; key_idx: the absolute
+ * index of the entry's decoded key, named when a value does not fit Lua (0: none) */
+void luaebpf_decode_entry_value(lua_State *L, luaebpf_map *m, const unsigned char *buf,
+                                int key_idx) {
     if (!m->percpu) {
-        luaebpf_decode(L, m->vc, buf);
+        if (key_idx)
+            luaebpf_decode_entry(L, m->vc, buf, key_idx);
+        else
+            luaebpf_decode(L, m->vc, buf);
         return;
     }
     lua_createtable(L, m->ncpus, 0);
     for (int i = 0; i < m->ncpus; i++) {
-        luaebpf_decode(L, m->vc, buf + (size_t)i * m->value_stride);
+        const unsigned char *p = buf + (size_t)i * m->value_stride;
+        if (key_idx)
+            luaebpf_decode_entry(L, m->vc, p, key_idx);
+        else
+            luaebpf_decode(L, m->vc, p);
         lua_rawseti(L, -2, i + 1);
     }
+}
+
+void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf) {
+    luaebpf_decode_entry_value(L, m, buf, 0);
 }
 
 /* ---------------------------------------------------------- constructors */
@@ -392,6 +394,7 @@ static void map_finish_open(lua_State *L, luaebpf_map *m, const char *label) {
         map_release_fd(m);
         luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
     }
+    /* an fd is a resource the collector cannot see: let it keep pace with opens */
     luaebpf_gc_hint(L, m->key_size + m->value_bytes);
 }
 
@@ -650,25 +653,31 @@ static int map_create(lua_State *L) {
     if (!lua_isnil(L, -1))
         flags = luaebpf_check_flags(L, -1, "create: field 'flags'");
     lua_pop(L, 1);
-    const char *name = NULL;
-    lua_getfield(L, 1, "name");
-    if (!lua_isnil(L, -1)) {
-        name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (!name || !check_map_name(name))
-            return luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
-                              "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
-                                                        : luaL_typename(L, -1));
-    }
-    lua_pop(L, 1); /* the spec table keeps the name alive */
+    /* every option is read before the inner map's fd: reading one may run Lua
+     * (an __index on the spec, a finalizer), which may close that map and
+     * open another on the same fd number */
     LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
     o.numa_node = opt_u32(L, 1, "numa_node", 0, 0);
     o.map_extra = opt_u32(L, 1, "map_extra", 0, 0);
-    lua_getfield(L, 1, "inner_map");
-    if (!lua_isnil(L, -1))
-        o.inner_map_fd = (uint32_t)luaebpf_check_map(L, -1, "create")->fd;
-    lua_pop(L, 1);
-    luaebpf_map *m = map_push_closed(L); /* 4 */
-    m->int64_string = luaebpf_opt_int64(L, 1, 0);
+    int int64_string = luaebpf_opt_int64(L, 1, 0);
+    const char *name = NULL;
+    lua_getfield(L, 1, "name"); /* 4: stays here, so the string lives until the syscall */
+    if (!lua_isnil(L, 4)) {
+        name = lua_type(L, 4) == LUA_TSTRING ? lua_tostring(L, 4) : NULL;
+        if (!name || !check_map_name(name))
+            return luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
+                              "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
+                                                        : luaL_typename(L, 4));
+    }
+    lua_getfield(L, 1, "inner_map"); /* 5: anchored, so it is closed at worst, never freed */
+    luaebpf_map *inner = lua_isnil(L, 5) ? NULL : luaebpf_check_map(L, 5, "create");
+    luaebpf_map *m = map_push_closed(L); /* 6 */
+    m->int64_string = int64_string;
+    if (inner) { /* its fd last, with no Lua call between it and the syscall */
+        if (inner->fd < 0)
+            luaebpf_check_map(L, 5, "create"); /* raises "closed" */
+        o.inner_map_fd = (uint32_t)inner->fd;
+    }
     int fd = bpf_map_create((enum bpf_map_type)type, name, key_size, value_size, max_entries, &o);
     if (fd < 0) {
         int no = errno;
@@ -681,8 +690,8 @@ static int map_create(lua_State *L) {
     m->owns_fd = 1;
     m->access = 0;
     map_finish_open(L, m, name);
-    map_apply_codecs(L, m, 4, 2, 3, 0);
-    lua_settop(L, 4);
+    map_apply_codecs(L, m, 6, 2, 3, 0);
+    lua_settop(L, 6);
     return 1;
 }
 
@@ -841,27 +850,153 @@ static int map_tostring(lua_State *L) {
 
 /* ------------------------------------------------------ element operations */
 
-static const char *write_hint(luaebpf_map *m, int errnum, const char *flag) {
+/* Each element call has buffers of its own, never the handle's: a finalizer
+ * (any allocation may run one) or a metamethod that runs while this call
+ * encodes or decodes may call any method of the same map, and must find
+ * nothing of this call's to overwrite. Up to ELEM_STACK bytes they live in
+ * the caller's C frame; beyond, in one userdata pushed before anything is
+ * encoded, anchored on the stack until the call returns. The kernel writes
+ * a lookup's value straight into them, so decoding needs no copy. */
+#define ELEM_STACK 512
+
+typedef struct elem_buf {
+    unsigned char *key, *value;
+    uint64_t small[ELEM_STACK / 8]; /* uint64_t: aligned for any scalar a codec stores */
+} elem_buf;
+
+static void elem_buf_init(lua_State *L, const luaebpf_map *m, elem_buf *b) {
+    size_t key_bytes = ((size_t)m->key_size + 7) / 8 * 8;
+    size_t total = key_bytes + m->value_bytes;
+    unsigned char *p = (unsigned char *)b->small;
+    if (total > sizeof b->small)
+        p = lua_newuserdata(L, total);
+    b->key = p;
+    b->value = p + key_bytes;
+}
+
+/* bpf_map_info has no frozen field; fdinfo has had a "frozen:" line since 5.2 */
+static int map_is_frozen(int fd) {
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    FILE *f = fopen(path, "re");
+    int frozen = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "frozen:", 7) == 0) {
+            frozen = atoi(line + 7) != 0;
+            break;
+        }
+    }
+    fclose(f);
+    return frozen;
+}
+
+/* types whose keys are fds of another kind of object, as the kernel names them */
+static const char *fd_key_kind(uint32_t type) {
+    switch (type) {
+    case BPF_MAP_TYPE_TASK_STORAGE: return "a pidfd (pidfd_open)";
+    case BPF_MAP_TYPE_INODE_STORAGE: return "an open file's fd";
+    case BPF_MAP_TYPE_SK_STORAGE: return "a socket's fd";
+    case 32: return "a cgroup directory's fd"; /* CGRP_STORAGE: newer than these headers */
+    default: return NULL;
+    }
+}
+
+/* types whose values user space writes as fds of another kind of object */
+static const char *fd_value_kind(uint32_t type) {
+    switch (type) {
+    case BPF_MAP_TYPE_PROG_ARRAY: return "a BPF program's fd";
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return "a perf event's fd";
+    case BPF_MAP_TYPE_CGROUP_ARRAY: return "a cgroup directory's fd";
+    case BPF_MAP_TYPE_ARRAY_OF_MAPS:
+    case BPF_MAP_TYPE_HASH_OF_MAPS: return "a map's fd";
+    case BPF_MAP_TYPE_SOCKMAP:
+    case BPF_MAP_TYPE_SOCKHASH:
+    case BPF_MAP_TYPE_REUSEPORT_SOCKARRAY:
+    case BPF_MAP_TYPE_XSKMAP: return "a socket's fd";
+    default: return NULL;
+    }
+}
+
+static int op_writes(const char *op) {
+    return strcmp(op, "update") == 0 || strcmp(op, "delete") == 0 ||
+           strcmp(op, "lookup_and_delete") == 0 || strcmp(op, "drain") == 0;
+}
+
+/* What the kernel's errno means for this map and operation (op: "lookup",
+ * "update", "delete", "lookup_and_delete", "contains", or a walk's "iterate",
+ * "dump", "drain", "read_batch"); flag: the update flag's name, or "lock". */
+const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
+                              const char *flag) {
+    int writes = op_writes(op);
+    int is_array = luaebpf_type_is_array(m->type);
     switch (errnum) {
     case EPERM:
-        return m->access == BPF_F_RDONLY ? "opened read-only; open with access = \"rw\" to write"
-               : m->access == BPF_F_WRONLY ? "opened write-only; open with access = \"rw\" to read"
-               : NULL;
+        if (writes && m->access == BPF_F_RDONLY)
+            return "opened read-only; open with access = \"rw\" to write";
+        if (!writes && m->access == BPF_F_WRONLY)
+            return "opened write-only; open with access = \"rw\" to read";
+        if (writes && (m->map_flags & BPF_F_RDONLY))
+            return "the map was created with flag rdonly: user space cannot write it";
+        if (!writes && (m->map_flags & BPF_F_WRONLY))
+            return "the map was created with flag wronly: user space cannot read it";
+        if (writes && m->fd >= 0 && map_is_frozen(m->fd))
+            return "the map is frozen (bpf_map_freeze): user space can no longer change it; "
+                   "reads still work";
+        return NULL;
+    case EBADF: /* the handle was open: the fd the kernel refused is in the key or value */
+        if (fd_key_kind(m->type))
+            return m->type == BPF_MAP_TYPE_TASK_STORAGE
+                ? "task_storage keys are pidfds (pidfd_open): the key is not an open fd"
+                : "this map's keys are fds and the key is not an open fd";
+        if (fd_value_kind(m->type))
+            return "this map's values are fds and the value is not an open fd";
+        return NULL;
     case E2BIG:
-        return luaebpf_type_is_array(m->type) ? "the index is past max_entries"
-                                              : "the map is full (max_entries reached)";
+        return is_array ? "the index is past max_entries" : "the map is full (max_entries reached)";
     case EEXIST:
         return "the key exists and the flag was \"noexist\"";
     case ENOENT:
         return flag && strcmp(flag, "exist") == 0 ? "the key is absent and the flag was \"exist\""
                                                   : NULL;
     case EINVAL:
+    case EOPNOTSUPP:
+    case 524: /* ENOTSUPP */
         if (flag && strcmp(flag, "lock") == 0)
             return "\"lock\" needs a value holding a struct bpf_spin_lock";
-        return luaebpf_type_is_array(m->type) ? "array elements cannot be deleted" : NULL;
+        if (strcmp(op, "drain") == 0)
+            return is_array ? "array elements cannot be deleted: read them with dump or pairs, "
+                              "reset them with update"
+                            : "this map type has no lookup_and_delete: drain works on hash maps";
+        if (strcmp(op, "lookup_and_delete") == 0)
+            return "this map type has no lookup_and_delete";
+        if (strcmp(op, "delete") == 0 && is_array)
+            return "array elements cannot be deleted; write a zero value with update instead";
+        if (strcmp(op, "update") == 0 && errnum == EINVAL) {
+            if (m->type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m->type == BPF_MAP_TYPE_HASH_OF_MAPS)
+                return "the value must be a map like the outer map's inner map (same type, "
+                       "key size, value size and flags)";
+            if (fd_value_kind(m->type))
+                return m->type == BPF_MAP_TYPE_PROG_ARRAY
+                    ? "the value must be a BPF program's fd (of the type the array holds)"
+                    : "the value is not an fd of the kind this map holds";
+        }
+        return NULL;
     default:
         return NULL;
     }
+}
+
+/* pushes nil and the error of an element operation; returns 2 */
+static int elem_fail(lua_State *L, const luaebpf_map *m, const char *op, int errnum,
+                     const char *flag) {
+    const char *detail = luaebpf_elem_hint(m, op, errnum, flag);
+    lua_pushnil(L);
+    /* EBADF here is about an fd in the key or value, not this handle: "closed"
+     * means a closed luaebpf handle, raised before any syscall */
+    luaebpf_pusherror(L, op, errnum, errnum == EBADF ? "invalid" : NULL, m->name, m->id, detail);
+    return 2;
 }
 
 /* { lock = bool }; a value holding a bpf_spin_lock is read under it by default */
@@ -880,28 +1015,20 @@ static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) 
     return flags;
 }
 
-/* decodes m->value from a copy of its own: decoding allocates, a finalizer
- * may run and use this same map, and its lookup would overwrite m->value */
-static void decode_private(lua_State *L, luaebpf_map *m) {
-    unsigned char small[256];
-    unsigned char *copy = small;
-    if (m->value_bytes > sizeof small)
-        copy = lua_newuserdata(L, m->value_bytes); /* kept on the stack while decoding */
-    memcpy(copy, m->value, m->value_bytes);
-    luaebpf_decode_value(L, m, copy);
-    if (copy != small)
-        lua_remove(L, -2);
-}
-
 /* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup");
+    if (m->type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
+        return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to "
+                          "look up; test membership with f:contains(value)");
     uint64_t flags = check_lookup_flags(L, 3, m);
-    luaebpf_encode_key(L, m, 2, m->key);
+    elem_buf b;
+    elem_buf_init(L, m, &b); /* before the key: nothing of ours exists yet if it runs Lua */
+    luaebpf_encode_key(L, m, 2, b.key);
     if (m->fd < 0) /* closed by a finalizer that ran meanwhile */
         luaebpf_check_map(L, 1, "lookup");
     int r;
-    LUAEBPF_RETRY(r, bpf_map_lookup_elem_flags(m->fd, m->key_size ? m->key : NULL, m->value,
+    LUAEBPF_RETRY(r, bpf_map_lookup_elem_flags(m->fd, m->key_size ? b.key : NULL, b.value,
                                                flags), r == 0);
     if (r != 0) {
         int no = errno; /* before any Lua call */
@@ -909,11 +1036,40 @@ static int map_lookup(lua_State *L) {
             lua_pushnil(L); /* absent is an answer, not an error */
             return 1;
         }
-        return luaebpf_fail(L, "lookup", no, m, write_hint(m, no, flags ? "lock" : NULL));
+        return elem_fail(L, m, "lookup", no, flags ? "lock" : NULL);
     }
     /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
-    VALGRIND_MAKE_MEM_DEFINED(m->value, m->value_bytes);
-    decode_private(L, m);
+    VALGRIND_MAKE_MEM_DEFINED(b.value, m->value_bytes);
+    /* b is this call's own: a finalizer running while this decodes cannot touch it */
+    luaebpf_decode_entry_value(L, m, b.value, m->key_size ? 2 : 0);
+    return 1;
+}
+
+/* f:contains(value) -> true (maybe present) | false (absent) | nil, err: a
+ * bloom filter's membership test, which the kernel runs as a lookup that
+ * takes the value to test and no key */
+static int map_contains(lua_State *L) {
+    luaebpf_map *m = fast_self(L, "contains");
+    if (m->type != BPF_MAP_TYPE_BLOOM_FILTER)
+        return luaL_error(L, "contains is for bloom filters; this map is a %s: use lookup",
+                          luaebpf_type_name(m->type) ? luaebpf_type_name(m->type) : "map of another type");
+    luaL_checkany(L, 2);
+    elem_buf b;
+    elem_buf_init(L, m, &b);
+    luaebpf_encode_value(L, m, 2, b.value);
+    if (m->fd < 0)
+        luaebpf_check_map(L, 1, "contains");
+    int r;
+    LUAEBPF_RETRY(r, bpf_map_lookup_elem(m->fd, NULL, b.value), r == 0);
+    if (r != 0) {
+        int no = errno;
+        if (no == ENOENT) {
+            lua_pushboolean(L, 0); /* a bloom filter's "no" is certain */
+            return 1;
+        }
+        return elem_fail(L, m, "contains", no, NULL);
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -943,17 +1099,19 @@ static int map_update(lua_State *L) {
     uint64_t flags = check_update_flag(L, 4, &fname);
     if (m->vc->has_lock)
         flags |= BPF_F_LOCK; /* a spin-locked value is written under its lock */
+    elem_buf b;
+    elem_buf_init(L, m, &b);
+    luaebpf_encode_key(L, m, 2, b.key); /* first: a missing key is argument #1's error */
     luaL_checkany(L, 3);
-    luaebpf_encode_key(L, m, 2, m->key);
-    luaebpf_encode_value(L, m, 3, m->value);
+    luaebpf_encode_value(L, m, 3, b.value);
     if (m->fd < 0)
         luaebpf_check_map(L, 1, "update");
     int r;
-    LUAEBPF_RETRY(r, bpf_map_update_elem(m->fd, m->key_size ? m->key : NULL, m->value, flags),
+    LUAEBPF_RETRY(r, bpf_map_update_elem(m->fd, m->key_size ? b.key : NULL, b.value, flags),
                   r == 0);
     if (r != 0) {
         int no = errno;
-        return luaebpf_fail(L, "update", no, m, write_hint(m, no, fname));
+        return elem_fail(L, m, "update", no, fname);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -962,18 +1120,20 @@ static int map_update(lua_State *L) {
 /* m:delete(key) -> true | false when absent | nil, err */
 static int map_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "delete");
-    luaebpf_encode_key(L, m, 2, m->key);
+    elem_buf b;
+    elem_buf_init(L, m, &b);
+    luaebpf_encode_key(L, m, 2, b.key);
     int r;
     if (m->fd < 0)
         luaebpf_check_map(L, 1, "delete");
-    LUAEBPF_RETRY(r, bpf_map_delete_elem(m->fd, m->key_size ? m->key : NULL), r == 0);
+    LUAEBPF_RETRY(r, bpf_map_delete_elem(m->fd, m->key_size ? b.key : NULL), r == 0);
     if (r != 0) {
         int no = errno;
         if (no == ENOENT) {
             lua_pushboolean(L, 0);
             return 1;
         }
-        return luaebpf_fail(L, "delete", no, m, write_hint(m, no, NULL));
+        return elem_fail(L, m, "delete", no, NULL);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -982,27 +1142,26 @@ static int map_delete(lua_State *L) {
 /* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
 static int map_lookup_and_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup_and_delete");
-    luaebpf_encode_key(L, m, 2, m->key);
+    elem_buf b;
+    elem_buf_init(L, m, &b);
+    luaebpf_encode_key(L, m, 2, b.key);
     int r;
     if (m->fd < 0)
         luaebpf_check_map(L, 1, "lookup_and_delete");
     /* a spin-locked value is read under its lock (hash types, 5.14+) */
     uint64_t flags = m->vc->has_lock ? BPF_F_LOCK : 0;
-    LUAEBPF_RETRY(r, bpf_map_lookup_and_delete_elem_flags(m->fd, m->key_size ? m->key : NULL,
-                                                          m->value, flags), r == 0);
+    LUAEBPF_RETRY(r, bpf_map_lookup_and_delete_elem_flags(m->fd, m->key_size ? b.key : NULL,
+                                                          b.value, flags), r == 0);
     if (r != 0) {
         int no = errno;
         if (no == ENOENT) {
             lua_pushnil(L);
             return 1;
         }
-        return luaebpf_fail(L, "lookup_and_delete", no, m,
-                            no == ENOTSUP || no == 524 || no == EINVAL
-                                ? "this map type has no lookup_and_delete"
-                                : write_hint(m, no, NULL));
+        return elem_fail(L, m, "lookup_and_delete", no, NULL);
     }
-    VALGRIND_MAKE_MEM_DEFINED(m->value, m->value_bytes);
-    decode_private(L, m);
+    VALGRIND_MAKE_MEM_DEFINED(b.value, m->value_bytes);
+    luaebpf_decode_entry_value(L, m, b.value, m->key_size ? 2 : 0);
     return 1;
 }
 
@@ -1013,9 +1172,10 @@ void luaebpf_map_open(lua_State *L) {
         {"info", map_info},       {"fd", map_fd},
         {"codec", map_codec},     {"close", map_close},
         {"layout", map_layout},   {"pin", map_pin},
+        {"contains", map_contains},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {
-        {"__gc", map_gc}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};
+        {"__gc", map_close}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};
     static const luaL_Reg funcs[] = {
         {"open", map_open}, {"open_id", map_open_id}, {"create", map_create}, {NULL, NULL}};
     /* each method knows the metatable: see fast_self */
