@@ -20,6 +20,11 @@
 
 #define LUAEBPF_API __attribute__((visibility("default")))
 
+/* Everything declared from here to the end of this header is internal to the
+ * module, also when a build (LuaRocks' builtin one) lacks -fvisibility=hidden:
+ * only luaopen_luaebpf_core, marked LUAEBPF_API, is exported. */
+#pragma GCC visibility push(hidden)
+
 /* ---- codec.c: a codec is a compiled layout, a flat array of nodes ---- */
 enum luaebpf_kind {
     LUAEBPF_RAW,    /* bytes as a string of exactly `size` */
@@ -200,5 +205,7 @@ void luaebpf_class(lua_State *L, const char *tname, const char *field, const lua
 
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
+
+#pragma GCC visibility pop
 
 #endif

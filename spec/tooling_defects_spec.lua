@@ -199,6 +199,8 @@ describe("the make build and the LuaRocks build", function()
       .. "print(require(\"luaebpf\").ncpus())'", rocks .. "/share/lua/5.4/?.lua;"
       .. rocks .. "/share/lua/5.4/?/init.lua", rocks .. "/lib/lua/5.4/?.so"))
     assert.are.equal(tostring(ebpf.ncpus()), (out:gsub("%s+$", "")))
+    -- built without -fvisibility=hidden, it still exports only its luaopen
+    assert.are.same({ "luaopen_luaebpf_core" }, exported(rocks .. "/lib/lua/5.4/luaebpf/core.so"))
 
     H.run(make)
     assert.are.same({ "luaopen_luaebpf_core" }, exported(so))
