@@ -15,25 +15,11 @@ local NCPUS = ebpf.ncpus()
 
 -- ------------------------------------------------------------ local helpers
 
---- a whole number as a Lua integer where there are integers (cjson decodes floats)
-local function int(x)
-  return math.tointeger and math.tointeger(x) or x
-end
+local int = H.int
 
---- little-endian bytes of an integer, negative ones as two's complement
--- (exact for magnitudes below 2^53 on every Lua)
-local function le(v, size)
-  if v >= 0 then return H.le(v, size) end
-  local pos = H.le(-v - 1, size)
-  return (pos:gsub(".", function(c) return string.char(255 - c:byte()) end))
-end
+local le = H.le -- negative integers as two's complement
 
---- the unsigned little-endian integer in a byte string (exact below 2^53)
-local function uint(bytes)
-  local v = 0
-  for i = #bytes, 1, -1 do v = v * 256 + bytes:byte(i) end
-  return v
-end
+local uint = H.uint
 
 --- 8 little-endian bytes as luaebpf reads them: on 5.3+ the Lua integer with
 -- those 64 bits (u64 >= 2^63 reads negative), elsewhere the nearest double
@@ -81,12 +67,7 @@ local function readable(v)
   return v
 end
 
-local function sorted_keys(t)
-  local ks = {}
-  for k in pairs(t) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return ks
-end
+local sorted_keys = H.sorted_keys
 
 local mentions = H.mentions
 
@@ -114,10 +95,7 @@ local function entry(entries, kbytes)
   for _, e in ipairs(entries) do if e.key == kbytes then return e end end
 end
 
-local function bpftool_update(ref, kbytes, vbytes)
-  H.run(string.format("bpftool map update %s key %s value %s", ref, H.hex_args(kbytes),
-    H.hex_args(vbytes)))
-end
+local bpftool_update = H.bpftool_update
 
 --- deletes every entry of a hash map with bpftool
 local function clear(ref)
@@ -807,7 +785,7 @@ describe("the \"btf\" codec and BPF_F_LOCK", function()
   after_each(close_tracked)
 
   it("sends BPF_F_LOCK on lookup, update and batch reads of a spin-locked value, not with lock = false", function()
-    local _, has_strace = H.sh("command -v strace")
+    local has_strace = H.has("strace")
     if not has_strace then return pending("needs strace") end
     local code = string.format([[
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
@@ -879,7 +857,7 @@ describe("the \"btf\" codec without privilege", function()
   --- runs Lua code as nobody (uid/gid 65534) in this directory; its output and success
   local function as_nobody(code)
     assert.is_nil(code:find("'", 1, true))
-    local _, has_setpriv = H.sh("command -v setpriv")
+    local has_setpriv = H.has("setpriv")
     local cmd = has_setpriv
       and "setpriv --reuid=65534 --regid=65534 --clear-groups lua5.4 -e '" .. code .. "'"
       or "su nobody -s /bin/sh -c \"cd $(pwd) && lua5.4 -e '" .. code:gsub("[\"$\\`]", "\\%0") .. "'\""

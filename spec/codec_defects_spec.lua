@@ -5,16 +5,11 @@
 -- (built here with make, loaded with ebpf.load, gone with obj:close());
 -- bpftool reads and writes the bytes. 5.1 syntax.
 local ebpf, H = require "luaebpf", require "spec.helpers"
-local cjson = require "cjson"
 
 local EDGES = "spec/fixtures/btf_edges.bpf.o"
 local PAIR = { { "pid", "u32" }, { "cnt", "u32" } }
 
---- the bytes bpftool reads at key (4 bytes) of the map with this id
-local function bpftool_lookup(id, key)
-  local out = H.run("bpftool -j map lookup id " .. id .. " key " .. H.hex_args(key))
-  return H.from_hex_list(cjson.decode(out).value)
-end
+local bpftool_lookup = H.bpftool_lookup
 
 --- what fn raised, as a string, asserting it names every part
 local function refused(parts, fn, ...)

@@ -10,11 +10,7 @@ local NEEDS_INT64 = "needs Lua 5.3+ integers (5.1/LuaJIT: see 'codecs: 64-bit va
 
 local function zeros(n) return string.rep("\0", n) end
 
--- little-endian bytes of a possibly negative integer (two's complement)
-local function le(v, size)
-  if v < 0 then v = v + 2 ^ (8 * size) end
-  return helpers.le(v, size)
-end
+local le = helpers.le -- negative integers as two's complement
 
 local function be(v, size) return le(v, size):reverse() end
 
@@ -25,11 +21,7 @@ end
 local mentions = helpers.mentions
 
 -- calls fn and returns its error message; fails the test when fn succeeds
-local function refused(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
+local function refused(fn, ...) return select(2, helpers.raised(fn, ...)) end
 
 -- The cases: spec, a Lua value, and the bytes a C compiler would store for it
 -- on this (little-endian) machine. `plain` is the spec for ebpf.encode and

@@ -4,23 +4,14 @@
 -- may crash or corrupt memory run in a child process. 5.1 syntax.
 local ebpf, helpers = require "luaebpf", require "spec.helpers"
 
--- runs Lua source in a child with the module paths; returns its output and exit status
+-- a child process (helpers.child) where computed(k) is a computed field: a
+-- full collection first frees any string C popped and kept, then a long
+-- string of one fixed size likely takes its memory
 local function child(body)
-  local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n",
-    "package.cpath = ", string.format("%q", package.cpath), " .. ';' .. package.cpath\n",
-    "local ebpf = require 'luaebpf'\n",
-    -- a computed field: a full collection first frees any string C popped
-    -- and kept, then a long string of one fixed size likely takes its memory
-    "local function computed(k)\n",
-    "  collectgarbage()\n",
-    "  return (k .. string.rep('-', 100)):sub(1, 100)\n",
-    "end\n", body)
-  f:close()
-  local out, ok = helpers.sh(helpers.lua_bin() .. " " .. script)
-  os.remove(script)
-  return out, ok
+  return helpers.child("local function computed(k)\n" ..
+    "  collectgarbage()\n" ..
+    "  return (k .. string.rep('-', 100)):sub(1, 100)\n" ..
+    "end\n" .. body)
 end
 
 local function computed(k) return (k .. string.rep("-", 100)):sub(1, 100) end

@@ -5,10 +5,7 @@
 -- given. One `it` per bad input of DESIGN.md. 5.1 syntax.
 local ebpf, H = require "luaebpf", require "spec.helpers"
 
---- a whole number as a Lua integer where there are integers (cjson decodes floats)
-local function int(x)
-  return math.tointeger and math.tointeger(x) or x
-end
+local int = H.int
 
 --- true when `s` holds the number n as a whole word (not part of another number)
 local function has_number(s, n)

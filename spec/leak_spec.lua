@@ -3,14 +3,8 @@
 -- count (/proc/<pid>/fd, spec.helpers.fd_count) where it was. 5.1 syntax.
 local ebpf, H = require "luaebpf", require "spec.helpers"
 
---- H.fd_count() counts the popen pipe's write end when the shell lists the fds
--- before our popen has closed its copy (a race: +1 now and then). The smallest
--- of a few samples is the true count.
-local function fd_count()
-  local n = H.fd_count()
-  for _ = 1, 4 do n = math.min(n, H.fd_count()) end
-  return n
-end
+-- the smallest of a few samples: a single count races with popen's pipe
+local fd_count = H.fd_count_min
 
 local function open_and_close(path, n) H.open_and_close(ebpf, path, n) end
 local function open_and_drop(path, n) H.open_and_drop(ebpf, path, n) end

@@ -5,25 +5,11 @@
 -- crash fails one test. Shared by every Lua version: 5.1 syntax.
 local ebpf, helpers = require "luaebpf", require "spec.helpers"
 
--- runs Lua source in a child with the module paths; returns its output and exit status
+-- a child process (helpers.child: paths, ebpf, garbage(fn)) with `fields`,
+-- the spec of a 512-byte struct of 64 u64 fields
 local function child(body)
-  local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n",
-    "package.cpath = ", string.format("%q", package.cpath), " .. ';' .. package.cpath\n",
-    "local ebpf = require 'luaebpf'\n",
-    -- garbage with a finalizer: a table on 5.2+, a proxy userdata on 5.1/LuaJIT
-    "local function garbage(fn)\n",
-    "  if newproxy then getmetatable(newproxy(true)).__gc = fn\n",
-    "  else setmetatable({}, { __gc = fn }) end\n",
-    "end\n",
-    "local fields = {}\n",
-    "for i = 1, 64 do fields[i] = { 'f' .. i, 'u64' } end -- a 512-byte struct\n",
-    body)
-  f:close()
-  local out, ok = helpers.sh(helpers.lua_bin() .. " " .. script)
-  os.remove(script)
-  return out, ok
+  return helpers.child("local fields = {}\n" ..
+    "for i = 1, 64 do fields[i] = { 'f' .. i, 'u64' } end -- a 512-byte struct\n" .. body)
 end
 
 -- the value of a 64 x u64 struct whose every field is v
@@ -290,7 +276,7 @@ describe("element error classes", function()
   describe("task_storage", function()
     local dir, obj
     setup(function()
-      dir = helpers.run("mktemp -d /tmp/luaebpfXXXXXX"):gsub("%s+$", "")
+      dir = helpers.tmpdir("luaebpf")
       local f = assert(io.open(dir .. "/ts.bpf.c", "w"))
       f:write([[
 #include <linux/bpf.h>

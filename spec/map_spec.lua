@@ -8,10 +8,7 @@ local cjson = require "cjson"
 
 -- ------------------------------------------------------------ local helpers
 
---- a whole number as a Lua integer where there are integers (cjson decodes floats)
-local function int(x)
-  return math.tointeger and math.tointeger(x) or x
-end
+local int = H.int
 
 --- bpftool's `map show` JSON with its numbers made integers
 local function ints(s)
@@ -29,11 +26,7 @@ local function show(path)
   return ints(H.show(path))
 end
 
---- true when the kernel still has a map with this id
-local function map_exists(id)
-  local _, ok = H.sh("bpftool -j map show id " .. string.format("%d", id))
-  return ok
-end
+local map_exists = H.map_exists
 
 --- how many fds this process holds on the map with this id (from /proc fdinfo)
 local function fds_on(id)
@@ -48,12 +41,7 @@ local function fd_mode(fd)
   return ({ [0] = "r", [1] = "w", [2] = "rw" })[acc]
 end
 
---- the unsigned little-endian integer in a byte string (exact below 2^53)
-local function uint(bytes)
-  local v = 0
-  for i = #bytes, 1, -1 do v = v * 256 + bytes:byte(i) end
-  return v
-end
+local uint = H.uint
 
 --- the map_flags bits of the flag names (uapi linux/bpf.h), summed
 local FLAG_BITS = {
@@ -491,9 +479,9 @@ describe("Map:info", function()
   end)
 
   it("reports the btf_id of a map that has BTF, as bpftool does", function()
-    local _, has_clang = H.sh("command -v clang")
+    local has_clang = H.has("clang")
     if not has_clang then return pending("needs clang to build a BPF object with BTF") end
-    local dir = H.run("mktemp -d /tmp/luaebpfbtfXXXXXX"):gsub("%s+$", "")
+    local dir = H.tmpdir("luaebpfbtf")
     local f = assert(io.open(dir .. "/m.bpf.c", "w"))
     f:write([[
 #include <linux/bpf.h>

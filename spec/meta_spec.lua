@@ -3,12 +3,7 @@
 local ebpf = require "luaebpf"
 local helpers = require "spec.helpers"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = helpers.read_file
 
 describe("README.md", function()
   local readme = read("README.md")

@@ -15,37 +15,19 @@ local NAMES = "spec/fixtures/names.bpf.o"       -- 24 maps and 24 programs
 
 local mentions, raised = H.mentions, H.raised
 
--- runs Lua source in a child with the module paths (under `prefix`, a command
--- such as prlimit, when given); returns its output and whether it exited 0
+-- a child process (helpers.child: paths, ebpf, garbage(fn)), under `prefix`
+-- (a command such as prlimit) when given, with id_of(fd, what): the kernel id
+-- of the program or map behind one of the child's fds
 local function child(body, prefix)
-  local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write("package.path = 'lua/?.lua;lua/?/init.lua;./?.lua;' .. package.path\n",
-    "package.cpath = ", string.format("%q", package.cpath), " .. ';' .. package.cpath\n",
-    "local ebpf = require 'luaebpf'\n",
-    -- garbage with a finalizer: a table on 5.2+, a proxy userdata on 5.1/LuaJIT
-    "local function garbage(fn)\n",
-    "  if newproxy then getmetatable(newproxy(true)).__gc = fn\n",
-    "  else setmetatable({}, { __gc = fn }) end\n",
-    "end\n",
-    -- the kernel id of the program or map behind one of this process's fds
-    "local function id_of(fd, what)\n",
-    "  local f = assert(io.open('/proc/self/fdinfo/' .. string.format('%d', fd)))\n",
-    "  local id = f:read('*a'):match(what .. '_id:%s*(%d+)')\n",
-    "  f:close()\n",
-    "  return tonumber(id)\n",
-    "end\n", body)
-  f:close()
-  local out, ok = H.sh((prefix or "") .. " " .. H.lua_bin() .. " " .. script)
-  os.remove(script)
-  return out, ok
+  return H.child("local function id_of(fd, what)\n" ..
+    "  local f = assert(io.open('/proc/self/fdinfo/' .. string.format('%d', fd)))\n" ..
+    "  local id = f:read('*a'):match(what .. '_id:%s*(%d+)')\n" ..
+    "  f:close()\n" ..
+    "  return tonumber(id)\n" ..
+    "end\n" .. body, prefix)
 end
 
---- the kernel id of the program behind one of our fds
-local function prog_id(fd)
-  local id = H.run("cat /proc/$PPID/fdinfo/" .. string.format("%d", fd)):match("prog_id:%s*(%d+)")
-  return tonumber(id)
-end
+local prog_id = H.prog_id
 
 --- whether program `id` is still loaded, a second after the last reference
 -- went at most (a detached link drops its program after an RCU grace period)
@@ -58,24 +40,9 @@ local function prog_loaded(id)
   return true
 end
 
---- how many links bpftool sees for program `id`
-local function links_of(id)
-  local n = 0
-  for _, l in ipairs(cjson.decode(H.run("bpftool -j link show"))) do
-    if tonumber(l.prog_id) == id then n = n + 1 end
-  end
-  return n
-end
+local links_of = H.links_of
 
---- makes about 2n system calls in this process
-local function syscalls(n)
-  for _ = 1, n do
-    local f = assert(io.open("/dev/null", "rb"))
-    f:close()
-  end
-end
-
-local function pause() H.run("sleep 0.2") end
+local syscalls, pause = H.syscalls, H.pause
 
 describe("Object name lists under a finalizer", function()
   -- each round, a finalizer closes the object at some allocation of the
@@ -204,7 +171,7 @@ describe("close() after a method that raised", function()
     local hits = obj:map("hits")
     local id = prog_id(obj:programs()[1].fd)
     assert.is_false(pcall(obj.attach_all, obj))
-    assert.are.equal(0, links_of(id))
+    assert.are.equal(0, (links_of(id)))
     pause()
     local c1 = hits:lookup(0)
     syscalls(100)

@@ -16,20 +16,9 @@ local PID = tonumber((H.run("echo $PPID"):gsub("%s", "")))
 
 -- ------------------------------------------------------------ local helpers
 
---- a whole number as a Lua integer where there are integers (cjson decodes floats)
-local function int(x)
-  return math.tointeger and math.tointeger(x) or x
-end
+local int = H.int
 
---- makes about 2n system calls in this process (openat and close)
-local function syscalls(n)
-  for _ = 1, n do
-    local f = assert(io.open("/dev/null", "rb"))
-    f:close()
-  end
-end
-
-local function pause() H.run("sleep 0.2") end
+local syscalls, pause = H.syscalls, H.pause
 
 --- the syscall count of this process in a syscount `counts` map (all comms)
 local function mine(m)
@@ -40,28 +29,11 @@ local function mine(m)
   return n
 end
 
---- the kernel id of the program behind one of our fds, from /proc fdinfo
-local function prog_id(fd)
-  local id = H.run("cat /proc/$PPID/fdinfo/" .. string.format("%d", fd)):match("prog_id:%s*(%d+)")
-  return tonumber(id)
-end
+local prog_id = H.prog_id
 
---- the links bpftool sees for a program id
-local function links_of(id)
-  local n, tps = 0, {}
-  for _, l in ipairs(cjson.decode(H.run("bpftool -j link show"))) do
-    if int(l.prog_id) == id then
-      n = n + 1
-      tps[#tps + 1] = l.tp_name
-    end
-  end
-  return n, tps
-end
+local links_of = H.links_of
 
-local function map_exists(id)
-  local _, ok = H.sh("bpftool -j map show id " .. string.format("%d", id))
-  return ok
-end
+local map_exists = H.map_exists
 
 local mentions = H.mentions
 

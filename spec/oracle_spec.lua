@@ -4,20 +4,7 @@
 -- Hash (u32 -> u64), array, struct values and per-CPU maps. 5.1 syntax.
 local ebpf, H = require "luaebpf", require "spec.helpers"
 
---- the unsigned little-endian integer in a byte string (exact below 2^53)
-local function uint(bytes)
-  local v = 0
-  for i = #bytes, 1, -1 do v = v * 256 + bytes:byte(i) end
-  return v
-end
-
---- every key of a table, as a sorted list of byte strings
-local function sorted_keys(t)
-  local ks = {}
-  for k in pairs(t) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return ks
-end
+local uint, sorted_keys = H.uint, H.sorted_keys
 
 --- every (key, value) luaebpf walks, keyed by the key's bytes; and the count
 local function walk(m, key_size)

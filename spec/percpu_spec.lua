@@ -9,9 +9,7 @@ local ebpf, helpers = require "luaebpf", require "spec.helpers"
 local le = helpers.le
 local NCPUS = ebpf.ncpus()
 
-local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
+local hex = helpers.hex
 
 local function unhex(h)
   return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
@@ -63,7 +61,7 @@ describe("per-CPU maps", function()
   local fs, helper, helper_err
   setup(function()
     fs = helpers.mount_bpffs()
-    local dir = helpers.run("mktemp -d /tmp/luaebpf_pcpuXXXXXX"):gsub("%s+$", "")
+    local dir = helpers.tmpdir("luaebpf_pcpu")
     local f = assert(io.open(dir .. "/pcpu.c", "w"))
     f:write(HELPER_C)
     f:close()

@@ -13,20 +13,7 @@ local SYSCOUNT = "bpf/syscount.bpf.o"
 
 -- ------------------------------------------------------------ local helpers
 
---- asserts that msg contains every one of the plain strings in `parts`
-local function mentions(msg, parts)
-  msg = tostring(msg)
-  for _, p in ipairs(parts) do
-    assert.is_truthy(msg:find(p, 1, true), "expected '" .. p .. "' in the message: " .. msg)
-  end
-end
-
---- calls fn and returns what it raised; fails the test when fn succeeds
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local mentions, raised = H.mentions, H.raised
 
 --- runs `body` (Lua) as nobody in this directory with this interpreter and
 -- this Lua's package paths. The body fills the table `r`; the child prints it

@@ -4,23 +4,8 @@
 -- writes. Crash-prone cases run in a child process, so a crash fails one test.
 local ebpf, helpers = require "luaebpf", require "spec.helpers"
 
--- runs Lua source in a child with the module paths; returns its output and exit status
-local function child(body)
-  local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n",
-    "package.cpath = ", string.format("%q", package.cpath), " .. ';' .. package.cpath\n",
-    "local ebpf = require 'luaebpf'\n",
-    -- garbage with a finalizer: a table on 5.2+, a proxy userdata on 5.1/LuaJIT
-    "local function garbage(fn)\n",
-    "  if newproxy then getmetatable(newproxy(true)).__gc = fn\n",
-    "  else setmetatable({}, { __gc = fn }) end\n",
-    "end\n", body)
-  f:close()
-  local out, ok = helpers.sh(helpers.lua_bin() .. " " .. script)
-  os.remove(script)
-  return out, ok
-end
+-- a child process (helpers.child): paths, ebpf and garbage(fn) defined
+local child = helpers.child
 
 describe("re-entrant use of a handle", function()
   it("survives a finalizer that closes the map while a lookup decodes", function()

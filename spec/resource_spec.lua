@@ -28,15 +28,12 @@ local function rss_kib()
   return kib
 end
 
---- H.fd_count() counts the popen pipe's write end when the shell lists the fds
--- before our popen has closed its copy (a race: +1 now and then). The smallest
--- of a few samples is the true count.
+--- this process's fds after two full collections (the smallest of a few
+-- samples: a single count races with popen's pipe)
 local function fd_count()
   collectgarbage("collect")
   collectgarbage("collect")
-  local n = H.fd_count()
-  for _ = 1, 4 do n = math.min(n, H.fd_count()) end
-  return n
+  return H.fd_count_min()
 end
 
 --- ASan keeps freed memory in its quarantine: RSS says nothing there

@@ -14,23 +14,7 @@ local U64MAX = "18446744073709551615"
 -- (MAKEFLAGS and the environment carry its command-line variables: LUA=, ...)
 local MAKE_ENV = "unset MAKEFLAGS MFLAGS MAKELEVEL LUA LUA_PC LUA_INCDIR BUSTED_ARGS; "
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function has(tool)
-  local _, ok = H.sh("command -v " .. tool)
-  return ok
-end
+local read, write, has = H.read_file, H.write_file, H.has
 
 local function lines(text)
   local t = {}
@@ -38,9 +22,7 @@ local function lines(text)
   return t
 end
 
-local function tmpdir()
-  return (H.run("mktemp -d /tmp/luaebpf-tooling-XXXXXX"):gsub("%s+$", ""))
-end
+local function tmpdir() return H.tmpdir("luaebpf-tooling-") end
 
 -- ------------------------------------------------------------ item 10
 
