@@ -1,44 +1,13 @@
--- spec/iter_spec.lua: m:pairs() and m:keys() on get_next_key, against
--- bpftool's dump of real maps, with deletes from the loop body and from a
--- second process. Shared by every Lua version: 5.1 syntax.
+-- spec/pairs_spec.lua: m:pairs() and m:keys(), on both engines (batches,
+-- the default where the kernel has them, and get_next_key with batch = false),
+-- against bpftool's dump of real maps: every entry once, empty maps, key 0,
+-- batches that grow, deletes from the loop body and from a second process,
+-- breaking out of a loop, and the errors of a walk. Shared by every Lua
+-- version: 5.1 syntax.
 local ebpf, helpers = require "luaebpf", require "spec.helpers"
 
-local le = helpers.le
-
-local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-
-local bpftool_fill = helpers.bpftool_fill
-
--- rows for keys first..last (u32) with values v(k) (u64)
-local function rows(first, last, v)
-  local t = {}
-  for k = first, last do t[#t + 1] = { le(k, 4), le(v and v(k) or k * 10, 8) } end
-  return t
-end
-
--- walks it (a pairs or keys iterator) and returns a table from key to value
--- (true for keys()), the number of steps, and the keys seen more than once
-local function collect(iter)
-  local got, n, dups = {}, 0, {}
-  for k, v in iter do
-    if got[k] ~= nil then dups[#dups + 1] = k end
-    if v == nil then v = true end
-    got[k] = v
-    n = n + 1
-  end
-  return got, n, dups
-end
-
-local keyset = helpers.keyset
-
-local function count(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n
-end
-
+local le, hex, count, keyset = helpers.le, helpers.hex, helpers.count, helpers.keyset
+local rows, collect, bpftool_fill = helpers.rows, helpers.collect, helpers.bpftool_fill
 local raised = helpers.raised
 
 describe("Map:pairs and Map:keys", function()
@@ -56,28 +25,37 @@ describe("Map:pairs and Map:keys", function()
       { type = "array", entries = 37, fill = 10 },
       { type = "percpu_array", entries = 9, fill = 4 },
     }
+    -- each case on both engines: batches (the default for these types) and get_next_key
+    local engines = {
+      { label = "", opts = nil, fallback = false },
+      { label = ", on get_next_key (batch = false)", opts = { batch = false }, fallback = true },
+    }
     for _, c in ipairs(cases) do
-      local label = c.type .. " with " .. c.fill .. " entries (max_entries " .. c.entries .. ")"
-      it("yields every entry of a " .. label .. " exactly once, as bpftool dumps them", function()
-        local path = fs:bpftool_map{ type = c.type, key = 4, value = 8, entries = c.entries }
-        bpftool_fill(path, rows(0, c.fill - 1, function(k) return k * 7 + 3 end))
-        local want, nwant = helpers.dump(path)
-        local m = ebpf.open(path)
-        finally(function() m:close() end)
-        local got, n, dups = collect(m:pairs())
-        assert.are.same({}, dups)
-        assert.are.equal(nwant, n)
-        assert.are.same(want, got)
-        if c.type:find("array") then
-          assert.are.equal(c.entries, n)
-        else
-          assert.is_true(n > 0)
-        end
-        local keys, nk, kdups = collect(m:keys())
-        assert.are.same({}, kdups)
-        assert.are.equal(nwant, nk)
-        assert.are.same(keyset(want), keys)
-      end)
+      for _, e in ipairs(engines) do
+        local label = c.type .. " with " .. c.fill .. " entries (max_entries " .. c.entries .. ")"
+        it("yields every entry of a " .. label .. " exactly once, as bpftool dumps them" .. e.label,
+          function()
+          local path = fs:bpftool_map{ type = c.type, key = 4, value = 8, entries = c.entries }
+          bpftool_fill(path, rows(0, c.fill - 1, function(k) return k * 7 + 3 end))
+          local want, nwant = helpers.dump(path)
+          local m = ebpf.open(path)
+          finally(function() m:close() end)
+          local got, n, dups = collect(m:pairs(e.opts))
+          assert.are.same({}, dups)
+          assert.are.equal(nwant, n)
+          assert.are.same(want, got)
+          assert.are.equal(e.fallback, m:last_read().fallback)
+          if c.type:find("array") then
+            assert.are.equal(c.entries, n)
+          else
+            assert.is_true(n > 0)
+          end
+          local keys, nk, kdups = collect(m:keys(e.opts))
+          assert.are.same({}, kdups)
+          assert.are.equal(nwant, nk)
+          assert.are.same(keyset(want), keys)
+        end)
+      end
     end
 
     it("yields distinct per-CPU values of a percpu_hash in CPU order, as bpftool dumps them", function()
@@ -162,6 +140,24 @@ describe("Map:pairs and Map:keys", function()
       local m = ebpf.open(path, { key = "u32", value = "u64" })
       finally(function() m:close() end)
       assert.are.same({ [0] = 11, [1] = 0, [2] = 0 }, (collect(m:pairs())))
+    end)
+  end)
+
+  describe("with batches that must grow", function()
+    it("yields every entry once with n = 1 on a hash with many entries, growing the batch", function()
+      local path = fs:bpftool_map{ type = "hash", key = 4, value = 8, entries = 4096 }
+      local m = ebpf.open(path, { access = "rw", key = "u32", value = "u64" })
+      finally(function() m:close() end)
+      for k = 0, 3999 do assert(m:update(k, k)) end
+      local got, n, dups = collect(m:pairs{ n = 1 })
+      assert.are.same({}, dups)
+      assert.are.equal(4000, n)
+      for k = 0, 3999 do assert(got[k] == k, "key " .. k .. " missing or wrong") end
+      local lr = m:last_read()
+      assert.is_true(lr.grows > 0, "no ENOSPC grow on 4000 entries in 4096 buckets")
+      assert.is_true(lr.batch_size > 1)
+      assert.are.equal(4000, lr.entries)
+      assert.is_false(lr.fallback)
     end)
   end)
 
@@ -307,6 +303,24 @@ describe("Map:pairs and Map:keys", function()
       assert.is_nil(seen[order[25]])
       assert.are.equal(29, n)
     end)
+
+    it("never yields an lpm_trie key twice when the walk deletes the key it stands on", function()
+      local ok, t = pcall(ebpf.create, { type = "lpm_trie", max_entries = 64, flags = { "no_prealloc" },
+        key = { { "prefixlen", "u32" }, { "addr", "be32" } }, value = "u32" })
+      if not ok then return pending("needs lpm_trie maps: " .. tostring(t)) end
+      finally(function() t:close() end)
+      for i = 0, 19 do assert(t:update({ prefixlen = 24, addr = 0x0a000000 + i * 256 }, i)) end
+      local seen, n = {}, 0
+      for k in t:keys{ n = 3 } do
+        assert.is_nil(seen[k.addr], "key yielded twice")
+        seen[k.addr] = true
+        n = n + 1
+        assert(t:delete(k)) -- the kernel restarts a trie walk at its leftmost key
+      end
+      assert.are.equal(20, n)
+      local keys = t:read_batch(nil, 3)
+      assert.are.equal(0, #keys)
+    end)
   end)
 
   describe("while a second process churns the map", function()
@@ -377,6 +391,70 @@ describe("Map:pairs and Map:keys", function()
       -- the churn overlapped the walks (else this test proves nothing)
       assert.is_true(churn_seen > 0, "no walk saw a churned key")
       assert.is_true(partial > 0, "no walk saw the churn half done")
+    end)
+  end)
+
+  describe("breaking out of a loop", function()
+    it("leaves the map walkable: after break and collectgarbage later walks are complete", function()
+      local m = ebpf.create{ type = "hash", key_size = 4, value_size = 8, max_entries = 2048,
+        key = "u32", value = "u64" }
+      finally(function() m:close() end)
+      for k = 0, 1499 do assert(m:update(k, k + 3)) end
+      for round = 1, 20 do
+        local n = 0
+        for _ in m:pairs{ n = 16 } do
+          n = n + 1
+          if n == round then break end
+        end
+        assert.are.equal(round, n)
+        for _ in m:keys() do break end
+      end
+      collectgarbage()
+      collectgarbage()
+      local got, n, dups = collect(m:pairs())
+      assert.are.same({}, dups)
+      assert.are.equal(1500, n)
+      for k = 0, 1499 do assert(got[k] == k + 3) end
+      local keys = m:dump()
+      assert.are.equal(1500, #keys)
+    end)
+
+    it("ends or raises, never crashes, when a broken-out-of iterator is called again", function()
+      if _VERSION ~= "Lua 5.4" then return pending("needs Lua 5.4's to-be-closed loop value") end
+      -- in a child process: a crash there must fail this test, not the whole run
+      local out, ok = helpers.child([[
+        local m = ebpf.create{ type = "hash", key_size = 4, value_size = 8, max_entries = 64,
+          key = "u32", value = "u64" }
+        for k = 1, 50 do assert(m:update(k, k)) end
+        local f, s, c, t = m:pairs{ n = 4 }
+        for _ in f, s, c, t do break end
+        local ok, r = pcall(f, s, nil)
+        io.write("first ", tostring(ok), " ", tostring(r), "\n")
+        ok, r = pcall(f, s, nil)
+        io.write("second ", tostring(ok), " ", tostring(r), "\n")
+        m:close()
+        io.write("done\n")
+      ]])
+      assert.is_true(ok, "the child died: " .. out)
+      assert.matches("done", out, 1, true)
+      -- it either ended (nil) or raised an error: no garbage key
+      local first = out:match("first (%S+ [^\n]*)")
+      assert.is_truthy(first ~= nil and (first == "true nil" or first:match("^false ")), "first call gave " .. tostring(first))
+    end)
+
+    it("keeps an abandoned iterator harmless after its map was closed and collected", function()
+      local m = ebpf.create{ type = "hash", key_size = 4, value_size = 8, max_entries = 64,
+        key = "u32", value = "u64" }
+      for k = 1, 50 do assert(m:update(k, k)) end
+      local step, state, ctl = m:pairs{ n = 4 }
+      local k1 = step(state, ctl)
+      assert.is_not_nil(k1)
+      m:close()
+      local err = raised(step, state, k1)
+      assert.are.equal("closed", err.class)
+      step, state, ctl = nil, nil, nil
+      collectgarbage()
+      collectgarbage()
     end)
   end)
 
