@@ -280,6 +280,13 @@ function H.sorted_keys(t)
   return ks
 end
 
+--- the set of the lines of a text (empty lines left out)
+function H.lines(text)
+  local t = {}
+  for line in text:gmatch("[^\n]+") do t[line] = true end
+  return t
+end
+
 -- --------------------------------------------------------- whole-map walks
 
 --- bpftool_fill rows for u32 keys first..last with u64 values v(k) (k * 10 without v)

@@ -43,11 +43,7 @@ local function family(fams, name)
   for _, f in ipairs(fams) do if f.name == name then return f end end
 end
 
-local function lines(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[line] = true end
-  return t
-end
+local lines = H.lines
 
 -- little-endian bytes of a decimal string (any size; for u64 beyond 2^53)
 local function le_dec(dec, size)

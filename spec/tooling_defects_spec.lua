@@ -16,11 +16,7 @@ local MAKE_ENV = "unset MAKEFLAGS MFLAGS MAKELEVEL LUA LUA_PC LUA_INCDIR BUSTED_
 
 local read, write, has = H.read_file, H.write_file, H.has
 
-local function lines(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[line] = true end
-  return t
-end
+local lines = H.lines
 
 local function tmpdir() return H.tmpdir("luaebpf-tooling-") end
 
