@@ -135,8 +135,9 @@ test-asan: deps-test
 
 # A representative subset under valgrind memcheck (a few minutes): zero errors
 # and no definitely lost block. spec/valgrind.supp explains each suppression.
-VALGRIND_SPECS := spec/map_spec.lua spec/iter_spec.lua spec/batch_spec.lua spec/mmap_spec.lua \
-                  spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua spec/percpu_spec.lua
+VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/read_batch_spec.lua \
+                  spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
+                  spec/percpu_spec.lua
 test-valgrind: deps-valgrind
 	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
