@@ -137,7 +137,8 @@ test-asan: deps-test
 # and no definitely lost block. spec/valgrind.supp explains each suppression.
 VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/read_batch_spec.lua \
                   spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
-                  spec/percpu_spec.lua
+                  spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
+                  spec/codec_defects_spec.lua spec/object_defects_spec.lua
 test-valgrind: deps-valgrind
 	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
