@@ -3,12 +3,16 @@
 # LuaJIT 2.1); make test-all runs the specs under all three. Overrides for
 # odd installs: LUA_INCDIR, CFLAGS, LIBFLAG.
 # Every build goes to build/$(LUA)/ (the module: build/$(LUA)/luaebpf/core.so).
+# Targets that run something (run, test, bench, ...) first install the Debian
+# packages they need, then build what they use, in one make: see GOAL_DEPS.
 # The source tree is LuaRocks': `luarocks make` compiles in place (luaebpf/*.o,
 # luaebpf/core.so), and nothing here reads or writes those files but `make clean`.
 
 SHELL      := /bin/bash
 LUA        ?= lua5.4
 LUA_PC     ?= $(LUA)
+# Whatever asks pkg-config or the compiler is a recursive variable (=, ?=),
+# expanded when a recipe runs: on a fresh machine, after deps-* installed them.
 LUA_INCDIR ?= $(patsubst -I%,%,$(filter -I%,$(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)))
 BUILD      := build/$(LUA)
 SO         := $(BUILD)/luaebpf/core.so
@@ -16,7 +20,7 @@ CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 WARN       := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CPPFLAGS   += $(if $(LUA_INCDIR),-I$(LUA_INCDIR)) $(shell pkg-config --cflags libbpf 2>/dev/null)
-BPF_LIBS   := $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
+BPF_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
 CBENCH     := $(BUILD)/cbench.so
 SRCS       := $(wildcard luaebpf/*.c)
 OBJS       := $(patsubst luaebpf/%.c,$(BUILD)/%.o,$(SRCS))
@@ -50,12 +54,30 @@ DEPS_FUZZ      := $(DEPS_BUILD) libclang-rt-dev llvm
 DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_FUZZ) \
                   $(LUA_PKGS_lua5.4) $(LUA_PKGS_lua5.3) $(LUA_PKGS_luajit))
 
-# BPF programs for the specs, the examples and the main job
-BPF_CFLAGS := -target bpf -g -O2 -Wall -I/usr/include/x86_64-linux-gnu
+# BPF programs for the specs, the examples and the main job. clang -target bpf
+# does not search the host's multiarch directory, where <asm/types.h> (which
+# <linux/bpf.h> includes) lives: the compiler names it (x86_64-linux-gnu,
+# aarch64-linux-gnu, ...). No -D__TARGET_ARCH_*: no program uses bpf_tracing.h.
+BPF_CFLAGS  = -target bpf -g -O2 -Wall -I/usr/include/$(shell $(CC) -print-multiarch)
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 SPEC_BPF   := $(patsubst %.c,%.o,$(wildcard spec/fixtures/*.bpf.c))
 
 DEPS_TARGETS := deps-run deps-test deps-valgrind deps-openresty deps-bench deps-fuzz
+
+# The deps-* targets of the goals on the command line. Every file make builds
+# waits for them (an order-only prerequisite, at the end of this file), so the
+# packages are there before the first compiler runs, with -j too; `make` or
+# `make all` alone installs nothing.
+DEPS_OF_run           := deps-run
+DEPS_OF_maps          := deps-run
+DEPS_OF_soak          := deps-run
+DEPS_OF_test          := deps-test
+DEPS_OF_test-asan     := deps-test
+DEPS_OF_test-valgrind := deps-valgrind
+DEPS_OF_bench         := deps-bench
+DEPS_OF_fuzz          := deps
+GOAL_DEPS := $(sort $(filter deps $(DEPS_TARGETS),$(MAKECMDGOALS)) \
+                    $(foreach g,$(MAKECMDGOALS),$(DEPS_OF_$(g))))
 .PHONY: all deps $(DEPS_TARGETS) run maps test test-all test-asan test-valgrind soak bench clean
 all: $(SO) $(BPF_OBJS)
 
@@ -97,20 +119,22 @@ deps $(DEPS_TARGETS):
 
 # the main job: a live per-process syscall top for DURATION seconds
 DURATION ?= 5
-run: deps-run
-	@$(MAKE) --no-print-directory all
+run: deps-run all
 	$(LUA) examples/syscount.lua $(DURATION)
 
 # every map on the machine with entry counts (ARGS=... to dump one map)
-maps: deps-run
-	@$(MAKE) --no-print-directory all
+maps: deps-run all
 	$(LUA) examples/maps.lua $(ARGS)
 
-test: deps-test
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+# what the specs use besides the module: the C baseline, the churn process, the
+# fixtures' BPF programs, the fault injector
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+
+test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
 
-# the suite under every Lua version; fails when any of them fails
+# the suite under every Lua version; fails when any of them fails (a make per
+# version: LUA decides every path and flag)
 test-all:
 	@rc=0; for lua in $(TEST_LUAS); do \
 	  echo "== make test LUA=$$lua"; \
@@ -122,13 +146,14 @@ test-all:
 # are valgrind's job: the interpreter exits without freeing its own state.
 # allocator_may_return_null: a huge malloc returns NULL, as libc's does, instead
 # of aborting (spec/permission_spec.lua asks for a 1 TiB batch).
-ASAN_BUILD := build/asan
-test-asan: deps-test
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
-	@mkdir -p $(ASAN_BUILD)/luaebpf
+ASAN_BUILD := $(BUILD)/asan
+ASAN_SO    := $(ASAN_BUILD)/luaebpf/core.so
+$(ASAN_SO): $(SRCS) $(wildcard luaebpf/*.h)
+	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-	  -fno-sanitize-recover=undefined $(WARN) -fPIC -shared -o $(ASAN_BUILD)/luaebpf/core.so \
-	  $(SRCS) $(BPF_LIBS)
+	  -fno-sanitize-recover=undefined $(WARN) -fPIC -shared -o $@ $(SRCS) $(BPF_LIBS)
+
+test-asan: deps-test $(SPEC_FILES) $(ASAN_SO)
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  $(BUSTED) --cpath='./$(ASAN_BUILD)/?.so' $(BUSTED_ARGS)
@@ -139,8 +164,7 @@ VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/
                   spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
                   spec/codec_defects_spec.lua spec/object_defects_spec.lua
-test-valgrind: deps-valgrind
-	@$(MAKE) --no-print-directory all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS) 2>&1 | grep -v 'unhandled eBPF command'; \
@@ -153,8 +177,7 @@ spec/churn: spec/churn.c
 # the concurrency soak: spec/churn changes a pinned map for SOAK_SECONDS while
 # reader processes walk it (spec/soak.lua); fails on any missed or repeated key
 SOAK_SECONDS ?= 60
-soak: deps-run
-	@$(MAKE) --no-print-directory all spec/churn
+soak: deps-run all spec/churn
 	$(LUA) spec/soak.lua $(SOAK_SECONDS)
 
 # built per Lua version, like the core: bench/benchlib.lua looks in build/<its Lua>/
@@ -162,8 +185,7 @@ $(CBENCH): bench/cbench.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -o $@ $< $(BPF_LIBS)
 
-bench: deps-bench
-	@$(MAKE) --no-print-directory all $(CBENCH)
+bench: deps-bench all $(CBENCH)
 	$(LUA) bench/lookup.lua
 	$(LUA) bench/iterate.lua
 	$(LUA) bench/percpu.lua
@@ -176,3 +198,7 @@ clean:
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
+
+# last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
+$(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
+$(FUZZERS): | $(GOAL_DEPS)

@@ -112,8 +112,18 @@ static inline int luaebpf_tointeger_in(lua_State *L, int i, lua_Integer lo, lua_
 
 #if LUA_VERSION_NUM >= 504
 #define luaebpf_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)
+/* a generic for takes a fourth value, closed when the loop ends (break too) */
+#define LUAEBPF_FOR_CLOSES 1
 #else
 #define luaebpf_newuserdata(L, size) lua_newuserdata((L), (size))
+#define LUAEBPF_FOR_CLOSES 0
+#endif
+
+/* whether the collector runs (5.1 cannot tell: it says yes) */
+#ifdef LUA_GCISRUNNING
+#define luaebpf_gc_running(L) lua_gc((L), LUA_GCISRUNNING, 0)
+#else
+#define luaebpf_gc_running(L) 1
 #endif
 
 #endif

@@ -1,14 +1,14 @@
 /* err.c: the only place that turns an errno into words. Owns the error
  * object (a table with op, errno, code, class, map, id, detail and the shared
  * metatable "luaebpf.Error" whose __tostring is the one-line message), the
- * errno -> code/class table, and core.error, the constructor Lua uses. */
+ * errno -> code/class table, what counts as "unsupported", the "closed"
+ * error of every handle, and core.error, the constructor Lua uses. Calls
+ * only auxlib.c (strict options for core.error). */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
-
-#define ENOTSUPP_KERNEL 524 /* kernel-internal; libc's strerror says "Unknown error 524" */
 
 static const struct {
     int no;
@@ -24,7 +24,7 @@ static const struct {
     {ENFILE, "ENFILE", "resource"},      {EAGAIN, "EAGAIN", "transient"},
     {EINTR, "EINTR", "transient"},       {EBUSY, "EBUSY", "transient"},
     {EOPNOTSUPP, "EOPNOTSUPP", "unsupported"},
-    {ENOSYS, "ENOSYS", "unsupported"},   {ENOTSUPP_KERNEL, "ENOTSUPP", "unsupported"},
+    {ENOSYS, "ENOSYS", "unsupported"},   {LUAEBPF_ENOTSUPP, "ENOTSUPP", "unsupported"},
 };
 
 /* libbpf's own error numbers (LIBBPF_ERRNO__*), 4000 up */
@@ -52,27 +52,23 @@ static void errno_names(int no, const char **code, const char **cls) {
     *cls = "invalid";
 }
 
-static const char *errno_text(int no) {
-    static char buf[128];
-    if (no == ENOTSUPP_KERNEL)
+int luaebpf_errno_unsupported(int no) {
+    return no == LUAEBPF_ENOTSUPP || no == EOPNOTSUPP;
+}
+
+/* the words for errno no; buf (size bytes) holds them when they are not a constant */
+static const char *errno_text(int no, char *buf, size_t size) {
+    if (no == LUAEBPF_ENOTSUPP)
         return "Operation not supported by this map type";
-    if (no >= 4000 && no < 4000 + (int)NLIBBPF && libbpf_strerror(no, buf, sizeof buf) == 0)
+    if (no >= 4000 && no < 4000 + (int)NLIBBPF && libbpf_strerror(no, buf, size) == 0)
         return buf;
     return strerror(no);
 }
 
-static const char *subject_field = "map"; /* what `map` names in the next error */
-
-/* the same error object, about a program or an object file instead of a map */
-void luaebpf_pusherror_about(lua_State *L, const char *op, int errnum, const char *about,
-                             const char *name, const char *detail) {
-    subject_field = about;
-    luaebpf_pusherror(L, op, errnum, NULL, name, 0, detail);
-    subject_field = "map";
-}
-
-void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
-                       const char *map, uint32_t id, const char *detail) {
+/* the error object; `subject` is the field that names the map ("map"), the
+ * program ("program") or the object file ("object") */
+static void push_error(lua_State *L, const char *op, int errnum, const char *class_,
+                       const char *subject, const char *map, uint32_t id, const char *detail) {
     const char *code, *cls;
     errno_names(errnum, &code, &cls);
     if (map && !*map)
@@ -91,9 +87,9 @@ void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *cla
     }
     lua_pushstring(L, class_ ? class_ : cls);
     lua_setfield(L, -2, "class");
-    if (map && subject_field) {
+    if (map) {
         lua_pushstring(L, map);
-        lua_setfield(L, -2, subject_field);
+        lua_setfield(L, -2, subject);
     }
     if (id) {
         lua_pushinteger(L, id);
@@ -106,20 +102,35 @@ void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *cla
     luaL_setmetatable(L, LUAEBPF_ERROR);
 }
 
-static const char *map_label(const luaebpf_map *m) {
-    return m->name[0] ? m->name : NULL;
+void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
+                       const char *map, uint32_t id, const char *detail) {
+    push_error(L, op, errnum, class_, "map", map, id, detail);
+}
+
+/* the same error object, about a program or an object file instead of a map */
+void luaebpf_pusherror_about(lua_State *L, const char *op, int errnum, const char *about,
+                             const char *name, const char *detail) {
+    push_error(L, op, errnum, NULL, about, name, 0, detail);
 }
 
 int luaebpf_fail(lua_State *L, const char *op, int errnum, const luaebpf_map *m,
                  const char *detail) {
     lua_pushnil(L);
-    luaebpf_pusherror(L, op, errnum, NULL, map_label(m), m->id, detail);
+    luaebpf_pusherror(L, op, errnum, NULL, m->name, m->id, detail); /* "" reads as no name */
     return 2;
 }
 
 int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uint32_t id,
                   const char *detail) {
     luaebpf_pusherror(L, op, errnum, NULL, map, id, detail);
+    return lua_error(L);
+}
+
+/* A method of a handle closed before (by close, __close or the GC) raises
+ * this, never a syscall on an fd number the process may have reused. */
+int luaebpf_raise_closed(lua_State *L, const char *op, const char *name, uint32_t id,
+                         const char *detail) {
+    luaebpf_pusherror(L, op, EBADF, "closed", name, id, detail);
     return lua_error(L);
 }
 
@@ -150,6 +161,7 @@ static int error_tostring(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checkstack(L, 12, "error message");
     luaL_Buffer b;
+    char text[128]; /* libbpf's words for its own errnos */
     const char *op = field_string(L, "op"), *map = field_string(L, "map");
     const char *about = "map";
     if (!map && (map = field_string(L, "program")) != NULL)
@@ -177,7 +189,7 @@ static int error_tostring(lua_State *L) {
     }
     luaL_addstring(&b, ": ");
     if (errnum) {
-        lua_pushfstring(L, "%s (%s, %s)", errno_text(errnum), code ? code : "?",
+        lua_pushfstring(L, "%s (%s, %s)", errno_text(errnum, text, sizeof text), code ? code : "?",
                         cls ? cls : "?");
         luaL_addvalue(&b);
         if (detail) {
@@ -206,54 +218,6 @@ static int core_error(lua_State *L) {
     uint32_t id = (uint32_t)field_integer(L, "id", UINT32_MAX, "a map id (0..4294967295)");
     luaebpf_pusherror(L, op ? op : "error", errnum, cls, map, id, detail);
     return 1;
-}
-
-/* the key on top is a string among `known`: lengths compared, so "access\0x"
- * is not "access" */
-static int known_key(lua_State *L, const char *const known[]) {
-    size_t len;
-    if (lua_type(L, -1) != LUA_TSTRING)
-        return 0;
-    const char *k = lua_tolstring(L, -1, &len);
-    for (int i = 0; known[i]; i++)
-        if (strlen(known[i]) == len && memcmp(k, known[i], len) == 0)
-            return 1;
-    return 0;
-}
-
-void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]) {
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1); /* the key stays, for lua_next */
-        if (known_key(L, known))
-            continue;
-        int key = lua_gettop(L);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        luaL_addstring(&b, "unknown field '");
-        if (lua_type(L, key) == LUA_TSTRING) { /* every byte shown, a NUL as \0 */
-            size_t len;
-            const char *k = lua_tolstring(L, key, &len);
-            for (size_t i = 0; i < len; i++) {
-                if (k[i])
-                    luaL_addchar(&b, k[i]);
-                else
-                    luaL_addstring(&b, "\\0");
-            }
-        } else {
-            luaL_addstring(&b, luaL_typename(L, key));
-        }
-        lua_pushfstring(L, "' in %s (expected one of:", what);
-        luaL_addvalue(&b);
-        for (int i = 0; known[i]; i++) {
-            lua_pushfstring(L, " %s", known[i]);
-            luaL_addvalue(&b);
-        }
-        luaL_addstring(&b, ")");
-        luaL_pushresult(&b);
-        lua_error(L);
-    }
 }
 
 void luaebpf_err_open(lua_State *L) {

@@ -127,6 +127,11 @@ const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
 void luaebpf_map_open(lua_State *L);
 
 /* ---- err.c: errno -> code/class, the error object ---- */
+/* ENOTSUPP: the kernel-internal "this map type cannot do that" (batch
+ * operations, mmap), which reaches user space as 524; libc has no name for it */
+#define LUAEBPF_ENOTSUPP 524
+/* 1 for the errnos that mean the map type lacks the operation: ENOTSUPP, EOPNOTSUPP */
+int luaebpf_errno_unsupported(int no);
 /* push an error object; map may be NULL, id 0 when unknown, detail may be NULL */
 void luaebpf_pusherror(lua_State *L, const char *op, int errnum, const char *class_,
                        const char *map, uint32_t id, const char *detail);
@@ -136,6 +141,9 @@ int luaebpf_fail(lua_State *L, const char *op, int errnum, const luaebpf_map *m,
                  const char *detail);               /* pushes nil, err; returns 2 */
 int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uint32_t id,
                   const char *detail);               /* raises the error object */
+/* raises class "closed" (EBADF) for op on a closed handle; name may be NULL, id 0 */
+int luaebpf_raise_closed(lua_State *L, const char *op, const char *name, uint32_t id,
+                         const char *detail);
 void luaebpf_err_open(lua_State *L);
 
 /* ---- names.c: kernel constants <-> the names users write ---- */
@@ -181,10 +189,8 @@ int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);
  * such allocation is announced as if Lua had made it (at least 1 KiB), so
  * the collector keeps pace and finalizers run in time. */
 static inline void luaebpf_gc_hint(lua_State *L, size_t bytes) {
-#ifdef LUA_GCISRUNNING
-    if (!lua_gc(L, LUA_GCISRUNNING, 0))
+    if (!luaebpf_gc_running(L))
         return; /* the host stopped the collector: leave it stopped */
-#endif
     lua_gc(L, LUA_GCSTEP, (int)(bytes / 1024 + 1));
 }
 
@@ -197,14 +203,23 @@ static inline const char *luaebpf_unsigned_text(char *buf, size_t size, uint64_t
 }
 #define LUAEBPF_UTEXT(v) luaebpf_unsigned_text((char[24]){0}, 24, (uint64_t)(v))
 
-/* core.c: adds to the module on top a class: metatable `tname` holding `meta`,
- * whose __index is a table of `methods` also stored in the module as `field`;
- * with mt_upvalue, each method gets the metatable as upvalue 1 */
+/* ---- auxlib.c: the Lua plumbing every file shares (a leaf) ---- */
+/* adds to the module on top a class: metatable `tname` holding `meta`, whose
+ * __index is a table of `methods` also stored in the module as `field`; with
+ * mt_upvalue, each method gets the metatable as upvalue 1 */
 void luaebpf_class(lua_State *L, const char *tname, const char *field, const luaL_Reg *meta,
                    const luaL_Reg *methods, int mt_upvalue);
-
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
+/* A string that must be one of `names` (NULL-terminated, compared with their
+ * lengths: a NUL byte never matches): its index, or dflt when absent (dflt
+ * may be -1, to tell absence apart). Anything else raises '"a", "b" or "c"
+ * expected, got "x"' (or the type given): check_name as argument arg's error
+ * (luaL_argerror), opt_name as "bad option 'field': ..." for field `field`
+ * of the options table at opts (which may be none or nil). */
+int luaebpf_check_name(lua_State *L, int arg, const char *const names[], int dflt);
+int luaebpf_opt_name(lua_State *L, int opts, const char *field, const char *const names[],
+                     int dflt);
 
 #pragma GCC visibility pop
 

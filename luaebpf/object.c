@@ -6,12 +6,10 @@
  * opts.log when given, and its last lines (the verifier's reason) into the
  * error of a failed load. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
@@ -179,10 +177,8 @@ static void log_deliver(lua_State *L, int fn, int idx) {
 
 static luaebpf_object *check_object(lua_State *L, int idx, const char *op) {
     luaebpf_object *o = luaL_checkudata(L, idx, LUAEBPF_OBJECT);
-    if (!o->obj || o->close_pending) {
-        luaebpf_pusherror(L, op, EBADF, "closed", NULL, 0, "the object was closed");
-        lua_error(L);
-    }
+    if (!o->obj || o->close_pending)
+        luaebpf_raise_closed(L, op, NULL, 0, "the object was closed");
     return o;
 }
 
@@ -327,24 +323,40 @@ static void push_object_map(lua_State *L, int obj_idx, struct bpf_map *map) {
     lua_pop(L, 1);
 }
 
+/* raises ENOENT for the `about` ("map", "program") called name, with the
+ * names the object has (a list on the stack top) in the detail: "no map named
+ * 'x' in this object (it has: a b)" */
+static int raise_not_found(lua_State *L, const char *op, const char *about, const char *name) {
+    int list = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "no %s named '%s' in this object (it has:", about, name);
+    luaL_addvalue(&b);
+    for (int i = 1; i <= (int)lua_rawlen(L, list); i++) {
+        lua_rawgeti(L, list, i);
+        lua_pushfstring(L, " %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    }
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    luaebpf_pusherror_about(L, op, ENOENT, about, name, lua_tostring(L, -1));
+    return lua_error(L);
+}
+
 /* obj:map(name), busy: obj, name -> Map */
 static int object_map_body(lua_State *L) {
     luaebpf_object *o = lua_touserdata(L, 1);
     const char *name = lua_tostring(L, 2);
     struct bpf_map *map = bpf_object__find_map_by_name(o->obj, name);
     if (!map || bpf_map__fd(map) < 0) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        lua_pushfstring(L, "no map named '%s' in this object (it has:", name);
-        luaL_addvalue(&b);
+        lua_newtable(L);
+        int n = 0;
         bpf_object__for_each_map(map, o->obj) {
-            lua_pushfstring(L, " %s", bpf_map__name(map));
-            luaL_addvalue(&b);
+            lua_pushstring(L, bpf_map__name(map));
+            lua_rawseti(L, -2, ++n);
         }
-        luaL_addchar(&b, ')');
-        luaL_pushresult(&b);
-        luaebpf_pusherror_about(L, "open", ENOENT, "map", name, lua_tostring(L, -1));
-        return lua_error(L);
+        return raise_not_found(L, "open", "map", name);
     }
     push_object_map(L, 1, map);
     return 1;
@@ -499,18 +511,13 @@ static int object_attach_body(lua_State *L) {
     const char *name = lua_tostring(L, 2);
     struct bpf_program *prog = bpf_object__find_program_by_name(o->obj, name);
     if (!prog) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        lua_pushfstring(L, "no program named '%s' in this object (it has:", name);
-        luaL_addvalue(&b);
+        lua_newtable(L);
+        int n = 0;
         bpf_object__for_each_program(prog, o->obj) {
-            lua_pushfstring(L, " %s", bpf_program__name(prog));
-            luaL_addvalue(&b);
+            lua_pushstring(L, bpf_program__name(prog));
+            lua_rawseti(L, -2, ++n);
         }
-        luaL_addchar(&b, ')');
-        luaL_pushresult(&b);
-        luaebpf_pusherror_about(L, "attach", ENOENT, "program", name, lua_tostring(L, -1));
-        return lua_error(L);
+        return raise_not_found(L, "attach", "program", name);
     }
     push_link(L, 1, prog);
     return 1;

@@ -28,8 +28,8 @@ build = {
   modules = {
     ["luaebpf.core"] = {
       sources = {
-        "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c",
-        "luaebpf/expect.c", "luaebpf/iter.c",
+        "luaebpf/auxlib.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
+        "luaebpf/err.c", "luaebpf/expect.c", "luaebpf/iter.c",
         "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c",
         "luaebpf/system.c",
       },
