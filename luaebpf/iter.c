@@ -69,7 +69,7 @@ static int walk_alloc(walk *w, uint32_t cap) {
 }
 
 static uint32_t default_batch(const luaebpf_map *m) {
-    size_t per = (size_t)m->key_size + m->value_bytes;
+    size_t per = (size_t)m->shape.key_size + m->shape.value_bytes;
     size_t n = BATCH_BYTES / (per ? per : 1);
     if (n > BATCH_MAX_DEFAULT)
         n = BATCH_MAX_DEFAULT;
@@ -88,10 +88,10 @@ static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, i
     luaL_setmetatable(L, LUAEBPF_WALK);
     w->with_values = with_values;
     w->del = del;
-    w->key_size = m->key_size;
-    w->value_bytes = m->value_bytes;
+    w->key_size = m->shape.key_size;
+    w->value_bytes = m->shape.value_bytes;
     /* a hash cursor is a 4-byte bucket number whatever the key size; generic, a key */
-    w->cursor_size = (m->key_size > 4 ? m->key_size : 4);
+    w->cursor_size = (m->shape.key_size > 4 ? m->shape.key_size : 4);
     w->cursor_size = (w->cursor_size + 7) / 8 * 8;
     w->mode = use_batch ? WALK_BATCH : WALK_NEXT_KEY;
     /* keys between two restarts: at most max_entries, which some types leave 0 */
@@ -134,7 +134,7 @@ static int batch_fetch(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
     for (;;) {
         uint32_t count = w->cap;
         /* a spin-locked value is copied under its lock */
-        LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = m->vc->has_lock ? BPF_F_LOCK : 0);
+        LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = luaebpf_shape_lock(&m->shape));
         int r;
         LUAEBPF_RETRY(r, (count = w->cap, w->del
                           ? bpf_map_lookup_and_delete_batch(m->fd, w->started ? w->in : NULL,
@@ -225,9 +225,9 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
         w->last_was_new = 1;
         if (w->with_values) {
             LUAEBPF_RETRY(r, w->del ? bpf_map_lookup_and_delete_elem_flags(m->fd, w->out, w->values,
-                                          m->vc->has_lock ? BPF_F_LOCK : 0)
+                                          luaebpf_shape_lock(&m->shape))
                                     : bpf_map_lookup_elem_flags(m->fd, w->out, w->values,
-                                                                m->vc->has_lock ? BPF_F_LOCK : 0),
+                                                                luaebpf_shape_lock(&m->shape)),
                           r == 0);
             if (r != 0) {
                 int no = errno;
@@ -276,7 +276,8 @@ static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char
 static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *use_batch,
                          uint32_t *n) {
     static const char *const known[] = {"batch", "n", NULL};
-    *use_batch = del ? luaebpf_type_has_delete_batch(m->type) : luaebpf_type_has_batch(m->type);
+    *use_batch = del ? luaebpf_type_has_delete_batch(m->shape.type)
+                     : luaebpf_type_has_batch(m->shape.type);
     *n = default_batch(m);
     if (lua_isnoneornil(L, idx))
         return;
@@ -302,7 +303,7 @@ static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *us
 }
 
 static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
-    if (m->key_size == 0)
+    if (m->shape.key_size == 0)
         luaebpf_raise(L, op, ENOTSUPP_KERNEL, m->name, m->id, "this map has no keys to walk");
 }
 
@@ -320,10 +321,10 @@ static int pairs_step(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    luaebpf_decode_entry(L, m->kc, k, 0);
+    luaebpf_decode_key(L, &m->shape, k);
     if (!w->with_values)
         return 1;
-    luaebpf_decode_entry_value(L, m, v, lua_gettop(L)); /* names the key if it raises */
+    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
     return 2;
 }
 
@@ -336,7 +337,7 @@ static int iterate(lua_State *L, int with_values) {
     walk_options(L, 2, m, 0, &use_batch, &n);
     lua_settop(L, 1);                           /* map */
     walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
-    if (luaebpf_type_is_array(m->type))
+    if (luaebpf_type_is_array(m->shape.type))
         lua_pushboolean(L, 0);                  /* array walks never restart */
     else
         lua_newtable(L);                        /* map, walk, seen */
@@ -365,8 +366,8 @@ static int map_keys(lua_State *L) {
 /* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
 static void append_entry(lua_State *L, luaebpf_map *m, int keys, lua_Integer i,
                          const unsigned char *k, const unsigned char *v) {
-    luaebpf_decode_entry(L, m->kc, k, 0);
-    luaebpf_decode_entry_value(L, m, v, lua_gettop(L)); /* names the key if it raises */
+    luaebpf_decode_key(L, &m->shape, k);
+    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
     lua_rawseti(L, keys + 1, i);
     lua_rawseti(L, keys, i);
 }
@@ -384,7 +385,7 @@ static int collect(lua_State *L, int del) {
     walk_options(L, 2, m, del, &use_batch, &n);
     lua_settop(L, 1);
     walk *w = walk_push(L, m, 1, del, use_batch, n); /* 2 */
-    if (luaebpf_type_is_array(m->type))
+    if (luaebpf_type_is_array(m->shape.type))
         lua_pushboolean(L, 0);
     else
         lua_newtable(L);                              /* 3: seen */
@@ -443,13 +444,13 @@ static int map_read_batch(lua_State *L) {
         lua_createtable(L, 2, 0);               /* 4, its user value */
         lua_pushvalue(L, 1);
         lua_rawseti(L, -2, 1);                  /* [1] = the map */
-        if (luaebpf_type_is_array(m->type))
+        if (luaebpf_type_is_array(m->shape.type))
             lua_pushboolean(L, 0);
         else
             lua_newtable(L);
         lua_rawseti(L, -2, 2);                  /* [2] = yielded keys, for next_key */
         luaebpf_setuservalue(L, 4);
-        walk *w = walk_push(L, m, 1, 0, luaebpf_type_has_batch(m->type), (uint32_t)n);
+        walk *w = walk_push(L, m, 1, 0, luaebpf_type_has_batch(m->shape.type), (uint32_t)n);
         c->w = *w;                              /* the cursor owns the buffers now */
         memset(w, 0, sizeof *w);
         lua_pop(L, 1);
