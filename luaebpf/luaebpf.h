@@ -158,10 +158,17 @@ luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd);
 /* check_map, then load the BTF codecs if they are still pending */
 luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op);
 void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t access);
-/* the detail for an element operation's (or a walk's) errno on this map, or NULL */
+void luaebpf_map_open(lua_State *L);
+
+/* ---- hint.c: the words after the errno, for map operations ---- */
+/* the detail for an element operation's (or a walk's) errno on this map, or
+ * NULL; flag: the update flag's name, or "lock" */
 const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
                               const char *flag);
-void luaebpf_map_open(lua_State *L);
+const char *luaebpf_open_hint(int errnum, uint32_t access, int by_id);
+/* raises the error of opening the pin at path, saying what most likely went wrong */
+int luaebpf_open_failed(lua_State *L, const char *path, int errnum, uint32_t access);
+const char *luaebpf_pin_hint(int errnum, const char *path);
 
 /* ---- err.c: errno -> code/class, the error object ---- */
 /* push an error object; map may be NULL, id 0 when unknown, detail may be NULL */

@@ -9,9 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
-#include <sys/vfs.h>
-#include <sys/stat.h>
-#include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
@@ -158,35 +155,6 @@ static uint32_t check_open_options(lua_State *L, int opts) {
     return access;
 }
 
-static const char *open_hint(int errnum, uint32_t access, int by_id) {
-    switch (errnum) {
-    case ENOENT:
-        return by_id ? "no loaded map has this id" : "no such pinned object (is a bpffs mounted there?)";
-    case EACCES:
-    case EPERM:
-        if (by_id)
-            return "opening a map by id needs CAP_SYS_ADMIN";
-        return access == BPF_F_RDONLY ? "needs read permission on the pin file"
-               : "needs read and write permission on the pin file (or open with access = \"r\")";
-    case EINVAL:
-        return by_id ? NULL : "not a pinned BPF object (is this path on a bpffs?)";
-    default:
-        return NULL;
-    }
-}
-
-/* after the fd is stored: load its shape; on failure close the fd before
- * raising, so a failed open leaves no fd behind for the GC to find */
-static void map_finish_open(lua_State *L, luaebpf_map *m, const char *label) {
-    int no = map_load_info(m);
-    if (no) {
-        map_release_fd(m);
-        luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
-    }
-    /* an fd is a resource the collector cannot see: let it keep pace with opens */
-    luaebpf_gc_hint(L, m->shape.key_size + m->shape.value_bytes);
-}
-
 /* protected: args map, key spec, value spec, expect (or nil). Checks expect
  * first, so a map of the wrong shape is reported as such, then sets codecs. */
 static int check_and_set_codecs(lua_State *L) {
@@ -210,48 +178,36 @@ static int check_and_set_codecs(lua_State *L) {
     return 0;
 }
 
-/* runs check_and_set_codecs protected; on error closes the handle and re-raises */
-static void map_apply_codecs(lua_State *L, luaebpf_map *m, int map_idx, int kspec, int vspec,
-                             int expect) {
+/* The end of every constructor: stores fd in the handle m at map_idx (from
+ * here on the GC owns it), reads the map's info, then checks expect and sets
+ * the codecs from the specs at kspec and vspec (0: none). On any failure it
+ * closes the fd before raising, so a failed open leaves nothing open; the
+ * stack is left with the handle on top. */
+static void map_adopt(lua_State *L, luaebpf_map *m, int map_idx, int fd, uint32_t access,
+                      const char *label, int kspec, int vspec, int expect) {
+    m->fd = fd;
+    m->access = access;
+    int no = map_load_info(m);
+    if (no) {
+        map_release_fd(m);
+        luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
+    }
+    /* an fd is a resource the collector cannot see: let it keep pace with opens */
+    luaebpf_gc_hint(L, m->shape.key_size + m->shape.value_bytes);
     lua_pushcfunction(L, check_and_set_codecs);
     lua_pushvalue(L, map_idx);
-    lua_pushvalue(L, kspec);
-    lua_pushvalue(L, vspec);
-    if (expect)
-        lua_pushvalue(L, expect);
-    else
-        lua_pushnil(L);
+    int args[3] = {kspec, vspec, expect};
+    for (int i = 0; i < 3; i++) {
+        if (args[i])
+            lua_pushvalue(L, args[i]);
+        else
+            lua_pushnil(L);
+    }
     if (lua_pcall(L, 4, 0, 0) != 0) {
         map_release_fd(m);
         lua_error(L);
     }
-}
-
-/* every directory on the way to path can be searched by this process */
-static int dir_searchable(const char *path) {
-    char dir[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof dir)
-        return 1; /* cannot tell */
-    memcpy(dir, path, n + 1);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int ok = access(dir, X_OK) == 0;
-        *p = '/';
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-/* a pin path outside any bpffs makes the kernel answer EACCES or EINVAL */
-static int on_bpffs(const char *path) {
-    struct statfs st;
-    if (statfs(path, &st) != 0)
-        return 1; /* cannot tell: keep the kernel's word */
-    return st.f_type == BPF_FS_MAGIC;
+    lua_settop(L, map_idx);
 }
 
 /* pushes a Map owning a duplicate of src_fd (a map fd held by a BPF object),
@@ -263,12 +219,7 @@ luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd) {
     int fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         luaebpf_raise(L, "open", errno, NULL, 0, "cannot duplicate the map's fd");
-    m->fd = fd;
-    m->access = 0;
-    map_finish_open(L, m, NULL);
-    lua_pushnil(L);
-    map_apply_codecs(L, m, map_idx, lua_gettop(L), lua_gettop(L), 0);
-    lua_settop(L, map_idx);
+    map_adopt(L, m, map_idx, fd, 0, NULL, 0, 0, 0);
     return m;
 }
 
@@ -278,10 +229,7 @@ static int map_pin(lua_State *L) {
     const char *path = luaL_checkstring(L, 2);
     if (bpf_obj_pin(m->fd, path) != 0) {
         int no = errno;
-        return luaebpf_fail(L, "pin", no, m, no == EEXIST ? "the path exists already"
-                            : no == EPERM || no == EACCES ? "needs write permission on the "
-                              "directory (and a bpffs there)"
-                            : !on_bpffs(path) ? "not on a bpffs" : NULL);
+        return luaebpf_fail(L, "pin", no, m, luaebpf_pin_hint(no, path));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -297,36 +245,14 @@ static int map_open(lua_State *L) {
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd;
     LUAEBPF_RETRY(fd, bpf_obj_get_opts(path, &o), fd >= 0);
-    if (fd < 0) {
-        int no = errno;
-        struct stat st;
-        if (no == EACCES && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        {
-            luaebpf_pusherror(L, "open", no, "invalid", path, 0, "a directory, not a pinned map");
-            return lua_error(L);
-        }
-        if ((no == EACCES || no == EPERM || no == EINVAL) && !on_bpffs(path)) {
-            luaebpf_pusherror(L, "open", no, "invalid", path, 0,
-                              "not on a bpffs: pinned maps live on a mounted bpf filesystem");
-            return lua_error(L);
-        }
-        if (no == EACCES && !dir_searchable(path)) {
-            lua_pushfstring(L, "needs search (x) permission on the directory of the pin, "
-                            "and read permission on the pin file");
-            return luaebpf_raise(L, "open", no, path, 0, lua_tostring(L, -1));
-        }
-        return luaebpf_raise(L, "open", no, path, 0, open_hint(no, access, 0));
-    }
-    m->fd = fd;
-    m->access = access;
+    if (fd < 0)
+        return luaebpf_open_failed(L, path, errno, access);
     if (!fd_is_map(fd)) {
-        map_release_fd(m);
+        close(fd);
         return luaebpf_raise(L, "open", EINVAL, path, 0,
                              "the pinned object is not a map (a program or a link?)");
     }
-    map_finish_open(L, m, path);
-    map_apply_codecs(L, m, 6, 3, 4, 5);
-    lua_settop(L, 6);
+    map_adopt(L, m, 6, fd, access, path, 3, 4, 5);
     return 1;
 }
 
@@ -346,13 +272,9 @@ static int map_open_id(lua_State *L) {
     LUAEBPF_RETRY(fd, bpf_map_get_fd_by_id_opts((uint32_t)id, &o), fd >= 0);
     if (fd < 0) {
         int no = errno;
-        return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, open_hint(no, access, 1));
+        return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, luaebpf_open_hint(no, access, 1));
     }
-    m->fd = fd;
-    m->access = access;
-    map_finish_open(L, m, NULL);
-    map_apply_codecs(L, m, 6, 3, 4, 5);
-    lua_settop(L, 6);
+    map_adopt(L, m, 6, fd, access, NULL, 3, 4, 5);
     return 1;
 }
 
@@ -396,14 +318,8 @@ static uint32_t spec_size(lua_State *L, int idx) {
     return size;
 }
 
-/* core.create{ type=, key_size=, value_size=, max_entries=, name=, flags=, ... } */
-static int map_create(lua_State *L) {
-    static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
-                                        "name", "flags", "map_extra", "numa_node",
-                                        "inner_map", "key", "value", "int64", NULL};
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaebpf_check_options(L, 1, "create spec", known);
+/* field 'type' of the create spec at 1: a type name or number */
+static int create_type(lua_State *L) {
     lua_getfield(L, 1, "type");
     int type = -1;
     lua_Integer t;
@@ -412,27 +328,60 @@ static int map_create(lua_State *L) {
     else if (luaebpf_tointeger_in(L, -1, 1, INT32_MAX, &t))
         type = (int)t;
     if (type < 0)
-        return luaL_error(L, "create: field 'type': a map type name such as \"hash\", \"array\", "
-                          "\"percpu_hash\" expected, got %s", lua_type(L, -1) == LUA_TSTRING ?
-                          lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)) : luaL_typename(L, -1));
+        luaL_error(L, "create: field 'type': a map type name such as \"hash\", \"array\", "
+                   "\"percpu_hash\" expected, got %s", lua_type(L, -1) == LUA_TSTRING ?
+                   lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)) : luaL_typename(L, -1));
     lua_pop(L, 1);
-    lua_getfield(L, 1, "key");   /* 2 */
-    lua_getfield(L, 1, "value"); /* 3 */
+    return type;
+}
+
+/* key_size and value_size of the create spec at 1, defaulting to the sizes of
+ * the codec specs at 2 and 3, which must agree with them */
+static void create_sizes(lua_State *L, int type, uint32_t *key_size, uint32_t *value_size) {
     if (luaebpf_is_btf_spec(L, 2) || luaebpf_is_btf_spec(L, 3))
-        return luaL_error(L, "create: the \"btf\" codec reads a map's own BTF, and ebpf.create "
-                          "makes maps without BTF: give a codec such as \"u32\" or a struct");
+        luaL_error(L, "create: the \"btf\" codec reads a map's own BTF, and ebpf.create "
+                   "makes maps without BTF: give a codec such as \"u32\" or a struct");
     uint32_t ksz = spec_size(L, 2), vsz = spec_size(L, 3);
     /* queues, stacks and bloom filters have no key: key_size defaults to 0 there */
     int keyless = type == BPF_MAP_TYPE_QUEUE || type == BPF_MAP_TYPE_STACK ||
                   type == BPF_MAP_TYPE_BLOOM_FILTER;
-    uint32_t key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && !keyless);
-    uint32_t value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
-    if (ksz && ksz != key_size)
-        return luaL_error(L, "create: key codec is %s bytes but key_size is %s",
-                          LUAEBPF_UTEXT(ksz), LUAEBPF_UTEXT(key_size));
-    if (vsz && vsz != value_size)
-        return luaL_error(L, "create: value codec is %s bytes but value_size is %s",
-                          LUAEBPF_UTEXT(vsz), LUAEBPF_UTEXT(value_size));
+    *key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && !keyless);
+    *value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
+    if (ksz && ksz != *key_size)
+        luaL_error(L, "create: key codec is %s bytes but key_size is %s",
+                   LUAEBPF_UTEXT(ksz), LUAEBPF_UTEXT(*key_size));
+    if (vsz && vsz != *value_size)
+        luaL_error(L, "create: value codec is %s bytes but value_size is %s",
+                   LUAEBPF_UTEXT(vsz), LUAEBPF_UTEXT(*value_size));
+}
+
+/* field 'name' of the create spec at 1, or NULL; pushed, so the string lives
+ * as long as the caller keeps that slot */
+static const char *create_name(lua_State *L) {
+    lua_getfield(L, 1, "name");
+    if (lua_isnil(L, -1))
+        return NULL;
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!name || !check_map_name(name))
+        luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
+                   "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
+                                             : luaL_typename(L, -1));
+    return name;
+}
+
+/* core.create{ type=, key_size=, value_size=, max_entries=, name=, flags=, ... } */
+static int map_create(lua_State *L) {
+    static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
+                                        "name", "flags", "map_extra", "numa_node",
+                                        "inner_map", "key", "value", "int64", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaebpf_check_options(L, 1, "create spec", known);
+    int type = create_type(L);
+    lua_getfield(L, 1, "key");   /* 2 */
+    lua_getfield(L, 1, "value"); /* 3 */
+    uint32_t key_size, value_size;
+    create_sizes(L, type, &key_size, &value_size);
     uint32_t max_entries = opt_u32(L, 1, "max_entries", 0, 1);
     uint32_t flags = 0;
     lua_getfield(L, 1, "flags");
@@ -446,15 +395,7 @@ static int map_create(lua_State *L) {
     o.numa_node = opt_u32(L, 1, "numa_node", 0, 0);
     o.map_extra = opt_u32(L, 1, "map_extra", 0, 0);
     int int64_string = luaebpf_opt_int64(L, 1, 0);
-    const char *name = NULL;
-    lua_getfield(L, 1, "name"); /* 4: stays here, so the string lives until the syscall */
-    if (!lua_isnil(L, 4)) {
-        name = lua_type(L, 4) == LUA_TSTRING ? lua_tostring(L, 4) : NULL;
-        if (!name || !check_map_name(name))
-            return luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
-                              "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
-                                                        : luaL_typename(L, 4));
-    }
+    const char *name = create_name(L); /* 4 */
     lua_getfield(L, 1, "inner_map"); /* 5: anchored, so it is closed at worst, never freed */
     luaebpf_map *inner = lua_isnil(L, 5) ? NULL : luaebpf_check_map(L, 5, "create");
     luaebpf_map *m = map_push_closed(L); /* 6 */
@@ -472,11 +413,7 @@ static int map_create(lua_State *L) {
                              : no == EINVAL ? "the kernel refused this combination of type, "
                                               "sizes and flags" : NULL);
     }
-    m->fd = fd;
-    m->access = 0;
-    map_finish_open(L, m, name);
-    map_apply_codecs(L, m, 6, 2, 3, 0);
-    lua_settop(L, 6);
+    map_adopt(L, m, 6, fd, 0, name, 2, 3, 0);
     return 1;
 }
 
@@ -616,120 +553,6 @@ static void elem_buf_init(lua_State *L, const luaebpf_map *m, elem_buf *b) {
         p = lua_newuserdata(L, total);
     b->key = p;
     b->value = p + key_bytes;
-}
-
-/* bpf_map_info has no frozen field; fdinfo has had a "frozen:" line since 5.2 */
-static int map_is_frozen(int fd) {
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-    FILE *f = fopen(path, "re");
-    int frozen = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "frozen:", 7) == 0) {
-            frozen = atoi(line + 7) != 0;
-            break;
-        }
-    }
-    fclose(f);
-    return frozen;
-}
-
-/* types whose keys are fds of another kind of object, as the kernel names them */
-static const char *fd_key_kind(uint32_t type) {
-    switch (type) {
-    case BPF_MAP_TYPE_TASK_STORAGE: return "a pidfd (pidfd_open)";
-    case BPF_MAP_TYPE_INODE_STORAGE: return "an open file's fd";
-    case BPF_MAP_TYPE_SK_STORAGE: return "a socket's fd";
-    case 32: return "a cgroup directory's fd"; /* CGRP_STORAGE: newer than these headers */
-    default: return NULL;
-    }
-}
-
-/* types whose values user space writes as fds of another kind of object */
-static const char *fd_value_kind(uint32_t type) {
-    switch (type) {
-    case BPF_MAP_TYPE_PROG_ARRAY: return "a BPF program's fd";
-    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return "a perf event's fd";
-    case BPF_MAP_TYPE_CGROUP_ARRAY: return "a cgroup directory's fd";
-    case BPF_MAP_TYPE_ARRAY_OF_MAPS:
-    case BPF_MAP_TYPE_HASH_OF_MAPS: return "a map's fd";
-    case BPF_MAP_TYPE_SOCKMAP:
-    case BPF_MAP_TYPE_SOCKHASH:
-    case BPF_MAP_TYPE_REUSEPORT_SOCKARRAY:
-    case BPF_MAP_TYPE_XSKMAP: return "a socket's fd";
-    default: return NULL;
-    }
-}
-
-static int op_writes(const char *op) {
-    return strcmp(op, "update") == 0 || strcmp(op, "delete") == 0 ||
-           strcmp(op, "lookup_and_delete") == 0 || strcmp(op, "drain") == 0;
-}
-
-/* What the kernel's errno means for this map and operation (op: "lookup",
- * "update", "delete", "lookup_and_delete", "contains", or a walk's "iterate",
- * "dump", "drain", "read_batch"); flag: the update flag's name, or "lock". */
-const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
-                              const char *flag) {
-    int writes = op_writes(op);
-    int is_array = luaebpf_type_is_array(m->shape.type);
-    switch (errnum) {
-    case EPERM:
-        if (writes && m->access == BPF_F_RDONLY)
-            return "opened read-only; open with access = \"rw\" to write";
-        if (!writes && m->access == BPF_F_WRONLY)
-            return "opened write-only; open with access = \"rw\" to read";
-        if (writes && (m->map_flags & BPF_F_RDONLY))
-            return "the map was created with flag rdonly: user space cannot write it";
-        if (!writes && (m->map_flags & BPF_F_WRONLY))
-            return "the map was created with flag wronly: user space cannot read it";
-        if (writes && m->fd >= 0 && map_is_frozen(m->fd))
-            return "the map is frozen (bpf_map_freeze): user space can no longer change it; "
-                   "reads still work";
-        return NULL;
-    case EBADF: /* the handle was open: the fd the kernel refused is in the key or value */
-        if (fd_key_kind(m->shape.type))
-            return m->shape.type == BPF_MAP_TYPE_TASK_STORAGE
-                ? "task_storage keys are pidfds (pidfd_open): the key is not an open fd"
-                : "this map's keys are fds and the key is not an open fd";
-        if (fd_value_kind(m->shape.type))
-            return "this map's values are fds and the value is not an open fd";
-        return NULL;
-    case E2BIG:
-        return is_array ? "the index is past max_entries" : "the map is full (max_entries reached)";
-    case EEXIST:
-        return "the key exists and the flag was \"noexist\"";
-    case ENOENT:
-        return flag && strcmp(flag, "exist") == 0 ? "the key is absent and the flag was \"exist\""
-                                                  : NULL;
-    case EINVAL:
-    case EOPNOTSUPP:
-    case 524: /* ENOTSUPP */
-        if (flag && strcmp(flag, "lock") == 0)
-            return "\"lock\" needs a value holding a struct bpf_spin_lock";
-        if (strcmp(op, "drain") == 0)
-            return is_array ? "array elements cannot be deleted: read them with dump or pairs, "
-                              "reset them with update"
-                            : "this map type has no lookup_and_delete: drain works on hash maps";
-        if (strcmp(op, "lookup_and_delete") == 0)
-            return "this map type has no lookup_and_delete";
-        if (strcmp(op, "delete") == 0 && is_array)
-            return "array elements cannot be deleted; write a zero value with update instead";
-        if (strcmp(op, "update") == 0 && errnum == EINVAL) {
-            if (m->shape.type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m->shape.type == BPF_MAP_TYPE_HASH_OF_MAPS)
-                return "the value must be a map like the outer map's inner map (same type, "
-                       "key size, value size and flags)";
-            if (fd_value_kind(m->shape.type))
-                return m->shape.type == BPF_MAP_TYPE_PROG_ARRAY
-                    ? "the value must be a BPF program's fd (of the type the array holds)"
-                    : "the value is not an fd of the kind this map holds";
-        }
-        return NULL;
-    default:
-        return NULL;
-    }
 }
 
 /* pushes nil and the error of an element operation; returns 2 */

@@ -29,7 +29,7 @@ build = {
     ["luaebpf.core"] = {
       sources = {
         "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c",
-        "luaebpf/expect.c", "luaebpf/iter.c",
+        "luaebpf/expect.c", "luaebpf/hint.c", "luaebpf/iter.c",
         "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c",
         "luaebpf/shape.c", "luaebpf/system.c",
       },
