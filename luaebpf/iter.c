@@ -69,7 +69,7 @@ static int walk_alloc(walk *w, uint32_t cap) {
 }
 
 static uint32_t default_batch(const luaebpf_map *m) {
-    size_t per = (size_t)m->key_size + m->value_bytes;
+    size_t per = (size_t)m->shape.key_size + m->shape.value_bytes;
     size_t n = BATCH_BYTES / (per ? per : 1);
     if (n > BATCH_MAX_DEFAULT)
         n = BATCH_MAX_DEFAULT;
@@ -88,10 +88,10 @@ static walk *walk_push(lua_State *L, luaebpf_map *m, int with_values, int del, i
     luaL_setmetatable(L, LUAEBPF_WALK);
     w->with_values = with_values;
     w->del = del;
-    w->key_size = m->key_size;
-    w->value_bytes = m->value_bytes;
+    w->key_size = m->shape.key_size;
+    w->value_bytes = m->shape.value_bytes;
     /* a hash cursor is a 4-byte bucket number whatever the key size; generic, a key */
-    w->cursor_size = (m->key_size > 4 ? m->key_size : 4);
+    w->cursor_size = (m->shape.key_size > 4 ? m->shape.key_size : 4);
     w->cursor_size = (w->cursor_size + 7) / 8 * 8;
     w->mode = use_batch ? WALK_BATCH : WALK_NEXT_KEY;
     /* keys between two restarts: at most max_entries, which some types leave 0 */
@@ -134,7 +134,7 @@ static int batch_fetch(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
     for (;;) {
         uint32_t count = w->cap;
         /* a spin-locked value is copied under its lock */
-        LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = m->vc->has_lock ? BPF_F_LOCK : 0);
+        LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = luaebpf_shape_lock(&m->shape));
         int r;
         LUAEBPF_RETRY(r, (count = w->cap, w->del
                           ? bpf_map_lookup_and_delete_batch(m->fd, w->started ? w->in : NULL,
@@ -181,6 +181,29 @@ static void to_next_key(luaebpf_map *m, walk *w) {
 
 /* ---------------------------------------------------- next_key engine */
 
+/* After a restart, keys already yielded come round again: 1 when the key in
+ * w->out is one (counted, and a restart when it follows a new key); else 0,
+ * and the key is recorded in the table at seen. */
+static int already_yielded(lua_State *L, luaebpf_map *m, walk *w, int seen) {
+    lua_pushlstring(L, (const char *)w->out, w->key_size);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, seen);
+    if (lua_toboolean(L, -1)) {
+        lua_pop(L, 2);
+        m->last.repeats++;
+        if (w->last_was_new) {
+            w->restarts++;
+            m->last.restarts++;
+        }
+        w->last_was_new = 0;
+        return 1;
+    }
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, seen);
+    return 0;
+}
+
 /* the next entry into w->out (key) and w->values (value); 0 at the end.
  * seen: stack index of the yielded-keys table, or 0 when the type never
  * restarts a walk */
@@ -204,30 +227,14 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
         VALGRIND_MAKE_MEM_DEFINED(w->out, w->key_size);
         w->started = 1;
         memcpy(w->in, w->out, w->key_size);
-        if (seen) { /* after a restart, keys already yielded come round again */
-            lua_pushlstring(L, (const char *)w->out, w->key_size);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, seen);
-            if (lua_toboolean(L, -1)) {
-                lua_pop(L, 2);
-                m->last.repeats++;
-                if (w->last_was_new) {
-                    w->restarts++;
-                    m->last.restarts++;
-                }
-                w->last_was_new = 0;
-                continue;
-            }
-            lua_pop(L, 1);
-            lua_pushboolean(L, 1);
-            lua_rawset(L, seen);
-        }
+        if (seen && already_yielded(L, m, w, seen))
+            continue;
         w->last_was_new = 1;
         if (w->with_values) {
             LUAEBPF_RETRY(r, w->del ? bpf_map_lookup_and_delete_elem_flags(m->fd, w->out, w->values,
-                                          m->vc->has_lock ? BPF_F_LOCK : 0)
+                                          luaebpf_shape_lock(&m->shape))
                                     : bpf_map_lookup_elem_flags(m->fd, w->out, w->values,
-                                                                m->vc->has_lock ? BPF_F_LOCK : 0),
+                                                                luaebpf_shape_lock(&m->shape)),
                           r == 0);
             if (r != 0) {
                 int no = errno;
@@ -276,7 +283,8 @@ static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char
 static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *use_batch,
                          uint32_t *n) {
     static const char *const known[] = {"batch", "n", NULL};
-    *use_batch = del ? luaebpf_type_has_delete_batch(m->type) : luaebpf_type_has_batch(m->type);
+    *use_batch = del ? luaebpf_type_has_delete_batch(m->shape.type)
+                     : luaebpf_type_has_batch(m->shape.type);
     *n = default_batch(m);
     if (lua_isnoneornil(L, idx))
         return;
@@ -302,7 +310,7 @@ static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *us
 }
 
 static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
-    if (m->key_size == 0)
+    if (m->shape.key_size == 0)
         luaebpf_raise(L, op, ENOTSUPP_KERNEL, m->name, m->id, "this map has no keys to walk");
 }
 
@@ -320,10 +328,10 @@ static int pairs_step(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    luaebpf_decode_entry(L, m->kc, k, 0);
+    luaebpf_decode_key(L, &m->shape, k);
     if (!w->with_values)
         return 1;
-    luaebpf_decode_entry_value(L, m, v, lua_gettop(L)); /* names the key if it raises */
+    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
     return 2;
 }
 
@@ -336,7 +344,7 @@ static int iterate(lua_State *L, int with_values) {
     walk_options(L, 2, m, 0, &use_batch, &n);
     lua_settop(L, 1);                           /* map */
     walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
-    if (luaebpf_type_is_array(m->type))
+    if (luaebpf_type_is_array(m->shape.type))
         lua_pushboolean(L, 0);                  /* array walks never restart */
     else
         lua_newtable(L);                        /* map, walk, seen */
@@ -365,8 +373,8 @@ static int map_keys(lua_State *L) {
 /* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
 static void append_entry(lua_State *L, luaebpf_map *m, int keys, lua_Integer i,
                          const unsigned char *k, const unsigned char *v) {
-    luaebpf_decode_entry(L, m->kc, k, 0);
-    luaebpf_decode_entry_value(L, m, v, lua_gettop(L)); /* names the key if it raises */
+    luaebpf_decode_key(L, &m->shape, k);
+    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
     lua_rawseti(L, keys + 1, i);
     lua_rawseti(L, keys, i);
 }
@@ -384,7 +392,7 @@ static int collect(lua_State *L, int del) {
     walk_options(L, 2, m, del, &use_batch, &n);
     lua_settop(L, 1);
     walk *w = walk_push(L, m, 1, del, use_batch, n); /* 2 */
-    if (luaebpf_type_is_array(m->type))
+    if (luaebpf_type_is_array(m->shape.type))
         lua_pushboolean(L, 0);
     else
         lua_newtable(L);                              /* 3: seen */
@@ -421,72 +429,77 @@ static int cursor_gc(lua_State *L) {
     return 0;
 }
 
-/* m:read_batch([cursor [, n]]) -> keys, values, cursor (nil when done) */
-static int map_read_batch(lua_State *L) {
-    luaebpf_map *m = luaebpf_check_map_data(L, 1, "read_batch");
-    check_walkable(L, m, "read_batch");
+/* read_batch's n (argument 3), or the map's default batch */
+static lua_Integer read_batch_size(lua_State *L, const luaebpf_map *m) {
     lua_Integer n = default_batch(m);
-    if (!lua_isnoneornil(L, 3)) {
-        if (!luaebpf_tointeger_in(L, 3, 1, (lua_Integer)1 << 53, &n))
-            return luaL_argerror(L, 3, lua_pushfstring(L, "a batch size (integer >= 1) expected,"
-                                 " got %s", lua_type(L, 3) == LUA_TNUMBER
-                                 ? luaL_tolstring(L, 3, NULL) : luaL_typename(L, 3)));
-        if (n > (1 << 24))
-            return luaL_argerror(L, 3, "a batch size of at most 16777216 expected");
-    }
-    lua_settop(L, 3);
-    cursor *c;
-    if (lua_isnil(L, 2)) { /* a new walk: a new cursor */
-        c = luaebpf_newuserdata(L, sizeof *c);  /* 4 */
-        memset(c, 0, sizeof *c);
-        luaL_setmetatable(L, LUAEBPF_CURSOR);
-        lua_createtable(L, 2, 0);               /* 4, its user value */
-        lua_pushvalue(L, 1);
-        lua_rawseti(L, -2, 1);                  /* [1] = the map */
-        if (luaebpf_type_is_array(m->type))
-            lua_pushboolean(L, 0);
-        else
-            lua_newtable(L);
-        lua_rawseti(L, -2, 2);                  /* [2] = yielded keys, for next_key */
-        luaebpf_setuservalue(L, 4);
-        walk *w = walk_push(L, m, 1, 0, luaebpf_type_has_batch(m->type), (uint32_t)n);
-        c->w = *w;                              /* the cursor owns the buffers now */
-        memset(w, 0, sizeof *w);
-        lua_pop(L, 1);
-    } else {
-        c = luaL_testudata(L, 2, LUAEBPF_CURSOR);
-        if (!c)
-            return luaL_argerror(L, 2, lua_pushfstring(L, "a cursor from read_batch expected, "
-                                 "got %s", luaL_typename(L, 2)));
-        luaebpf_getuservalue(L, 2);
-        lua_rawgeti(L, -1, 1);
-        int mine = lua_rawequal(L, -1, 1);
-        lua_pop(L, 2);
-        if (!mine)
-            return luaL_argerror(L, 2, "this cursor belongs to another map handle");
-        if (c->w.done || (!c->w.keys && c->w.mode == WALK_BATCH))
-            return luaL_argerror(L, 2, "this cursor's walk is over (it returned no cursor)");
-        lua_pushvalue(L, 2);                    /* 4 */
-    }
-    walk *w = &c->w;
-    luaebpf_getuservalue(L, 4);
-    lua_rawgeti(L, -1, 2);                      /* 5 uv, 6 seen */
-    int seen = lua_istable(L, 6) ? 6 : 0;
-    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 7 keys */
-    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 8 values */
-    memset(&m->last, 0, sizeof m->last);
+    if (lua_isnoneornil(L, 3))
+        return n;
+    if (!luaebpf_tointeger_in(L, 3, 1, (lua_Integer)1 << 53, &n))
+        luaL_argerror(L, 3, lua_pushfstring(L, "a batch size (integer >= 1) expected, got %s",
+                      lua_type(L, 3) == LUA_TNUMBER ? luaL_tolstring(L, 3, NULL)
+                                                    : luaL_typename(L, 3)));
+    if (n > (1 << 24))
+        luaL_argerror(L, 3, "a batch size of at most 16777216 expected");
+    return n;
+}
+
+/* pushes a new cursor for a walk of the map at 1; its user value holds the
+ * map and the yielded keys (next_key), and it owns the walk's buffers */
+static cursor *cursor_new(lua_State *L, luaebpf_map *m, lua_Integer n) {
+    cursor *c = luaebpf_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, LUAEBPF_CURSOR);
+    lua_createtable(L, 2, 0);               /* cursor, uv */
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);                  /* [1] = the map */
+    if (luaebpf_type_is_array(m->shape.type))
+        lua_pushboolean(L, 0);
+    else
+        lua_newtable(L);
+    lua_rawseti(L, -2, 2);                  /* [2] = yielded keys, for next_key */
+    luaebpf_setuservalue(L, -2);
+    walk *w = walk_push(L, m, 1, 0, luaebpf_type_has_batch(m->shape.type), (uint32_t)n);
+    c->w = *w;                              /* the cursor owns the buffers now */
+    memset(w, 0, sizeof *w);
+    lua_pop(L, 1);
+    return c;
+}
+
+/* the cursor at 2, pushed again: it must come from read_batch on the map at
+ * 1, with its walk not over */
+static cursor *cursor_resume(lua_State *L) {
+    cursor *c = luaL_testudata(L, 2, LUAEBPF_CURSOR);
+    if (!c)
+        luaL_argerror(L, 2, lua_pushfstring(L, "a cursor from read_batch expected, got %s",
+                                            luaL_typename(L, 2)));
+    luaebpf_getuservalue(L, 2);
+    lua_rawgeti(L, -1, 1);
+    int mine = lua_rawequal(L, -1, 1);
+    lua_pop(L, 2);
+    if (!mine)
+        luaL_argerror(L, 2, "this cursor belongs to another map handle");
+    if (c->w.done || (!c->w.keys && c->w.mode == WALK_BATCH))
+        luaL_argerror(L, 2, "this cursor's walk is over (it returned no cursor)");
+    lua_pushvalue(L, 2);
+    return c;
+}
+
+/* one slice of up to n entries into the arrays at keys and keys + 1: one batch
+ * call, or n next_key steps (also after a batch call found no batch support) */
+static void read_slice(lua_State *L, luaebpf_map *m, walk *w, lua_Integer n, int seen,
+                       int keys) {
     lua_Integer i = 0;
+    memset(&m->last, 0, sizeof m->last);
     if (w->mode == WALK_BATCH) {
         uint32_t want = (uint32_t)n;
         if (w->cap != want && walk_alloc(w, want))
-            return luaebpf_raise(L, "read_batch", ENOMEM, m->name, m->id,
-                                 "cannot allocate the batch");
+            luaebpf_raise(L, "read_batch", ENOMEM, m->name, m->id, "cannot allocate the batch");
         int got = batch_fetch(L, m, w, "read_batch");
         if (got < 0) {
             to_next_key(m, w);
         } else {
             for (i = 0; i < got; i++)
-                append_entry(L, m, 7, i + 1, w->keys + (size_t)i * w->key_size,
+                append_entry(L, m, keys, i + 1, w->keys + (size_t)i * w->key_size,
                              w->values + (size_t)i * w->value_bytes);
             m->last.entries = (uint64_t)got;
             m->last.batch_size = w->cap;
@@ -496,9 +509,26 @@ static int map_read_batch(lua_State *L) {
         m->last.fallback = 1;
         w->steps = 0; /* the bound applies per slice */
         while (i < n && next_key_step(L, m, w, seen, "read_batch"))
-            append_entry(L, m, 7, ++i, w->out, w->values);
+            append_entry(L, m, keys, ++i, w->out, w->values);
         m->last.entries = (uint64_t)i;
     }
+}
+
+/* m:read_batch([cursor [, n]]) -> keys, values, cursor (nil when done) */
+static int map_read_batch(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "read_batch");
+    check_walkable(L, m, "read_batch");
+    lua_Integer n = read_batch_size(L, m);
+    lua_settop(L, 3);
+    /* a new walk gets a new cursor */
+    cursor *c = lua_isnil(L, 2) ? cursor_new(L, m, n) : cursor_resume(L); /* 4 */
+    walk *w = &c->w;
+    luaebpf_getuservalue(L, 4);
+    lua_rawgeti(L, -1, 2);                      /* 5 uv, 6 seen */
+    int seen = lua_istable(L, 6) ? 6 : 0;
+    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 7 keys */
+    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 8 values */
+    read_slice(L, m, w, n, seen, 7);
     if (w->done) {
         walk_free(w);
         lua_pushnil(L);

@@ -81,6 +81,56 @@ void luaebpf_codec_open(lua_State *L);
 /* opts.int64 ("number" or "string") of the options table at idx: 0 or 1; dflt when absent */
 int luaebpf_opt_int64(lua_State *L, int idx, int dflt);
 
+/* ---- shape.c: what a map holds, apart from any handle ---- */
+/* Sizes, the per-CPU stride and the codecs of keys and values, for a Map now
+ * and for records with no map behind them later. It is embedded in its owner,
+ * whose user value table keeps the codecs alive (slots 1 and 2: key and value
+ * codec): functions that attach one take the owner's stack index. */
+typedef struct luaebpf_shape {
+    uint32_t type, key_size, value_size; /* key_size 0: no keys (queue, stack, bloom) */
+    int percpu, ncpus;
+    size_t value_stride;    /* per-CPU: round_up(value_size, 8); else value_size */
+    size_t value_bytes;     /* bytes one lookup writes: value_stride * ncpus if per-CPU */
+    const luaebpf_codec *kc, *vc; /* kept alive by the owner's user value table */
+    uint32_t btf_id, btf_key_type_id, btf_value_type_id;
+    int btf_pending;        /* BTF codecs not loaded yet: 1 key, 2 value */
+    int int64_string;       /* opts.int64 = "string": given to every codec attached */
+    const char *name;       /* for messages: the owner's name, "" when none (never NULL) */
+    uint32_t id;            /* for messages: the owner's kernel id, 0 when none */
+} luaebpf_shape;
+
+int luaebpf_ncpus(void); /* possible CPUs, or -errno */
+/* sets type, sizes and the per-CPU layout; 0, or the errno when ncpus is unknown */
+int luaebpf_shape_init(luaebpf_shape *s, uint32_t type, uint32_t key_size, uint32_t value_size);
+int luaebpf_is_btf_spec(lua_State *L, int idx);
+/* the codec spec at spec_idx as the key (is_key) or value codec; nil: the BTF
+ * when there is some (loaded on first use: opening needs no privilege), else raw */
+void luaebpf_shape_set_codec(lua_State *L, luaebpf_shape *s, int owner, int spec_idx,
+                             int is_key);
+/* m:codec{}: the specs at key_idx and value_idx (nil: unchanged), all or nothing */
+void luaebpf_shape_change_codecs(lua_State *L, luaebpf_shape *s, int owner, int key_idx,
+                                 int value_idx, int int64_string);
+/* loads the BTF (by btf_id) and attaches codecs from it for the sides in `which` */
+void luaebpf_shape_load_btf(lua_State *L, luaebpf_shape *s, int owner, int which,
+                            const char *op);
+void luaebpf_shape_push_codec(lua_State *L, int owner, int is_key); /* the Codec userdata */
+const char *luaebpf_shape_desc(const luaebpf_shape *s, int is_key); /* "u32", "btf", ... */
+/* key_codec, value_codec (and key_type, value_type from BTF) into the table at idx */
+void luaebpf_shape_describe(lua_State *L, const luaebpf_shape *s, int idx);
+void luaebpf_encode_key(lua_State *L, const luaebpf_shape *s, int idx, unsigned char *buf);
+void luaebpf_decode_key(lua_State *L, const luaebpf_shape *s, const unsigned char *buf);
+/* per-CPU: an array of ncpus values, or one value for every CPU */
+void luaebpf_encode_value(lua_State *L, const luaebpf_shape *s, int idx, unsigned char *buf);
+void luaebpf_decode_value(lua_State *L, const luaebpf_shape *s, const unsigned char *buf);
+/* decode_value for the entry whose decoded key is at the absolute index key_idx
+ * (0: none), named when a value does not fit Lua */
+void luaebpf_decode_entry_value(lua_State *L, const luaebpf_shape *s, const unsigned char *buf,
+                                int key_idx);
+/* the flag that reads or writes a value holding a struct bpf_spin_lock under it */
+static inline uint64_t luaebpf_shape_lock(const luaebpf_shape *s) {
+    return s->vc && s->vc->has_lock ? BPF_F_LOCK : 0;
+}
+
 /* ---- map.c: the Map handle ---- */
 /* what the last walk over a map did: m:last_read() */
 typedef struct luaebpf_stats {
@@ -96,17 +146,10 @@ typedef struct luaebpf_stats {
 
 typedef struct luaebpf_map {
     int fd;                 /* -1 once closed: every method checks it first */
-    int owns_fd;            /* 0 for a Map borrowed from an owner that closes it */
     uint32_t access;        /* BPF_F_RDONLY, BPF_F_WRONLY or 0 (read-write) */
-    uint32_t id, type, key_size, value_size, max_entries, map_flags;
-    int percpu, ncpus;
-    size_t value_stride;    /* per-CPU: round_up(value_size, 8); else value_size */
-    size_t value_bytes;     /* bytes one lookup writes: value_stride * ncpus if per-CPU */
-    const luaebpf_codec *kc, *vc; /* kept alive by the user value table */
+    uint32_t id, max_entries, map_flags;
     char name[16];
-    uint32_t btf_id, btf_key_type_id, btf_value_type_id;
-    int btf_pending;        /* BTF codecs not loaded yet: 1 key, 2 value (see btf.c) */
-    int int64_string;       /* opts.int64 = "string": given to every codec attached */
+    luaebpf_shape shape;    /* type, sizes, codecs; its name points at name */
     luaebpf_stats last;     /* the latest walk, as it goes */
 } luaebpf_map;
 
@@ -115,16 +158,17 @@ luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd);
 /* check_map, then load the BTF codecs if they are still pending */
 luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op);
 void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t access);
-void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
-void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf);
-void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf);
-/* decode_value for the entry whose decoded key is at the absolute index key_idx */
-void luaebpf_decode_entry_value(lua_State *L, luaebpf_map *m, const unsigned char *buf,
-                                int key_idx);
-/* the detail for an element operation's (or a walk's) errno on this map, or NULL */
+void luaebpf_map_open(lua_State *L);
+
+/* ---- hint.c: the words after the errno, for map operations ---- */
+/* the detail for an element operation's (or a walk's) errno on this map, or
+ * NULL; flag: the update flag's name, or "lock" */
 const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
                               const char *flag);
-void luaebpf_map_open(lua_State *L);
+const char *luaebpf_open_hint(int errnum, uint32_t access, int by_id);
+/* raises the error of opening the pin at path, saying what most likely went wrong */
+int luaebpf_open_failed(lua_State *L, const char *path, int errnum, uint32_t access);
+const char *luaebpf_pin_hint(int errnum, const char *path);
 
 /* ---- err.c: errno -> code/class, the error object ---- */
 /* ENOTSUPP: the kernel-internal "this map type cannot do that" (batch
@@ -166,7 +210,6 @@ void luaebpf_iter_open(lua_State *L);
 void luaebpf_mmap_open(lua_State *L);
 void luaebpf_object_open(lua_State *L);
 void luaebpf_system_open(lua_State *L);
-int luaebpf_ncpus(void);
 
 /* expect.c: push a message naming each field of expect that differs from info */
 int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);

@@ -1,31 +1,22 @@
 /* map.c: the Map handle. Owns opening (pinned path, id, create), the fd and
- * its release (close, __close, __gc), codec attachment with size checks,
- * info, and the single-element operations lookup/update/delete/
- * lookup_and_delete/contains with their per-call buffers, per-CPU layouts
- * included. */
+ * its release (close, __close, __gc), info, m:codec() and m:layout() over the
+ * map's shape (shape.c: codecs, per-CPU layout, encode and decode), and the
+ * single-element operations lookup/update/delete/lookup_and_delete/contains,
+ * one skeleton with per-call buffers. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
-#include <sys/vfs.h>
-#include <sys/stat.h>
-#include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <bpf/btf.h>
 #include "luaebpf.h"
 #include "valgrind.h"
-
-#define UV_KEY_CODEC 1   /* user value table slots: what the raw pointers point into */
-#define UV_VALUE_CODEC 2
 
 static const char *access_name(uint32_t access) {
     return access == BPF_F_RDONLY ? "r" : access == BPF_F_WRONLY ? "w" : "rw";
 }
-
-static const char *codec_desc(const struct luaebpf_map *m, int is_key);
 
 /* ---------------------------------------------------------- the handle */
 
@@ -33,8 +24,9 @@ static luaebpf_map *map_push_closed(lua_State *L) {
     luaebpf_map *m = luaebpf_newuserdata(L, sizeof *m);
     memset(m, 0, sizeof *m);
     m->fd = -1; /* __gc on a handle that never got its fd releases nothing */
+    m->shape.name = m->name; /* filled in place once the kernel names it */
     luaL_setmetatable(L, LUAEBPF_MAP);
-    lua_newtable(L);
+    lua_newtable(L); /* the user value: keeps the shape's codecs alive */
     luaebpf_setuservalue(L, -2);
     return m;
 }
@@ -44,7 +36,7 @@ static luaebpf_map *map_push_closed(lua_State *L) {
 static void map_release_fd(luaebpf_map *m) {
     int fd = m->fd;
     m->fd = -1; /* first: nothing sees it half-open */
-    if (fd >= 0 && m->owns_fd)
+    if (fd >= 0)
         close(fd);
 }
 
@@ -66,35 +58,22 @@ luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op) {
     return m;
 }
 
-/* the kernel's view of the map: sizes, type, flags, the per-CPU layout */
-static int map_load_shape(luaebpf_map *m) {
+/* the kernel's view of the map: flags, name, and the shape of what it holds */
+static int map_load_info(luaebpf_map *m) {
     struct bpf_map_info info;
     uint32_t len = sizeof info;
     memset(&info, 0, sizeof info);
     if (bpf_obj_get_info_by_fd(m->fd, &info, &len) != 0)
         return errno;
-    m->id = info.id;
-    m->type = info.type;
-    m->key_size = info.key_size;
-    m->value_size = info.value_size;
+    m->id = m->shape.id = info.id;
     m->max_entries = info.max_entries;
     m->map_flags = info.map_flags;
-    m->btf_id = info.btf_id;
-    m->btf_key_type_id = info.btf_key_type_id;
-    m->btf_value_type_id = info.btf_value_type_id;
     memcpy(m->name, info.name, sizeof m->name - 1);
     m->name[sizeof m->name - 1] = '\0';
-    m->percpu = luaebpf_type_is_percpu(info.type);
-    m->ncpus = luaebpf_ncpus();
-    if (m->percpu) {
-        if (m->ncpus <= 0)
-            return -m->ncpus > 0 ? -m->ncpus : EINVAL;
-        m->value_stride = ((size_t)m->value_size + 7) / 8 * 8;
-        m->value_bytes = m->value_stride * (size_t)m->ncpus;
-    } else {
-        m->value_stride = m->value_bytes = m->value_size;
-    }
-    return 0;
+    m->shape.btf_id = info.btf_id;
+    m->shape.btf_key_type_id = info.btf_key_type_id;
+    m->shape.btf_value_type_id = info.btf_value_type_id;
+    return luaebpf_shape_init(&m->shape, info.type, info.key_size, info.value_size);
 }
 
 /* a pinned path may hold a program or a link: only a map fd is a map */
@@ -108,105 +87,6 @@ static int fd_is_map(int fd) {
     return strcmp(target, "anon_inode:bpf-map") == 0;
 }
 
-/* ---------------------------------------------------------------- codecs */
-
-/* attach the Codec userdata at codec_idx as the key (is_key) or value codec */
-/* raises unless codec c fits the map's key (is_key) or value; sizes a plain "raw" */
-static void check_codec_fits(lua_State *L, const luaebpf_map *m, luaebpf_codec *c, int is_key) {
-    uint32_t want = is_key ? m->key_size : m->value_size;
-    const char *what = is_key ? "key" : "value";
-    if (is_key && m->key_size == 0)
-        luaL_error(L, "map '%s' (%s) has no keys: a key codec cannot be set", m->name,
-                   luaebpf_type_name(m->type) ? luaebpf_type_name(m->type) : "?");
-    if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
-        c->nodes[0].size = want; /* plain "raw": the map's own size */
-    if (c->nodes[0].size != want)
-        luaL_error(L, "%s codec %s is %s bytes, but map '%s' (id %s) has %s-byte %ss", what,
-                   c->desc, LUAEBPF_UTEXT(c->nodes[0].size), m->name, LUAEBPF_UTEXT(m->id),
-                   LUAEBPF_UTEXT(want), what);
-}
-
-static void attach_codec(lua_State *L, luaebpf_map *m, int map_idx, int codec_idx, int is_key) {
-    luaebpf_codec *c = luaL_checkudata(L, codec_idx, LUAEBPF_CODEC);
-    check_codec_fits(L, m, c, is_key);
-    luaebpf_getuservalue(L, map_idx);
-    /* the codec replaced stays referenced: a method running below may still
-     * be decoding with it (retired codecs are few: one per codec change) */
-    lua_rawgeti(L, -1, is_key ? UV_KEY_CODEC : UV_VALUE_CODEC);
-    if (!lua_isnil(L, -1))
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    else
-        lua_pop(L, 1);
-    lua_pushvalue(L, codec_idx);
-    lua_rawseti(L, -2, is_key ? UV_KEY_CODEC : UV_VALUE_CODEC);
-    lua_pop(L, 1);
-    c->int64_string = m->int64_string;
-    if (is_key)
-        m->kc = c;
-    else
-        m->vc = c;
-    m->btf_pending &= ~(is_key ? 1 : 2); /* the caller's codec wins over the BTF */
-}
-
-static int is_btf_spec(lua_State *L, int idx) {
-    return lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "btf") == 0;
-}
-
-static uint32_t btf_type_of(const luaebpf_map *m, int is_key) {
-    return m->btf_id ? (is_key ? m->btf_key_type_id : m->btf_value_type_id) : 0;
-}
-
-/* protected: args map, pending mask (light), btf (light). Builds and attaches. */
-static int build_btf_codecs(lua_State *L) {
-    luaebpf_map *m = lua_touserdata(L, 1);
-    int which = (int)lua_tointeger(L, 2);
-    const struct btf *btf = lua_touserdata(L, 3);
-    for (int is_key = 1; is_key >= 0; is_key--) {
-        if (!(which & (is_key ? 1 : 2)))
-            continue;
-        luaebpf_codec *c = luaebpf_codec_from_btf(L, btf, btf_type_of(m, is_key));
-        if (c->nodes[0].size != (is_key ? m->key_size : m->value_size)) {
-            lua_pop(L, 1); /* BTF and map disagree: bytes are the honest answer */
-            luaebpf_codec_raw(L, is_key ? m->key_size : m->value_size);
-        }
-        attach_codec(L, m, 1, lua_gettop(L), is_key);
-        lua_pop(L, 1);
-    }
-    return 0;
-}
-
-/* loads the map's BTF and sets codecs from it for the sides in `which` */
-static void load_btf_codecs(lua_State *L, luaebpf_map *m, int map_idx, int which,
-                            const char *op) {
-    map_idx = lua_absindex(L, map_idx);
-    for (int is_key = 1; is_key >= 0; is_key--) {
-        if ((which & (is_key ? 1 : 2)) && !btf_type_of(m, is_key) && !(is_key && !m->key_size))
-            luaL_error(L, "map '%s' (id %s) has no BTF for its %s: the \"btf\" codec needs it; "
-                       "set a codec such as \"u32\" instead", m->name, LUAEBPF_UTEXT(m->id),
-                       is_key ? "key" : "value");
-    }
-    if (m->key_size == 0)
-        which &= ~1;
-    struct btf *btf = luaebpf_btf_load(m->btf_id);
-    if (!btf) {
-        int no = errno;
-        luaebpf_pusherror(L, op, no, NULL, m->name, m->id, no == EPERM || no == EACCES
-            ? "loading the map's BTF needs CAP_SYS_ADMIN: set opts.key and opts.value "
-              "(or m:codec{}) to read it without, or open it in a privileged process"
-            : "cannot load the map's BTF");
-        lua_error(L);
-    }
-    lua_pushcfunction(L, build_btf_codecs);
-    lua_pushvalue(L, map_idx);
-    lua_pushinteger(L, which);
-    lua_pushlightuserdata(L, btf);
-    int r = lua_pcall(L, 3, 0, 0);
-    btf__free(btf);
-    if (r != 0)
-        lua_error(L);
-    m->btf_pending &= ~which;
-}
-
 /* the hot path of the element methods: the Map metatable is their upvalue 1,
  * so checking self costs a pointer compare instead of a registry lookup; any
  * doubt goes to luaebpf_check_map_data, which raises the right error */
@@ -215,7 +95,7 @@ static luaebpf_map *fast_self(lua_State *L, const char *op) {
     if (m && lua_getmetatable(L, 1)) {
         int mine = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
         lua_pop(L, 1);
-        if (mine && m->fd >= 0 && !m->btf_pending)
+        if (mine && m->fd >= 0 && !m->shape.btf_pending)
             return m;
     }
     return luaebpf_check_map_data(L, 1, op);
@@ -223,103 +103,9 @@ static luaebpf_map *fast_self(lua_State *L, const char *op) {
 
 luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op) {
     luaebpf_map *m = luaebpf_check_map(L, idx, op);
-    if (m->btf_pending)
-        load_btf_codecs(L, m, idx, m->btf_pending, op);
+    if (m->shape.btf_pending)
+        luaebpf_shape_load_btf(L, &m->shape, idx, m->shape.btf_pending, op);
     return m;
-}
-
-/* compile the spec at spec_idx and attach it; nil means the map's BTF when it
- * has one (loaded on first use: opening needs no privilege), else raw */
-static void set_codec(lua_State *L, luaebpf_map *m, int map_idx, int spec_idx, int is_key) {
-    if (is_key && m->key_size == 0 && lua_isnil(L, spec_idx))
-        return;
-    if (is_btf_spec(L, spec_idx)) {
-        load_btf_codecs(L, m, map_idx, is_key ? 1 : 2, "codec");
-        return;
-    }
-    if (lua_isnil(L, spec_idx))
-        luaebpf_codec_raw(L, is_key ? m->key_size : m->value_size);
-    else
-        luaebpf_codec_compile(L, spec_idx, is_key ? "key" : "value");
-    attach_codec(L, m, map_idx, lua_gettop(L), is_key);
-    lua_pop(L, 1);
-    if (lua_isnil(L, spec_idx) && btf_type_of(m, is_key))
-        m->btf_pending |= is_key ? 1 : 2;
-    else
-        m->btf_pending &= ~(is_key ? 1 : 2);
-}
-
-void luaebpf_encode_key(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf) {
-    if (m->key_size == 0) {
-        if (!lua_isnoneornil(L, idx))
-            luaL_argerror(L, idx, "this map has no keys: nil expected");
-        return;
-    }
-    luaebpf_encode(L, m->kc, idx, buf, "key", idx);
-}
-
-/* the value at idx into buf; per-CPU maps take an array of ncpus values or one
- * value for every CPU (for table-shaped codecs, an array is a table of tables) */
-void luaebpf_encode_value(lua_State *L, luaebpf_map *m, int idx, unsigned char *buf) {
-    if (!m->percpu) {
-        luaebpf_encode(L, m->vc, idx, buf, "value", idx);
-        return;
-    }
-    memset(buf, 0, m->value_bytes); /* padding between CPUs is stored as given */
-    int kind = m->vc->nodes[0].kind;
-    int per_cpu_array = 0;
-    if (lua_istable(L, idx)) {
-        if (kind == LUAEBPF_ARRAY || kind == LUAEBPF_STRUCT) {
-            lua_rawgeti(L, idx, 1);
-            per_cpu_array = lua_istable(L, -1);
-            lua_pop(L, 1);
-        } else {
-            per_cpu_array = 1;
-        }
-    }
-    if (!per_cpu_array) {
-        luaebpf_encode(L, m->vc, idx, buf, "value", idx);
-        for (int i = 1; i < m->ncpus; i++)
-            memcpy(buf + (size_t)i * m->value_stride, buf, m->value_size);
-        return;
-    }
-    idx = lua_absindex(L, idx);
-    if (lua_rawlen(L, idx) != (size_t)m->ncpus)
-        luaL_argerror(L, idx, lua_pushfstring(L, "value: a per-CPU array of %d values (one per "
-                      "possible CPU) expected, got %d values", m->ncpus, (int)lua_rawlen(L, idx)));
-    for (int i = 0; i < m->ncpus; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "value[%d]", i + 1);
-        lua_rawgeti(L, idx, i + 1);
-        luaebpf_encode(L, m->vc, -1, buf + (size_t)i * m->value_stride, what, idx);
-        lua_pop(L, 1);
-    }
-}
-
-/* the value in buf, a per-CPU array for per-CPU maps; key_idx: the absolute
- * index of the entry's decoded key, named when a value does not fit Lua (0: none) */
-void luaebpf_decode_entry_value(lua_State *L, luaebpf_map *m, const unsigned char *buf,
-                                int key_idx) {
-    if (!m->percpu) {
-        if (key_idx)
-            luaebpf_decode_entry(L, m->vc, buf, key_idx);
-        else
-            luaebpf_decode(L, m->vc, buf);
-        return;
-    }
-    lua_createtable(L, m->ncpus, 0);
-    for (int i = 0; i < m->ncpus; i++) {
-        const unsigned char *p = buf + (size_t)i * m->value_stride;
-        if (key_idx)
-            luaebpf_decode_entry(L, m->vc, p, key_idx);
-        else
-            luaebpf_decode(L, m->vc, p);
-        lua_rawseti(L, -2, i + 1);
-    }
-}
-
-void luaebpf_decode_value(lua_State *L, luaebpf_map *m, const unsigned char *buf) {
-    luaebpf_decode_entry_value(L, m, buf, 0);
 }
 
 /* ---------------------------------------------------------- constructors */
@@ -369,35 +155,6 @@ static uint32_t check_open_options(lua_State *L, int opts) {
     return access;
 }
 
-static const char *open_hint(int errnum, uint32_t access, int by_id) {
-    switch (errnum) {
-    case ENOENT:
-        return by_id ? "no loaded map has this id" : "no such pinned object (is a bpffs mounted there?)";
-    case EACCES:
-    case EPERM:
-        if (by_id)
-            return "opening a map by id needs CAP_SYS_ADMIN";
-        return access == BPF_F_RDONLY ? "needs read permission on the pin file"
-               : "needs read and write permission on the pin file (or open with access = \"r\")";
-    case EINVAL:
-        return by_id ? NULL : "not a pinned BPF object (is this path on a bpffs?)";
-    default:
-        return NULL;
-    }
-}
-
-/* after the fd is stored: load its shape; on failure close the fd before
- * raising, so a failed open leaves no fd behind for the GC to find */
-static void map_finish_open(lua_State *L, luaebpf_map *m, const char *label) {
-    int no = map_load_shape(m);
-    if (no) {
-        map_release_fd(m);
-        luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
-    }
-    /* an fd is a resource the collector cannot see: let it keep pace with opens */
-    luaebpf_gc_hint(L, m->key_size + m->value_bytes);
-}
-
 /* protected: args map, key spec, value spec, expect (or nil). Checks expect
  * first, so a map of the wrong shape is reported as such, then sets codecs. */
 static int check_and_set_codecs(lua_State *L) {
@@ -416,53 +173,41 @@ static int check_and_set_codecs(lua_State *L) {
         }
         lua_pop(L, 1);
     }
-    set_codec(L, m, 1, 2, 1);
-    set_codec(L, m, 1, 3, 0);
+    luaebpf_shape_set_codec(L, &m->shape, 1, 2, 1);
+    luaebpf_shape_set_codec(L, &m->shape, 1, 3, 0);
     return 0;
 }
 
-/* runs check_and_set_codecs protected; on error closes the handle and re-raises */
-static void map_apply_codecs(lua_State *L, luaebpf_map *m, int map_idx, int kspec, int vspec,
-                             int expect) {
+/* The end of every constructor: stores fd in the handle m at map_idx (from
+ * here on the GC owns it), reads the map's info, then checks expect and sets
+ * the codecs from the specs at kspec and vspec (0: none). On any failure it
+ * closes the fd before raising, so a failed open leaves nothing open; the
+ * stack is left with the handle on top. */
+static void map_adopt(lua_State *L, luaebpf_map *m, int map_idx, int fd, uint32_t access,
+                      const char *label, int kspec, int vspec, int expect) {
+    m->fd = fd;
+    m->access = access;
+    int no = map_load_info(m);
+    if (no) {
+        map_release_fd(m);
+        luaebpf_raise(L, "open", no, label, 0, "cannot read the map's info");
+    }
+    /* an fd is a resource the collector cannot see: let it keep pace with opens */
+    luaebpf_gc_hint(L, m->shape.key_size + m->shape.value_bytes);
     lua_pushcfunction(L, check_and_set_codecs);
     lua_pushvalue(L, map_idx);
-    lua_pushvalue(L, kspec);
-    lua_pushvalue(L, vspec);
-    if (expect)
-        lua_pushvalue(L, expect);
-    else
-        lua_pushnil(L);
+    int args[3] = {kspec, vspec, expect};
+    for (int i = 0; i < 3; i++) {
+        if (args[i])
+            lua_pushvalue(L, args[i]);
+        else
+            lua_pushnil(L);
+    }
     if (lua_pcall(L, 4, 0, 0) != 0) {
         map_release_fd(m);
         lua_error(L);
     }
-}
-
-/* every directory on the way to path can be searched by this process */
-static int dir_searchable(const char *path) {
-    char dir[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof dir)
-        return 1; /* cannot tell */
-    memcpy(dir, path, n + 1);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int ok = access(dir, X_OK) == 0;
-        *p = '/';
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-/* a pin path outside any bpffs makes the kernel answer EACCES or EINVAL */
-static int on_bpffs(const char *path) {
-    struct statfs st;
-    if (statfs(path, &st) != 0)
-        return 1; /* cannot tell: keep the kernel's word */
-    return st.f_type == BPF_FS_MAGIC;
+    lua_settop(L, map_idx);
 }
 
 /* pushes a Map owning a duplicate of src_fd (a map fd held by a BPF object),
@@ -474,13 +219,7 @@ luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd) {
     int fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         luaebpf_raise(L, "open", errno, NULL, 0, "cannot duplicate the map's fd");
-    m->fd = fd;
-    m->owns_fd = 1;
-    m->access = 0;
-    map_finish_open(L, m, NULL);
-    lua_pushnil(L);
-    map_apply_codecs(L, m, map_idx, lua_gettop(L), lua_gettop(L), 0);
-    lua_settop(L, map_idx);
+    map_adopt(L, m, map_idx, fd, 0, NULL, 0, 0, 0);
     return m;
 }
 
@@ -490,10 +229,7 @@ static int map_pin(lua_State *L) {
     const char *path = luaL_checkstring(L, 2);
     if (bpf_obj_pin(m->fd, path) != 0) {
         int no = errno;
-        return luaebpf_fail(L, "pin", no, m, no == EEXIST ? "the path exists already"
-                            : no == EPERM || no == EACCES ? "needs write permission on the "
-                              "directory (and a bpffs there)"
-                            : !on_bpffs(path) ? "not on a bpffs" : NULL);
+        return luaebpf_fail(L, "pin", no, m, luaebpf_pin_hint(no, path));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -505,41 +241,18 @@ static int map_open(lua_State *L) {
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2); /* 3 key spec, 4 value spec, 5 expect */
     luaebpf_map *m = map_push_closed(L);       /* 6 */
-    m->int64_string = luaebpf_opt_int64(L, 2, 0);
+    m->shape.int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd;
     LUAEBPF_RETRY(fd, bpf_obj_get_opts(path, &o), fd >= 0);
-    if (fd < 0) {
-        int no = errno;
-        struct stat st;
-        if (no == EACCES && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        {
-            luaebpf_pusherror(L, "open", no, "invalid", path, 0, "a directory, not a pinned map");
-            return lua_error(L);
-        }
-        if ((no == EACCES || no == EPERM || no == EINVAL) && !on_bpffs(path)) {
-            luaebpf_pusherror(L, "open", no, "invalid", path, 0,
-                              "not on a bpffs: pinned maps live on a mounted bpf filesystem");
-            return lua_error(L);
-        }
-        if (no == EACCES && !dir_searchable(path)) {
-            lua_pushfstring(L, "needs search (x) permission on the directory of the pin, "
-                            "and read permission on the pin file");
-            return luaebpf_raise(L, "open", no, path, 0, lua_tostring(L, -1));
-        }
-        return luaebpf_raise(L, "open", no, path, 0, open_hint(no, access, 0));
-    }
-    m->fd = fd;
-    m->owns_fd = 1;
-    m->access = access;
+    if (fd < 0)
+        return luaebpf_open_failed(L, path, errno, access);
     if (!fd_is_map(fd)) {
-        map_release_fd(m);
+        close(fd);
         return luaebpf_raise(L, "open", EINVAL, path, 0,
                              "the pinned object is not a map (a program or a link?)");
     }
-    map_finish_open(L, m, path);
-    map_apply_codecs(L, m, 6, 3, 4, 5);
-    lua_settop(L, 6);
+    map_adopt(L, m, 6, fd, access, path, 3, 4, 5);
     return 1;
 }
 
@@ -553,20 +266,15 @@ static int map_open_id(lua_State *L) {
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2);
     luaebpf_map *m = map_push_closed(L);
-    m->int64_string = luaebpf_opt_int64(L, 2, 0);
+    m->shape.int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = access);
     int fd;
     LUAEBPF_RETRY(fd, bpf_map_get_fd_by_id_opts((uint32_t)id, &o), fd >= 0);
     if (fd < 0) {
         int no = errno;
-        return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, open_hint(no, access, 1));
+        return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, luaebpf_open_hint(no, access, 1));
     }
-    m->fd = fd;
-    m->owns_fd = 1;
-    m->access = access;
-    map_finish_open(L, m, NULL);
-    map_apply_codecs(L, m, 6, 3, 4, 5);
-    lua_settop(L, 6);
+    map_adopt(L, m, 6, fd, access, NULL, 3, 4, 5);
     return 1;
 }
 
@@ -610,14 +318,8 @@ static uint32_t spec_size(lua_State *L, int idx) {
     return size;
 }
 
-/* core.create{ type=, key_size=, value_size=, max_entries=, name=, flags=, ... } */
-static int map_create(lua_State *L) {
-    static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
-                                        "name", "flags", "map_extra", "numa_node",
-                                        "inner_map", "key", "value", "int64", NULL};
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaebpf_check_options(L, 1, "create spec", known);
+/* field 'type' of the create spec at 1: a type name or number */
+static int create_type(lua_State *L) {
     lua_getfield(L, 1, "type");
     int type = -1;
     lua_Integer t;
@@ -626,27 +328,60 @@ static int map_create(lua_State *L) {
     else if (luaebpf_tointeger_in(L, -1, 1, INT32_MAX, &t))
         type = (int)t;
     if (type < 0)
-        return luaL_error(L, "create: field 'type': a map type name such as \"hash\", \"array\", "
-                          "\"percpu_hash\" expected, got %s", lua_type(L, -1) == LUA_TSTRING ?
-                          lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)) : luaL_typename(L, -1));
+        luaL_error(L, "create: field 'type': a map type name such as \"hash\", \"array\", "
+                   "\"percpu_hash\" expected, got %s", lua_type(L, -1) == LUA_TSTRING ?
+                   lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)) : luaL_typename(L, -1));
     lua_pop(L, 1);
-    lua_getfield(L, 1, "key");   /* 2 */
-    lua_getfield(L, 1, "value"); /* 3 */
-    if (is_btf_spec(L, 2) || is_btf_spec(L, 3))
-        return luaL_error(L, "create: the \"btf\" codec reads a map's own BTF, and ebpf.create "
-                          "makes maps without BTF: give a codec such as \"u32\" or a struct");
+    return type;
+}
+
+/* key_size and value_size of the create spec at 1, defaulting to the sizes of
+ * the codec specs at 2 and 3, which must agree with them */
+static void create_sizes(lua_State *L, int type, uint32_t *key_size, uint32_t *value_size) {
+    if (luaebpf_is_btf_spec(L, 2) || luaebpf_is_btf_spec(L, 3))
+        luaL_error(L, "create: the \"btf\" codec reads a map's own BTF, and ebpf.create "
+                   "makes maps without BTF: give a codec such as \"u32\" or a struct");
     uint32_t ksz = spec_size(L, 2), vsz = spec_size(L, 3);
     /* queues, stacks and bloom filters have no key: key_size defaults to 0 there */
     int keyless = type == BPF_MAP_TYPE_QUEUE || type == BPF_MAP_TYPE_STACK ||
                   type == BPF_MAP_TYPE_BLOOM_FILTER;
-    uint32_t key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && !keyless);
-    uint32_t value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
-    if (ksz && ksz != key_size)
-        return luaL_error(L, "create: key codec is %s bytes but key_size is %s",
-                          LUAEBPF_UTEXT(ksz), LUAEBPF_UTEXT(key_size));
-    if (vsz && vsz != value_size)
-        return luaL_error(L, "create: value codec is %s bytes but value_size is %s",
-                          LUAEBPF_UTEXT(vsz), LUAEBPF_UTEXT(value_size));
+    *key_size = opt_u32(L, 1, "key_size", ksz, ksz == 0 && !keyless);
+    *value_size = opt_u32(L, 1, "value_size", vsz, vsz == 0);
+    if (ksz && ksz != *key_size)
+        luaL_error(L, "create: key codec is %s bytes but key_size is %s",
+                   LUAEBPF_UTEXT(ksz), LUAEBPF_UTEXT(*key_size));
+    if (vsz && vsz != *value_size)
+        luaL_error(L, "create: value codec is %s bytes but value_size is %s",
+                   LUAEBPF_UTEXT(vsz), LUAEBPF_UTEXT(*value_size));
+}
+
+/* field 'name' of the create spec at 1, or NULL; pushed, so the string lives
+ * as long as the caller keeps that slot */
+static const char *create_name(lua_State *L) {
+    lua_getfield(L, 1, "name");
+    if (lua_isnil(L, -1))
+        return NULL;
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (!name || !check_map_name(name))
+        luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
+                   "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
+                                             : luaL_typename(L, -1));
+    return name;
+}
+
+/* core.create{ type=, key_size=, value_size=, max_entries=, name=, flags=, ... } */
+static int map_create(lua_State *L) {
+    static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
+                                        "name", "flags", "map_extra", "numa_node",
+                                        "inner_map", "key", "value", "int64", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaebpf_check_options(L, 1, "create spec", known);
+    int type = create_type(L);
+    lua_getfield(L, 1, "key");   /* 2 */
+    lua_getfield(L, 1, "value"); /* 3 */
+    uint32_t key_size, value_size;
+    create_sizes(L, type, &key_size, &value_size);
     uint32_t max_entries = opt_u32(L, 1, "max_entries", 0, 1);
     uint32_t flags = 0;
     lua_getfield(L, 1, "flags");
@@ -660,19 +395,11 @@ static int map_create(lua_State *L) {
     o.numa_node = opt_u32(L, 1, "numa_node", 0, 0);
     o.map_extra = opt_u32(L, 1, "map_extra", 0, 0);
     int int64_string = luaebpf_opt_int64(L, 1, 0);
-    const char *name = NULL;
-    lua_getfield(L, 1, "name"); /* 4: stays here, so the string lives until the syscall */
-    if (!lua_isnil(L, 4)) {
-        name = lua_type(L, 4) == LUA_TSTRING ? lua_tostring(L, 4) : NULL;
-        if (!name || !check_map_name(name))
-            return luaL_error(L, "create: field 'name': at most 15 characters of [A-Za-z0-9_.] "
-                              "expected, got %s", name ? lua_pushfstring(L, "\"%s\"", name)
-                                                        : luaL_typename(L, 4));
-    }
+    const char *name = create_name(L); /* 4 */
     lua_getfield(L, 1, "inner_map"); /* 5: anchored, so it is closed at worst, never freed */
     luaebpf_map *inner = lua_isnil(L, 5) ? NULL : luaebpf_check_map(L, 5, "create");
     luaebpf_map *m = map_push_closed(L); /* 6 */
-    m->int64_string = int64_string;
+    m->shape.int64_string = int64_string;
     if (inner) { /* its fd last, with no Lua call between it and the syscall */
         if (inner->fd < 0)
             luaebpf_check_map(L, 5, "create"); /* raises "closed" */
@@ -686,12 +413,7 @@ static int map_create(lua_State *L) {
                              : no == EINVAL ? "the kernel refused this combination of type, "
                                               "sizes and flags" : NULL);
     }
-    m->fd = fd;
-    m->owns_fd = 1;
-    m->access = 0;
-    map_finish_open(L, m, name);
-    map_apply_codecs(L, m, 6, 2, 3, 0);
-    lua_settop(L, 6);
+    map_adopt(L, m, 6, fd, 0, name, 2, 3, 0);
     return 1;
 }
 
@@ -743,17 +465,7 @@ static int map_info(lua_State *L) {
         return luaebpf_fail(L, "info", no, m, NULL);
     }
     luaebpf_push_info(L, &info, m->access);
-    for (int is_key = 1; is_key >= 0; is_key--) { /* the codecs' type names, once known */
-        const luaebpf_codec *c = is_key ? m->kc : m->vc;
-        if (c && c->from_btf && !(m->btf_pending & (is_key ? 1 : 2))) {
-            lua_pushstring(L, c->desc);
-            lua_setfield(L, -2, is_key ? "key_type" : "value_type");
-        }
-    }
-    lua_pushstring(L, codec_desc(m, 1));
-    lua_setfield(L, -2, "key_codec");
-    lua_pushstring(L, codec_desc(m, 0));
-    lua_setfield(L, -2, "value_codec");
+    luaebpf_shape_describe(L, &m->shape, -1);
     return 1;
 }
 
@@ -770,67 +482,35 @@ static int map_codec(lua_State *L) {
     static const char *const known[] = {"key", "value", "int64", NULL};
     luaebpf_map *m = luaebpf_check_map(L, 1, "codec");
     if (lua_isnoneornil(L, 2)) {
-        lua_pushstring(L, codec_desc(m, 1));
-        lua_pushstring(L, codec_desc(m, 0));
+        lua_pushstring(L, luaebpf_shape_desc(&m->shape, 1));
+        lua_pushstring(L, luaebpf_shape_desc(&m->shape, 0));
         return 2;
     }
-    if (is_btf_spec(L, 2)) { /* m:codec("btf"): both sides from the map's BTF, now */
-        load_btf_codecs(L, m, 1, m->key_size ? 3 : 2, "codec");
+    if (luaebpf_is_btf_spec(L, 2)) { /* m:codec("btf"): both sides from the map's BTF, now */
+        luaebpf_shape_load_btf(L, &m->shape, 1, m->shape.key_size ? 3 : 2, "codec");
         lua_settop(L, 1);
         return 1;
     }
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     luaebpf_check_options(L, 2, "codec", known);
-    int int64_string = luaebpf_opt_int64(L, 2, m->int64_string);
+    int int64_string = luaebpf_opt_int64(L, 2, m->shape.int64_string);
     lua_getfield(L, 2, "key");   /* 3 */
     lua_getfield(L, 2, "value"); /* 4 */
-    /* compile both before attaching either, so a bad spec changes nothing */
-    int kc = 0, vc = 0;
-    int btf_sides = (is_btf_spec(L, 3) ? 1 : 0) | (is_btf_spec(L, 4) ? 2 : 0);
-    if (!lua_isnil(L, 3) && !(btf_sides & 1)) {
-        luaebpf_codec_compile(L, 3, "key");
-        kc = lua_gettop(L);
-    }
-    if (!lua_isnil(L, 4) && !(btf_sides & 2)) {
-        luaebpf_codec_compile(L, 4, "value");
-        vc = lua_gettop(L);
-    }
-    if (kc)
-        check_codec_fits(L, m, lua_touserdata(L, kc), 1);
-    if (vc)
-        check_codec_fits(L, m, lua_touserdata(L, vc), 0);
-    if (btf_sides) /* may raise (no BTF, no privilege) before anything changed */
-        load_btf_codecs(L, m, 1, btf_sides, "codec");
-    if (kc)
-        attach_codec(L, m, 1, kc, 1);
-    if (vc)
-        attach_codec(L, m, 1, vc, 0);
-    m->int64_string = int64_string; /* the codecs are the map's own: set them too */
-    if (m->kc)
-        ((luaebpf_codec *)m->kc)->int64_string = int64_string;
-    if (m->vc)
-        ((luaebpf_codec *)m->vc)->int64_string = int64_string;
+    luaebpf_shape_change_codecs(L, &m->shape, 1, 3, 4, int64_string);
     lua_settop(L, 1);
     return 1;
-}
-
-static const char *codec_desc(const luaebpf_map *m, int is_key) {
-    if (m->btf_pending & (is_key ? 1 : 2))
-        return "btf";
-    const luaebpf_codec *c = is_key ? m->kc : m->vc;
-    return c ? c->desc : "none";
 }
 
 /* m:layout() -> { key = layout, value = layout }: fields, offsets, sizes */
 static int map_layout(lua_State *L) {
     luaebpf_map *m = luaebpf_check_map_data(L, 1, "layout");
     lua_createtable(L, 0, 2);
-    if (m->kc) {
-        luaebpf_push_layout(L, m->kc);
+    if (m->shape.kc) {
+        luaebpf_push_layout(L, m->shape.kc);
         lua_setfield(L, -2, "key");
     }
-    luaebpf_push_layout(L, m->vc);
+    luaebpf_push_layout(L, m->shape.vc);
     lua_setfield(L, -2, "value");
     return 1;
 }
@@ -841,10 +521,11 @@ static int map_tostring(lua_State *L) {
         lua_pushfstring(L, "luaebpf.Map: '%s' (id %s, closed)", m->name, LUAEBPF_UTEXT(m->id));
         return 1;
     }
-    const char *tn = luaebpf_type_name(m->type);
+    const char *tn = luaebpf_type_name(m->shape.type);
     lua_pushfstring(L, "luaebpf.Map: %s '%s' (id %s, %s -> %s, max_entries %s, access %s)",
-                    tn ? tn : "?", m->name, LUAEBPF_UTEXT(m->id), codec_desc(m, 1),
-                    codec_desc(m, 0), LUAEBPF_UTEXT(m->max_entries), access_name(m->access));
+                    tn ? tn : "?", m->name, LUAEBPF_UTEXT(m->id), luaebpf_shape_desc(&m->shape, 1),
+                    luaebpf_shape_desc(&m->shape, 0), LUAEBPF_UTEXT(m->max_entries),
+                    access_name(m->access));
     return 1;
 }
 
@@ -865,127 +546,13 @@ typedef struct elem_buf {
 } elem_buf;
 
 static void elem_buf_init(lua_State *L, const luaebpf_map *m, elem_buf *b) {
-    size_t key_bytes = ((size_t)m->key_size + 7) / 8 * 8;
-    size_t total = key_bytes + m->value_bytes;
+    size_t key_bytes = ((size_t)m->shape.key_size + 7) / 8 * 8;
+    size_t total = key_bytes + m->shape.value_bytes;
     unsigned char *p = (unsigned char *)b->small;
     if (total > sizeof b->small)
         p = lua_newuserdata(L, total);
     b->key = p;
     b->value = p + key_bytes;
-}
-
-/* bpf_map_info has no frozen field; fdinfo has had a "frozen:" line since 5.2 */
-static int map_is_frozen(int fd) {
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-    FILE *f = fopen(path, "re");
-    int frozen = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "frozen:", 7) == 0) {
-            frozen = atoi(line + 7) != 0;
-            break;
-        }
-    }
-    fclose(f);
-    return frozen;
-}
-
-/* types whose keys are fds of another kind of object, as the kernel names them */
-static const char *fd_key_kind(uint32_t type) {
-    switch (type) {
-    case BPF_MAP_TYPE_TASK_STORAGE: return "a pidfd (pidfd_open)";
-    case BPF_MAP_TYPE_INODE_STORAGE: return "an open file's fd";
-    case BPF_MAP_TYPE_SK_STORAGE: return "a socket's fd";
-    case 32: return "a cgroup directory's fd"; /* CGRP_STORAGE: newer than these headers */
-    default: return NULL;
-    }
-}
-
-/* types whose values user space writes as fds of another kind of object */
-static const char *fd_value_kind(uint32_t type) {
-    switch (type) {
-    case BPF_MAP_TYPE_PROG_ARRAY: return "a BPF program's fd";
-    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: return "a perf event's fd";
-    case BPF_MAP_TYPE_CGROUP_ARRAY: return "a cgroup directory's fd";
-    case BPF_MAP_TYPE_ARRAY_OF_MAPS:
-    case BPF_MAP_TYPE_HASH_OF_MAPS: return "a map's fd";
-    case BPF_MAP_TYPE_SOCKMAP:
-    case BPF_MAP_TYPE_SOCKHASH:
-    case BPF_MAP_TYPE_REUSEPORT_SOCKARRAY:
-    case BPF_MAP_TYPE_XSKMAP: return "a socket's fd";
-    default: return NULL;
-    }
-}
-
-static int op_writes(const char *op) {
-    return strcmp(op, "update") == 0 || strcmp(op, "delete") == 0 ||
-           strcmp(op, "lookup_and_delete") == 0 || strcmp(op, "drain") == 0;
-}
-
-/* What the kernel's errno means for this map and operation (op: "lookup",
- * "update", "delete", "lookup_and_delete", "contains", or a walk's "iterate",
- * "dump", "drain", "read_batch"); flag: the update flag's name, or "lock". */
-const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
-                              const char *flag) {
-    int writes = op_writes(op);
-    int is_array = luaebpf_type_is_array(m->type);
-    switch (errnum) {
-    case EPERM:
-        if (writes && m->access == BPF_F_RDONLY)
-            return "opened read-only; open with access = \"rw\" to write";
-        if (!writes && m->access == BPF_F_WRONLY)
-            return "opened write-only; open with access = \"rw\" to read";
-        if (writes && (m->map_flags & BPF_F_RDONLY))
-            return "the map was created with flag rdonly: user space cannot write it";
-        if (!writes && (m->map_flags & BPF_F_WRONLY))
-            return "the map was created with flag wronly: user space cannot read it";
-        if (writes && m->fd >= 0 && map_is_frozen(m->fd))
-            return "the map is frozen (bpf_map_freeze): user space can no longer change it; "
-                   "reads still work";
-        return NULL;
-    case EBADF: /* the handle was open: the fd the kernel refused is in the key or value */
-        if (fd_key_kind(m->type))
-            return m->type == BPF_MAP_TYPE_TASK_STORAGE
-                ? "task_storage keys are pidfds (pidfd_open): the key is not an open fd"
-                : "this map's keys are fds and the key is not an open fd";
-        if (fd_value_kind(m->type))
-            return "this map's values are fds and the value is not an open fd";
-        return NULL;
-    case E2BIG:
-        return is_array ? "the index is past max_entries" : "the map is full (max_entries reached)";
-    case EEXIST:
-        return "the key exists and the flag was \"noexist\"";
-    case ENOENT:
-        return flag && strcmp(flag, "exist") == 0 ? "the key is absent and the flag was \"exist\""
-                                                  : NULL;
-    case EINVAL:
-    case EOPNOTSUPP:
-    case 524: /* ENOTSUPP */
-        if (flag && strcmp(flag, "lock") == 0)
-            return "\"lock\" needs a value holding a struct bpf_spin_lock";
-        if (strcmp(op, "drain") == 0)
-            return is_array ? "array elements cannot be deleted: read them with dump or pairs, "
-                              "reset them with update"
-                            : "this map type has no lookup_and_delete: drain works on hash maps";
-        if (strcmp(op, "lookup_and_delete") == 0)
-            return "this map type has no lookup_and_delete";
-        if (strcmp(op, "delete") == 0 && is_array)
-            return "array elements cannot be deleted; write a zero value with update instead";
-        if (strcmp(op, "update") == 0 && errnum == EINVAL) {
-            if (m->type == BPF_MAP_TYPE_ARRAY_OF_MAPS || m->type == BPF_MAP_TYPE_HASH_OF_MAPS)
-                return "the value must be a map like the outer map's inner map (same type, "
-                       "key size, value size and flags)";
-            if (fd_value_kind(m->type))
-                return m->type == BPF_MAP_TYPE_PROG_ARRAY
-                    ? "the value must be a BPF program's fd (of the type the array holds)"
-                    : "the value is not an fd of the kind this map holds";
-        }
-        return NULL;
-    default:
-        return NULL;
-    }
 }
 
 /* pushes nil and the error of an element operation; returns 2 */
@@ -999,10 +566,76 @@ static int elem_fail(lua_State *L, const luaebpf_map *m, const char *op, int err
     return 2;
 }
 
+/* What sets the element operations apart; elem_call does the rest for all. */
+enum { ELEM_LOOKUP, ELEM_CONTAINS, ELEM_UPDATE, ELEM_DELETE, ELEM_LOOKUP_AND_DELETE };
+
+static const struct elem_op {
+    const char *name;   /* in errors and hints */
+    int key;            /* a key at argument 2 */
+    int value_arg;      /* the stack index of a value to encode, or 0 */
+    int decodes;        /* answers the value the kernel wrote; otherwise true */
+    int absent;         /* ENOENT answers nil (LUA_TNIL) or false (LUA_TBOOLEAN); -1: an error */
+} elem_ops[] = {
+    [ELEM_LOOKUP] = {"lookup", 1, 0, 1, LUA_TNIL},
+    [ELEM_CONTAINS] = {"contains", 0, 2, 0, LUA_TBOOLEAN}, /* a bloom filter's "no" is certain */
+    [ELEM_UPDATE] = {"update", 1, 3, 0, -1},
+    [ELEM_DELETE] = {"delete", 1, 0, 0, LUA_TBOOLEAN},
+    [ELEM_LOOKUP_AND_DELETE] = {"lookup_and_delete", 1, 0, 1, LUA_TNIL},
+};
+
+static int elem_syscall(int op, int fd, const void *key, void *value, uint64_t flags) {
+    switch (op) {
+    case ELEM_UPDATE: return bpf_map_update_elem(fd, key, value, flags);
+    case ELEM_DELETE: return bpf_map_delete_elem(fd, key);
+    case ELEM_LOOKUP_AND_DELETE: return bpf_map_lookup_and_delete_elem_flags(fd, key, value, flags);
+    default: return bpf_map_lookup_elem_flags(fd, key, value, flags); /* a bloom filter's test too */
+    }
+}
+
+/* One element operation on self at 1, whose own checks are done: per-call
+ * buffers, the key then the value encoded, the handle checked again, the
+ * syscall (retried), then the answer. flag names the update flag (or "lock")
+ * for the error's hint. */
+static int elem_call(lua_State *L, luaebpf_map *m, int op, uint64_t flags, const char *flag) {
+    const struct elem_op *o = &elem_ops[op];
+    elem_buf b;
+    elem_buf_init(L, m, &b); /* before encoding: nothing of ours exists yet if it runs Lua */
+    if (o->key)
+        luaebpf_encode_key(L, &m->shape, 2, b.key); /* first: a missing key is argument #1's */
+    if (o->value_arg) {
+        luaL_checkany(L, o->value_arg);
+        luaebpf_encode_value(L, &m->shape, o->value_arg, b.value);
+    }
+    if (m->fd < 0) /* closed by a finalizer that ran meanwhile */
+        luaebpf_check_map(L, 1, o->name);
+    const void *key = o->key && m->shape.key_size ? b.key : NULL;
+    int r;
+    LUAEBPF_RETRY(r, elem_syscall(op, m->fd, key, b.value, flags), r == 0);
+    if (r != 0) {
+        int no = errno; /* before any Lua call */
+        if (no != ENOENT || o->absent < 0)
+            return elem_fail(L, m, o->name, no, flag);
+        if (o->absent == LUA_TNIL) /* absent is an answer, not an error */
+            lua_pushnil(L);
+        else
+            lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (!o->decodes) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
+    VALGRIND_MAKE_MEM_DEFINED(b.value, m->shape.value_bytes);
+    /* b is this call's own: a finalizer running while this decodes cannot touch it */
+    luaebpf_decode_entry_value(L, &m->shape, b.value, m->shape.key_size ? 2 : 0);
+    return 1;
+}
+
 /* { lock = bool }; a value holding a bpf_spin_lock is read under it by default */
 static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) {
     static const char *const known[] = {"lock", NULL};
-    uint64_t dflt = m->vc && m->vc->has_lock ? BPF_F_LOCK : 0;
+    uint64_t dflt = luaebpf_shape_lock(&m->shape);
     if (lua_isnoneornil(L, idx))
         return dflt;
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -1018,31 +651,11 @@ static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) 
 /* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup");
-    if (m->type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
+    if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
         return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to "
                           "look up; test membership with f:contains(value)");
     uint64_t flags = check_lookup_flags(L, 3, m);
-    elem_buf b;
-    elem_buf_init(L, m, &b); /* before the key: nothing of ours exists yet if it runs Lua */
-    luaebpf_encode_key(L, m, 2, b.key);
-    if (m->fd < 0) /* closed by a finalizer that ran meanwhile */
-        luaebpf_check_map(L, 1, "lookup");
-    int r;
-    LUAEBPF_RETRY(r, bpf_map_lookup_elem_flags(m->fd, m->key_size ? b.key : NULL, b.value,
-                                               flags), r == 0);
-    if (r != 0) {
-        int no = errno; /* before any Lua call */
-        if (no == ENOENT) {
-            lua_pushnil(L); /* absent is an answer, not an error */
-            return 1;
-        }
-        return elem_fail(L, m, "lookup", no, flags ? "lock" : NULL);
-    }
-    /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
-    VALGRIND_MAKE_MEM_DEFINED(b.value, m->value_bytes);
-    /* b is this call's own: a finalizer running while this decodes cannot touch it */
-    luaebpf_decode_entry_value(L, m, b.value, m->key_size ? 2 : 0);
-    return 1;
+    return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL);
 }
 
 /* f:contains(value) -> true (maybe present) | false (absent) | nil, err: a
@@ -1050,27 +663,12 @@ static int map_lookup(lua_State *L) {
  * takes the value to test and no key */
 static int map_contains(lua_State *L) {
     luaebpf_map *m = fast_self(L, "contains");
-    if (m->type != BPF_MAP_TYPE_BLOOM_FILTER)
+    const char *tn = luaebpf_type_name(m->shape.type);
+    if (m->shape.type != BPF_MAP_TYPE_BLOOM_FILTER)
         return luaL_error(L, "contains is for bloom filters; this map is a %s: use lookup",
-                          luaebpf_type_name(m->type) ? luaebpf_type_name(m->type) : "map of another type");
-    luaL_checkany(L, 2);
-    elem_buf b;
-    elem_buf_init(L, m, &b);
-    luaebpf_encode_value(L, m, 2, b.value);
-    if (m->fd < 0)
-        luaebpf_check_map(L, 1, "contains");
-    int r;
-    LUAEBPF_RETRY(r, bpf_map_lookup_elem(m->fd, NULL, b.value), r == 0);
-    if (r != 0) {
-        int no = errno;
-        if (no == ENOENT) {
-            lua_pushboolean(L, 0); /* a bloom filter's "no" is certain */
-            return 1;
-        }
-        return elem_fail(L, m, "contains", no, NULL);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+                          tn ? tn : "map of another type");
+    luaL_checkany(L, 2); /* before the buffers, which may take the empty slot 2 */
+    return elem_call(L, m, ELEM_CONTAINS, 0, NULL);
 }
 
 static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
@@ -1095,74 +693,22 @@ static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
 /* m:update(key, value [, flag]) -> true | nil, err */
 static int map_update(lua_State *L) {
     luaebpf_map *m = fast_self(L, "update");
-    const char *fname;
+    const char *fname; /* anchored: argument 4 */
     uint64_t flags = check_update_flag(L, 4, &fname);
-    if (m->vc->has_lock)
-        flags |= BPF_F_LOCK; /* a spin-locked value is written under its lock */
-    elem_buf b;
-    elem_buf_init(L, m, &b);
-    luaebpf_encode_key(L, m, 2, b.key); /* first: a missing key is argument #1's error */
-    luaL_checkany(L, 3);
-    luaebpf_encode_value(L, m, 3, b.value);
-    if (m->fd < 0)
-        luaebpf_check_map(L, 1, "update");
-    int r;
-    LUAEBPF_RETRY(r, bpf_map_update_elem(m->fd, m->key_size ? b.key : NULL, b.value, flags),
-                  r == 0);
-    if (r != 0) {
-        int no = errno;
-        return elem_fail(L, m, "update", no, fname);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    flags |= luaebpf_shape_lock(&m->shape); /* a spin-locked value is written under its lock */
+    return elem_call(L, m, ELEM_UPDATE, flags, fname);
 }
 
 /* m:delete(key) -> true | false when absent | nil, err */
 static int map_delete(lua_State *L) {
-    luaebpf_map *m = fast_self(L, "delete");
-    elem_buf b;
-    elem_buf_init(L, m, &b);
-    luaebpf_encode_key(L, m, 2, b.key);
-    int r;
-    if (m->fd < 0)
-        luaebpf_check_map(L, 1, "delete");
-    LUAEBPF_RETRY(r, bpf_map_delete_elem(m->fd, m->key_size ? b.key : NULL), r == 0);
-    if (r != 0) {
-        int no = errno;
-        if (no == ENOENT) {
-            lua_pushboolean(L, 0);
-            return 1;
-        }
-        return elem_fail(L, m, "delete", no, NULL);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return elem_call(L, fast_self(L, "delete"), ELEM_DELETE, 0, NULL);
 }
 
 /* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
 static int map_lookup_and_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup_and_delete");
-    elem_buf b;
-    elem_buf_init(L, m, &b);
-    luaebpf_encode_key(L, m, 2, b.key);
-    int r;
-    if (m->fd < 0)
-        luaebpf_check_map(L, 1, "lookup_and_delete");
     /* a spin-locked value is read under its lock (hash types, 5.14+) */
-    uint64_t flags = m->vc->has_lock ? BPF_F_LOCK : 0;
-    LUAEBPF_RETRY(r, bpf_map_lookup_and_delete_elem_flags(m->fd, m->key_size ? b.key : NULL,
-                                                          b.value, flags), r == 0);
-    if (r != 0) {
-        int no = errno;
-        if (no == ENOENT) {
-            lua_pushnil(L);
-            return 1;
-        }
-        return elem_fail(L, m, "lookup_and_delete", no, NULL);
-    }
-    VALGRIND_MAKE_MEM_DEFINED(b.value, m->value_bytes);
-    luaebpf_decode_entry_value(L, m, b.value, m->key_size ? 2 : 0);
-    return 1;
+    return elem_call(L, m, ELEM_LOOKUP_AND_DELETE, luaebpf_shape_lock(&m->shape), NULL);
 }
 
 void luaebpf_map_open(lua_State *L) {

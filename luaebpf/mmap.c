@@ -90,7 +90,7 @@ static int view_tostring(lua_State *L) {
 /* m:mmap() -> view */
 static int map_mmap(lua_State *L) {
     luaebpf_map *m = luaebpf_check_map_data(L, 1, "mmap");
-    if (m->type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
+    if (m->shape.type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
         return luaebpf_raise(L, "mmap", 524, m->name, m->id,
                              "only an array created with the \"mmapable\" flag can be mapped");
     if (m->access != 0)
@@ -101,17 +101,15 @@ static int map_mmap(lua_State *L) {
     memset(v, 0, sizeof *v);
     luaL_setmetatable(L, LUAEBPF_VIEW);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    v->stride = ((size_t)m->value_size + 7) / 8 * 8;
+    v->stride = ((size_t)m->shape.value_size + 7) / 8 * 8;
     v->n = m->max_entries;
     v->len = (v->stride * v->n + page - 1) / page * page;
-    v->vc = m->vc;
+    v->vc = m->shape.vc;
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);     /* the map */
-    luaebpf_getuservalue(L, 1);
-    lua_rawgeti(L, -1, 2);     /* the map's value codec, as it is now */
-    lua_rawseti(L, -3, 2);
-    lua_pop(L, 1);
+    luaebpf_shape_push_codec(L, 1, 0);
+    lua_rawseti(L, -2, 2);     /* the map's value codec, as it is now */
     luaebpf_setuservalue(L, -2);
     void *p = mmap(NULL, v->len, PROT_READ, MAP_SHARED, m->fd, 0);
     if (p == MAP_FAILED) {

@@ -1,18 +1,12 @@
 /* system.c: questions about the whole system rather than one map: every
- * loaded map (core.maps) and the number of possible CPUs (core.ncpus). */
+ * loaded map (core.maps) and the number of possible CPUs (core.ncpus, which
+ * asks shape.c: the per-CPU layout is the shape's). */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
-
-int luaebpf_ncpus(void) {
-    static int ncpus = 0;
-    if (ncpus <= 0)
-        ncpus = libbpf_num_possible_cpus(); /* possible, not online: the per-CPU layout */
-    return ncpus;
-}
 
 /* core.ncpus() */
 static int core_ncpus(lua_State *L) {
