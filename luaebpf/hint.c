@@ -132,7 +132,7 @@ const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
                                                   : NULL;
     case EINVAL:
     case EOPNOTSUPP:
-    case 524: /* ENOTSUPP */
+    case LUAEBPF_ENOTSUPP:
         return unsupported_hint(m, op, errnum, flag);
     default:
         return NULL;

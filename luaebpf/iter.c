@@ -17,7 +17,6 @@
 
 #include "valgrind.h"
 
-#define ENOTSUPP_KERNEL 524
 #define BATCH_BYTES (1u << 20) /* default batch: about 1 MiB of keys and values */
 #define BATCH_MAX_DEFAULT 4096
 
@@ -124,7 +123,7 @@ static int raise_walk(lua_State *L, luaebpf_map *m, walk *w, const char *op, int
 /* ------------------------------------------------------- batch engine */
 
 static int is_unsupported(int no) {
-    return no == ENOTSUPP_KERNEL || no == EOPNOTSUPP || no == EINVAL;
+    return luaebpf_errno_unsupported(no) || no == EINVAL;
 }
 
 /* one batch call into w->keys/values. Returns the entries fetched (0 with
@@ -311,7 +310,7 @@ static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *us
 
 static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
     if (m->shape.key_size == 0)
-        luaebpf_raise(L, op, ENOTSUPP_KERNEL, m->name, m->id, "this map has no keys to walk");
+        luaebpf_raise(L, op, LUAEBPF_ENOTSUPP, m->name, m->id, "this map has no keys to walk");
 }
 
 /* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false). The map upvalue
@@ -351,13 +350,11 @@ static int iterate(lua_State *L, int with_values) {
     lua_pushcclosure(L, pairs_step, 3);         /* step */
     lua_pushnil(L);
     lua_pushnil(L);
-#if LUA_VERSION_NUM >= 504
+    if (!LUAEBPF_FOR_CLOSES)
+        return 3;
     /* a fourth for-loop value: `break` closes it and frees the batch at once */
     lua_getupvalue(L, -3, 2);
     return 4;
-#else
-    return 3;
-#endif
 }
 
 /* for k, v in m:pairs([opts]) do ... end */

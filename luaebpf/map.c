@@ -50,11 +50,8 @@ static int map_close(lua_State *L) {
 
 luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op) {
     luaebpf_map *m = luaL_checkudata(L, idx, LUAEBPF_MAP);
-    if (m->fd < 0) {
-        luaebpf_pusherror(L, op, EBADF, "closed", m->name[0] ? m->name : NULL, m->id,
-                          "the map handle was closed");
-        lua_error(L);
-    }
+    if (m->fd < 0)
+        luaebpf_raise_closed(L, op, m->name, m->id, "the map handle was closed");
     return m;
 }
 
@@ -111,24 +108,9 @@ luaebpf_map *luaebpf_check_map_data(lua_State *L, int idx, const char *op) {
 /* ---------------------------------------------------------- constructors */
 
 static uint32_t check_access(lua_State *L, int opts) {
-    if (lua_isnoneornil(L, opts))
-        return BPF_F_RDONLY;
-    lua_getfield(L, opts, "access");
-    uint32_t flags = BPF_F_RDONLY;
-    if (!lua_isnil(L, -1)) {
-        const char *a = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (a && strcmp(a, "r") == 0)
-            flags = BPF_F_RDONLY;
-        else if (a && strcmp(a, "rw") == 0)
-            flags = 0;
-        else if (a && strcmp(a, "w") == 0)
-            flags = BPF_F_WRONLY;
-        else
-            luaL_error(L, "bad option 'access': \"r\", \"rw\" or \"w\" expected, got %s%s%s",
-                       a ? "\"" : "", a ? a : luaL_typename(L, -1), a ? "\"" : "");
-    }
-    lua_pop(L, 1);
-    return flags;
+    static const char *const names[] = {"r", "rw", "w", NULL};
+    static const uint32_t flags[] = {BPF_F_RDONLY, 0, BPF_F_WRONLY};
+    return flags[luaebpf_opt_name(L, opts, "access", names, 0)];
 }
 
 static const char *const open_options[] = {"access", "expect", "key", "value", "int64", NULL};
@@ -672,22 +654,11 @@ static int map_contains(lua_State *L) {
 }
 
 static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
-    *name = NULL;
-    if (lua_isnoneornil(L, idx))
-        return BPF_ANY;
-    const char *f = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
-    *name = f;
-    if (f && strcmp(f, "any") == 0)
-        return BPF_ANY;
-    if (f && strcmp(f, "noexist") == 0)
-        return BPF_NOEXIST;
-    if (f && strcmp(f, "exist") == 0)
-        return BPF_EXIST;
-    if (f && strcmp(f, "lock") == 0)
-        return BPF_F_LOCK;
-    return (uint64_t)luaL_argerror(L, idx, lua_pushfstring(L,
-        "\"any\", \"noexist\", \"exist\" or \"lock\" expected, got %s",
-        f ? lua_pushfstring(L, "\"%s\"", f) : luaL_typename(L, idx)));
+    static const char *const names[] = {"any", "noexist", "exist", "lock", NULL};
+    static const uint64_t flags[] = {BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK};
+    int i = luaebpf_check_name(L, idx, names, -1);
+    *name = i < 0 ? NULL : names[i];
+    return i < 0 ? BPF_ANY : flags[i];
 }
 
 /* m:update(key, value [, flag]) -> true | nil, err */

@@ -32,10 +32,8 @@ static int view_close(lua_State *L) {
 
 static view *check_view(lua_State *L) {
     view *v = luaL_checkudata(L, 1, LUAEBPF_VIEW);
-    if (!v->base) {
-        luaebpf_pusherror(L, "get", EBADF, "closed", NULL, 0, "the view was closed");
-        lua_error(L);
-    }
+    if (!v->base)
+        luaebpf_raise_closed(L, "get", NULL, 0, "the view was closed");
     return v;
 }
 
@@ -91,7 +89,7 @@ static int view_tostring(lua_State *L) {
 static int map_mmap(lua_State *L) {
     luaebpf_map *m = luaebpf_check_map_data(L, 1, "mmap");
     if (m->shape.type != BPF_MAP_TYPE_ARRAY || !(m->map_flags & BPF_F_MMAPABLE))
-        return luaebpf_raise(L, "mmap", 524, m->name, m->id,
+        return luaebpf_raise(L, "mmap", LUAEBPF_ENOTSUPP, m->name, m->id,
                              "only an array created with the \"mmapable\" flag can be mapped");
     if (m->access != 0)
         return luaebpf_raise(L, "mmap", EPERM, m->name, m->id,
@@ -115,7 +113,7 @@ static int map_mmap(lua_State *L) {
     if (p == MAP_FAILED) {
         int no = errno;
         return luaebpf_raise(L, "mmap", no, m->name, m->id,
-                             no == ENOTSUP || no == 524 ? "this array refuses mmap (a value "
+                             luaebpf_errno_unsupported(no) ? "this array refuses mmap (a value "
                              "holding a bpf_spin_lock?)" : NULL);
     }
     v->base = p;
