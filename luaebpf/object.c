@@ -240,6 +240,26 @@ static int object_run(lua_State *L, const char *op, lua_CFunction body) {
     return lua_gettop(L) - n;
 }
 
+/* raises the error of a bpf_object__load that failed with errno no; the
+ * log captured meanwhile is the string at log_idx */
+static int raise_load_failure(lua_State *L, const char *path, int no, int log_idx) {
+    size_t len;
+    const char *log = lua_tolstring(L, log_idx, &len);
+    int refused = push_verifier_reason(L, log_idx);
+    if (!refused && (no == EPERM || no == EACCES)) /* libbpf's text blames memlock */
+        lua_pushliteral(L, "loading BPF programs needs CAP_BPF and CAP_PERFMON (or root)");
+    else if (!refused)
+        push_log_lines(L, log, len, 4);
+    luaebpf_pusherror_about(L, "load", no, "object", path, lua_tostring(L, -1));
+    if (refused && (no == EACCES || no == EPERM || no == EINVAL)) {
+        /* the verifier ran, so the caller may load programs: this is its
+         * "no" to the program, not a missing privilege */
+        lua_pushliteral(L, "invalid");
+        lua_setfield(L, -2, "class");
+    }
+    return lua_error(L);
+}
+
 /* core.load(path [, { log = function(line) end }]) */
 static int core_load(lua_State *L) {
     static const char *const known[] = {"log", NULL};
@@ -282,23 +302,8 @@ static int core_load(lua_State *L) {
     log_end(L);   /* self + 2: libbpf's log of the load, the verifier's among it */
     lua_concat(L, 2);
     log_deliver(L, logfn, self + 1);
-    if (rc != 0) {
-        size_t len;
-        const char *log = lua_tolstring(L, self + 1, &len);
-        int refused = push_verifier_reason(L, self + 1);
-        if (!refused && (no == EPERM || no == EACCES)) /* libbpf's text blames memlock */
-            lua_pushliteral(L, "loading BPF programs needs CAP_BPF and CAP_PERFMON (or root)");
-        else if (!refused)
-            push_log_lines(L, log, len, 4);
-        luaebpf_pusherror_about(L, "load", no, "object", path, lua_tostring(L, -1));
-        if (refused && (no == EACCES || no == EPERM || no == EINVAL)) {
-            /* the verifier ran, so the caller may load programs: this is its
-             * "no" to the program, not a missing privilege */
-            lua_pushliteral(L, "invalid");
-            lua_setfield(L, -2, "class");
-        }
-        return lua_error(L);
-    }
+    if (rc != 0)
+        return raise_load_failure(L, path, no, self + 1);
     lua_createtable(L, 0, 2); /* user value: the path, for messages; the live links */
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "path");
