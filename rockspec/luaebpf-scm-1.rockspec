@@ -28,10 +28,10 @@ build = {
   modules = {
     ["luaebpf.core"] = {
       sources = {
-        "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/err.c",
-        "luaebpf/expect.c", "luaebpf/iter.c",
-        "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c",
-        "luaebpf/system.c",
+        "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c", "luaebpf/decode.c",
+        "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/expect.c", "luaebpf/iter.c",
+        "luaebpf/layout.c", "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c",
+        "luaebpf/object.c", "luaebpf/system.c",
       },
       libraries = { "bpf" },
       incdirs = { "$(LIBBPF_INCDIR)" },
