@@ -205,6 +205,19 @@ static void measure(build_ctx *b, uint32_t type_id, int depth, type_cost *out) {
     *out = *m;
 }
 
+/* a bitfield member of type mt, bits wide, at bit offset off of its struct */
+static void set_bitfield(luaebpf_node *n, const struct btf_type *mt, uint32_t off,
+                         uint32_t bits) {
+    n->kind = LUAEBPF_BITFIELD;
+    n->offset = off / 8;
+    n->bit_offset = (uint8_t)(off % 8);
+    n->bit_size = (uint8_t)(bits > 64 ? 64 : bits);
+    n->size = (n->bit_offset + n->bit_size + 7) / 8;
+    n->align = 1;
+    n->is_signed = btf_is_int(mt) ? (btf_int_encoding(mt) & BTF_INT_SIGNED) != 0
+                   : btf_is_any_enum(mt) ? btf_kflag(mt) : 0;
+}
+
 static void build_composite(build_ctx *b, uint32_t slot, const struct btf_type *t, int depth) {
     const struct btf *btf = b->btf;
     const struct btf_member *mem = btf_members(t);
@@ -227,15 +240,7 @@ static void build_composite(build_ctx *b, uint32_t slot, const struct btf_type *
         uint32_t bits = btf_member_bitfield_size(t, i);
         uint32_t off = btf_member_bit_offset(t, i);
         if (bits) {
-            luaebpf_node *n = &b->c->nodes[f];
-            n->kind = LUAEBPF_BITFIELD;
-            n->offset = off / 8;
-            n->bit_offset = (uint8_t)(off % 8);
-            n->bit_size = (uint8_t)(bits > 64 ? 64 : bits);
-            n->size = (n->bit_offset + n->bit_size + 7) / 8;
-            n->align = 1;
-            n->is_signed = btf_is_int(mt) ? (btf_int_encoding(mt) & BTF_INT_SIGNED) != 0
-                           : btf_is_any_enum(mt) ? btf_kflag(mt) : 0;
+            set_bitfield(&b->c->nodes[f], mt, off, bits);
         } else {
             build_node(b, f, mem[i].type, depth + 1);
             b->c->nodes[f].offset = off / 8;
