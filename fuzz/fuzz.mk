@@ -3,9 +3,10 @@
 #                                 FUZZ_SECONDS (default 60)
 #   make fuzz FUZZ_SECONDS=10     a short pass (what CI runs)
 #   make fuzz-replay              only the replay of fuzz/slow/
-# The harnesses link the module's sources and liblua themselves: they own the
-# VM. They run on a copy of the seed corpus (fuzz/corpus/<harness>/ and
-# fuzz/slow/<harness>/), so the repository's stays small.
+# The harnesses link the module's sources ($(SRCS): every luaebpf/*.c, so a new
+# file needs no entry here) and liblua themselves: they own the VM. They run
+# on a copy of the seed corpus (fuzz/corpus/<harness>/ and fuzz/slow/<harness>/),
+# so the repository's stays small.
 #
 # Two kinds of finding, told apart because only one may turn CI red:
 # - a crash (or sanitizer report, leak, out-of-memory) leaves its input in
@@ -20,9 +21,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 60
 FUZZ_REPLAY_SECONDS ?= 5
 FUZZ_CC      := clang
-FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+FUZZ_CFLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -I$(LUA_INCDIR) $(shell pkg-config --cflags libbpf 2>/dev/null)
-FUZZ_LIBS    := $(shell pkg-config --libs $(LUA_PC) libbpf 2>/dev/null)
+FUZZ_LIBS    = $(shell pkg-config --libs $(LUA_PC) libbpf 2>/dev/null)
 FUZZERS      := fuzz/fuzz_codec fuzz/fuzz_btf
 
 fuzz/fuzz_%: fuzz/fuzz_%.c $(SRCS) $(wildcard luaebpf/*.h)

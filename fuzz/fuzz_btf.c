@@ -1,5 +1,6 @@
-/* fuzz_btf.c: libFuzzer harness for btf.c. The input is a raw BTF blob (the
- * seed corpus holds real ones from the bpf/ objects, which the fuzzer mutates).
+/* fuzz_btf.c: libFuzzer harness for btf.c, with encode.c and decode.c. The
+ * input is a raw BTF blob (the seed corpus holds real ones from the bpf/
+ * objects, which the fuzzer mutates).
  * libbpf's btf__new validates it as the kernel would not have to; for every
  * type it accepts, the harness builds the "btf" codec, decodes bytes of the
  * type's size, encodes the result again and decodes that. Any crash or

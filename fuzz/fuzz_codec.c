@@ -1,6 +1,7 @@
-/* fuzz_codec.c: libFuzzer harness for codec.c. The first byte picks a codec
- * spec written as Lua data (the table below, or the fuzz input itself read as
- * a Lua expression in an empty environment); the rest is bytes to decode.
+/* fuzz_codec.c: libFuzzer harness for the codecs: codec.c compiles specs,
+ * encode.c and decode.c walk them. The first byte picks a codec spec written
+ * as Lua data (the table below, or the fuzz input itself read as a Lua
+ * expression in an empty environment); the rest is bytes to decode.
  * Every decoded value is encoded again and must give back the bytes it came
  * from wherever the codec is canonical; any crash, sanitizer report or
  * mismatch is a finding. Built with clang -fsanitize=fuzzer,address,undefined

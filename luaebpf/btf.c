@@ -1,5 +1,5 @@
 /* btf.c: the "btf" codec. Turns a map's BTF key or value type into codec
- * nodes, so the encoder and decoder of codec.c read BTF-typed maps with no
+ * nodes (layout.c), so encode.c and decode.c read BTF-typed maps with no
  * hand-written layout: integers of every size and sign, bool, char arrays as
  * strings, other arrays, structs and unions by field name (anonymous members
  * flattened into their parent, as C reads them), enums by name, bitfields,
@@ -127,6 +127,39 @@ static uint32_t saturate(uint64_t v) {
     return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+static void measure(build_ctx *b, uint32_t type_id, int depth, type_cost *out);
+
+/* adds the cost of array or composite t's children to *nodes and *work;
+ * *height: the highest child's */
+static void measure_children(build_ctx *b, const struct btf_type *t, int depth, uint64_t *nodes,
+                             uint64_t *work, int *height) {
+    type_cost e;
+    if (btf_is_array(t)) {
+        const struct btf_array *a = btf_array(t);
+        measure(b, a->type, depth + 1, &e);
+        *nodes += e.nodes;
+        *work += (uint64_t)a->nelems * (e.work > BTF_MAX_WORK ? BTF_MAX_WORK + 1 : e.work);
+        *height = e.height;
+        return;
+    }
+    uint16_t vlen = btf_vlen(t), keep = 0;
+    for (uint16_t i = 0; i < vlen; i++) {
+        int is_lock = 0;
+        if (!kept_member(b->btf, t, i, &is_lock))
+            continue;
+        keep++;
+        if (btf_member_bitfield_size(t, i))
+            e = (type_cost){1, 1, 0, 1, 2};
+        else
+            measure(b, btf_members(t)[i].type, depth + 1, &e);
+        *nodes += e.nodes;
+        *work += e.work;
+        if (e.height > *height)
+            *height = e.height;
+    }
+    *nodes += keep == 0; /* an empty struct still reserves one node */
+}
+
 /* the cost of building type_id as build_node will (an upper bound where its
  * depth cut-off would stop it), each BTF type measured once: linear in the
  * BTF, however often a type is used. A type that contains itself (only a
@@ -163,38 +196,26 @@ static void measure(build_ctx *b, uint32_t type_id, int depth, type_cost *out) {
     m->state = 1;
     uint64_t nodes = 1, work = 1;
     int height = 0;
-    type_cost e;
-    if (btf_is_array(t)) {
-        const struct btf_array *a = btf_array(t);
-        measure(b, a->type, depth + 1, &e);
-        nodes += e.nodes;
-        work += (uint64_t)a->nelems * (e.work > BTF_MAX_WORK ? BTF_MAX_WORK + 1 : e.work);
-        height = e.height;
-    } else {
-        uint16_t vlen = btf_vlen(t), keep = 0;
-        for (uint16_t i = 0; i < vlen; i++) {
-            int is_lock = 0;
-            if (!kept_member(btf, t, i, &is_lock))
-                continue;
-            keep++;
-            if (btf_member_bitfield_size(t, i)) {
-                e = (type_cost){1, 1, 0, 1, 2};
-            } else {
-                measure(b, btf_members(t)[i].type, depth + 1, &e);
-            }
-            nodes += e.nodes;
-            work += e.work;
-            if (e.height > height)
-                height = e.height;
-        }
-        nodes += keep == 0; /* an empty struct still reserves one node */
-    }
+    measure_children(b, t, depth, &nodes, &work, &height);
     m = &b->memo[id];
     m->nodes = saturate(nodes);
     m->work = saturate(work);
     m->height = (uint8_t)(height + 1); /* at most BTF_MAX_DEPTH + 2: depth checked above */
     m->state = 2;
     *out = *m;
+}
+
+/* a bitfield member of type mt, bits wide, at bit offset off of its struct */
+static void set_bitfield(luaebpf_node *n, const struct btf_type *mt, uint32_t off,
+                         uint32_t bits) {
+    n->kind = LUAEBPF_BITFIELD;
+    n->offset = off / 8;
+    n->bit_offset = (uint8_t)(off % 8);
+    n->bit_size = (uint8_t)(bits > 64 ? 64 : bits);
+    n->size = (n->bit_offset + n->bit_size + 7) / 8;
+    n->align = 1;
+    n->is_signed = btf_is_int(mt) ? (btf_int_encoding(mt) & BTF_INT_SIGNED) != 0
+                   : btf_is_any_enum(mt) ? btf_kflag(mt) : 0;
 }
 
 static void build_composite(build_ctx *b, uint32_t slot, const struct btf_type *t, int depth) {
@@ -219,15 +240,7 @@ static void build_composite(build_ctx *b, uint32_t slot, const struct btf_type *
         uint32_t bits = btf_member_bitfield_size(t, i);
         uint32_t off = btf_member_bit_offset(t, i);
         if (bits) {
-            luaebpf_node *n = &b->c->nodes[f];
-            n->kind = LUAEBPF_BITFIELD;
-            n->offset = off / 8;
-            n->bit_offset = (uint8_t)(off % 8);
-            n->bit_size = (uint8_t)(bits > 64 ? 64 : bits);
-            n->size = (n->bit_offset + n->bit_size + 7) / 8;
-            n->align = 1;
-            n->is_signed = btf_is_int(mt) ? (btf_int_encoding(mt) & BTF_INT_SIGNED) != 0
-                           : btf_is_any_enum(mt) ? btf_kflag(mt) : 0;
+            set_bitfield(&b->c->nodes[f], mt, off, bits);
         } else {
             build_node(b, f, mem[i].type, depth + 1);
             b->c->nodes[f].offset = off / 8;
@@ -250,116 +263,128 @@ static void build_composite(build_ctx *b, uint32_t slot, const struct btf_type *
                          btf__name_by_offset(btf, t->name_off));
 }
 
-static void build_node(build_ctx *b, uint32_t slot, uint32_t type_id, int depth) {
+/* integers of 1, 2, 4 or 8 bytes and 1-byte bools; others (__int128) as bytes */
+static void build_int(luaebpf_node *n, const struct btf_type *t) {
+    uint8_t enc = btf_int_encoding(t);
+    if ((enc & BTF_INT_BOOL) && t->size == 1) {
+        n->kind = LUAEBPF_BOOL;
+    } else if (t->size == 1 || t->size == 2 || t->size == 4 || t->size == 8) {
+        n->kind = (enc & BTF_INT_SIGNED) ? LUAEBPF_INT : LUAEBPF_UINT;
+    } else {
+        set_raw(n, t->size);
+        return;
+    }
+    n->size = n->align = t->size;
+}
+
+static void build_float(luaebpf_node *n, const struct btf_type *t) {
+    if (t->size != 4 && t->size != 8) {
+        set_raw(n, t->size); /* long double: bytes */
+        return;
+    }
+    n->kind = t->size == 4 ? LUAEBPF_F32 : LUAEBPF_F64;
+    n->size = n->align = t->size;
+}
+
+/* the enumerator nodes of enum type id (t): built once per type, shared by
+ * all its uses; returns the index of the first */
+static uint32_t build_enumerators(build_ctx *b, uint32_t id, const struct btf_type *t) {
+    uint32_t first = id < b->ntypes ? b->memo[id].enum_first : 0;
+    if (first)
+        return first - 1;
+    uint16_t vlen = btf_vlen(t);
+    first = luaebpf_codec_reserve(b->L, b->c, vlen ? vlen : 1);
+    if (id < b->ntypes)
+        b->memo[id].enum_first = first + 1;
+    for (uint16_t i = 0; i < vlen; i++) {
+        luaebpf_node *e = &b->c->nodes[first + i];
+        const char *ename;
+        uint64_t v;
+        if (btf_is_enum(t)) {
+            ename = btf__name_by_offset(b->btf, btf_enum(t)[i].name_off);
+            v = btf_kflag(t) ? (uint64_t)(int64_t)btf_enum(t)[i].val
+                             : (uint64_t)(uint32_t)btf_enum(t)[i].val;
+        } else {
+            ename = btf__name_by_offset(b->btf, btf_enum64(t)[i].name_off);
+            v = btf_enum64_value(&btf_enum64(t)[i]);
+        }
+        e->value = enum_value_at_size(v, t->size, btf_kflag(t));
+        e->name = strdup(ename ? ename : "");
+        if (!e->name)
+            luaL_error(b->L, "out of memory building a BTF codec");
+    }
+    return first;
+}
+
+static void build_enum(build_ctx *b, uint32_t slot, uint32_t id, const struct btf_type *t) {
+    uint32_t first = build_enumerators(b, id, t);
+    luaebpf_node *n = &b->c->nodes[slot]; /* after reserve, which may move the array */
+    n->kind = (t->size == 1 || t->size == 2 || t->size == 4 || t->size == 8)
+                  ? LUAEBPF_ENUM : LUAEBPF_RAW;
+    n->is_signed = btf_kflag(t);
+    n->first = first;
+    n->count = btf_vlen(t);
+    n->size = n->align = t->size;
+    n->type_name = named("enum ", btf__name_by_offset(b->btf, t->name_off));
+}
+
+/* char[N] reads as a string up to the first NUL; other arrays as tables */
+static void build_array(build_ctx *b, uint32_t slot, const struct btf_type *t, long long size,
+                        int depth) {
     const struct btf *btf = b->btf;
-    uint32_t id = type_id;
-    const struct btf_type *t = resolve(btf, &id);
-    long long size = btf__resolve_size(btf, type_id);
+    const struct btf_array *a = btf_array(t);
     luaebpf_node *n = &b->c->nodes[slot];
-    if (!t || depth > BTF_MAX_DEPTH) {
-        set_raw(n, size > 0 ? (uint32_t)size : 0);
-        return;
-    }
-    if (btf_is_int(t)) {
-        uint8_t enc = btf_int_encoding(t);
-        if ((enc & BTF_INT_BOOL) && t->size == 1) {
-            n->kind = LUAEBPF_BOOL;
-        } else if (t->size == 1 || t->size == 2 || t->size == 4 || t->size == 8) {
-            n->kind = (enc & BTF_INT_SIGNED) ? LUAEBPF_INT : LUAEBPF_UINT;
-        } else {
-            set_raw(n, t->size); /* __int128 and friends: bytes */
-            return;
-        }
-        n->size = n->align = t->size;
-        return;
-    }
-    if (btf_is_ptr(t)) {
-        n->kind = LUAEBPF_UINT;
-        n->size = n->align = 8;
-        return;
-    }
-    if (btf_is_float(t)) {
-        if (t->size == 4 || t->size == 8) {
-            n->kind = t->size == 4 ? LUAEBPF_F32 : LUAEBPF_F64;
-            n->size = n->align = t->size;
-        } else {
-            set_raw(n, t->size);
-        }
-        return;
-    }
-    if (btf_is_any_enum(t)) {
-        uint16_t vlen = btf_vlen(t);
-        /* one set of enumerator nodes per enum type, shared by all its uses */
-        uint32_t first = id < b->ntypes ? b->memo[id].enum_first : 0;
-        if (first) {
-            first--;
-        } else {
-            first = luaebpf_codec_reserve(b->L, b->c, vlen ? vlen : 1);
-            if (id < b->ntypes)
-                b->memo[id].enum_first = first + 1;
-            for (uint16_t i = 0; i < vlen; i++) {
-                luaebpf_node *e = &b->c->nodes[first + i];
-                const char *ename;
-                uint64_t v;
-                if (btf_is_enum(t)) {
-                    ename = btf__name_by_offset(btf, btf_enum(t)[i].name_off);
-                    v = btf_kflag(t) ? (uint64_t)(int64_t)btf_enum(t)[i].val
-                                     : (uint64_t)(uint32_t)btf_enum(t)[i].val;
-                } else {
-                    ename = btf__name_by_offset(btf, btf_enum64(t)[i].name_off);
-                    v = btf_enum64_value(&btf_enum64(t)[i]);
-                }
-                e->value = enum_value_at_size(v, t->size, btf_kflag(t));
-                e->name = strdup(ename ? ename : "");
-                if (!e->name)
-                    luaL_error(b->L, "out of memory building a BTF codec");
-            }
-        }
-        n = &b->c->nodes[slot];
-        n->kind = (t->size == 1 || t->size == 2 || t->size == 4 || t->size == 8)
-                      ? LUAEBPF_ENUM : LUAEBPF_RAW;
-        n->is_signed = btf_kflag(t);
-        n->first = first;
-        n->count = vlen;
-        n->size = n->align = t->size;
-        n->type_name = named("enum ", btf__name_by_offset(btf, t->name_off));
-        return;
-    }
-    if (btf_is_array(t)) {
-        const struct btf_array *a = btf_array(t);
-        uint32_t eid = a->type;
-        const struct btf_type *et = resolve(btf, &eid);
-        const char *ename = et ? btf__name_by_offset(btf, et->name_off) : NULL;
-        if (et && btf_is_int(et) && et->size == 1 && ename && strcmp(ename, "char") == 0) {
-            n->kind = LUAEBPF_CHAR; /* char[N]: a string up to the first NUL */
-            n->size = a->nelems;
-            n->align = 1;
-            return;
-        }
-        long long esize = btf__resolve_size(btf, a->type);
-        if (a->nelems == 0 || esize <= 0) {
-            set_raw(n, size > 0 ? (uint32_t)size : 0);
-            return;
-        }
-        uint32_t child = luaebpf_codec_reserve(b->L, b->c, 1);
-        build_node(b, child, a->type, depth + 1);
-        n = &b->c->nodes[slot];
-        n->kind = LUAEBPF_ARRAY;
-        n->first = child;
-        n->count = a->nelems;
-        if ((uint64_t)a->nelems * (uint64_t)esize >= (1ULL << 30)) {
-            set_raw(n, 0); /* absurd: no map value is this large */
-            return;
-        }
-        n->size = a->nelems * (uint32_t)esize;
+    uint32_t eid = a->type;
+    const struct btf_type *et = resolve(btf, &eid);
+    const char *ename = et ? btf__name_by_offset(btf, et->name_off) : NULL;
+    if (et && btf_is_int(et) && et->size == 1 && ename && strcmp(ename, "char") == 0) {
+        n->kind = LUAEBPF_CHAR;
+        n->size = a->nelems;
         n->align = 1;
         return;
     }
-    if (btf_is_composite(t)) {
-        build_composite(b, slot, t, depth);
+    long long esize = btf__resolve_size(btf, a->type);
+    if (a->nelems == 0 || esize <= 0) {
+        set_raw(n, size > 0 ? (uint32_t)size : 0);
         return;
     }
-    set_raw(n, size > 0 ? (uint32_t)size : 0); /* fwd, void, functions: opaque bytes */
+    uint32_t child = luaebpf_codec_reserve(b->L, b->c, 1);
+    build_node(b, child, a->type, depth + 1);
+    n = &b->c->nodes[slot];
+    n->kind = LUAEBPF_ARRAY;
+    n->first = child;
+    n->count = a->nelems;
+    if ((uint64_t)a->nelems * (uint64_t)esize >= (1ULL << 30)) {
+        set_raw(n, 0); /* absurd: no map value is this large */
+        return;
+    }
+    n->size = a->nelems * (uint32_t)esize;
+    n->align = 1;
+}
+
+static void build_node(build_ctx *b, uint32_t slot, uint32_t type_id, int depth) {
+    uint32_t id = type_id;
+    const struct btf_type *t = resolve(b->btf, &id);
+    long long size = btf__resolve_size(b->btf, type_id);
+    luaebpf_node *n = &b->c->nodes[slot];
+    if (!t || depth > BTF_MAX_DEPTH) {
+        set_raw(n, size > 0 ? (uint32_t)size : 0);
+    } else if (btf_is_int(t)) {
+        build_int(n, t);
+    } else if (btf_is_ptr(t)) { /* an address, as the u64 it is to user space */
+        n->kind = LUAEBPF_UINT;
+        n->size = n->align = 8;
+    } else if (btf_is_float(t)) {
+        build_float(n, t);
+    } else if (btf_is_any_enum(t)) {
+        build_enum(b, slot, id, t);
+    } else if (btf_is_array(t)) {
+        build_array(b, slot, t, size, depth);
+    } else if (btf_is_composite(t)) {
+        build_composite(b, slot, t, depth);
+    } else {
+        set_raw(n, size > 0 ? (uint32_t)size : 0); /* fwd, void, functions: opaque bytes */
+    }
 }
 
 /* every child lies inside its parent, and the fields one Lua table holds (a

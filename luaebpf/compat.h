@@ -126,4 +126,70 @@ static inline int luaebpf_tointeger_in(lua_State *L, int i, lua_Integer lo, lua_
 #define luaebpf_gc_running(L) 1
 #endif
 
+/* ---- integers of codecs (encode.c, decode.c) ----
+ * The one rule for 64-bit integers a Lua number may not hold.
+ * 5.3/5.4: lua_Integer is 64 bits, so every value is exact: a u64 from 2^63
+ * up reads as the negative integer with the same bits, and a negative
+ * integer writes its two's complement.
+ * 5.1/LuaJIT: numbers are doubles, exact in -2^53..2^53. A value in that
+ * range reads as a number; one beyond it never reads as a nearby number (the
+ * decoder gives a decimal string or raises), and a field wider than 2^53
+ * also takes a decimal string when written. */
+#include <stdint.h>
+#if LUAEBPF_HAS_INTEGERS
+#define LUAEBPF_INT64_FORM "an integer" /* what a 64-bit field takes, for messages */
+#else
+#define LUAEBPF_INT64_FORM "an integer in -2^53..2^53 or a decimal string"
+#endif
+/* 1 where a field wider than 2^53 takes a decimal string: 5.1 */
+#define LUAEBPF_INT64_STRINGS (!LUAEBPF_HAS_INTEGERS)
+
+/* 1 with *v when the value at i is a Lua integer: the encoder's fast path.
+ * 5.1 has no integer subtype: always 0, and the general path decides. */
+static inline int luaebpf_tointeger_fast(lua_State *L, int i, int64_t *v) {
+#if LUAEBPF_HAS_INTEGERS
+    if (!lua_isinteger(L, i))
+        return 0;
+    *v = (int64_t)lua_tointeger(L, i);
+    return 1;
+#else
+    (void)L, (void)i, (void)v;
+    return 0;
+#endif
+}
+
+/* the number at i (a LUA_TNUMBER) as an exact integer into *v; 0 when it has
+ * none: a fraction, out of range, or (5.1) beyond 2^53, where doubles skip */
+static inline int luaebpf_number_exact(lua_State *L, int i, int64_t *v) {
+#if LUAEBPF_HAS_INTEGERS
+    int isnum = 0;
+    *v = (int64_t)lua_tointegerx(L, i, &isnum);
+    return isnum;
+#else
+    lua_Number d = lua_tonumber(L, i);
+    /* the range first: NaN fails it, and the cast of an out-of-range float is undefined */
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) || d != (lua_Number)(int64_t)d)
+        return 0;
+    *v = (int64_t)d;
+    return 1;
+#endif
+}
+
+/* pushes the integer with these 64 bits, read as signed or not; 0 (nothing
+ * pushed) when a Lua number cannot hold it exactly, which only 5.1 says */
+static inline int luaebpf_push_exact(lua_State *L, uint64_t bits, int is_signed) {
+#if LUAEBPF_HAS_INTEGERS
+    (void)is_signed;
+    lua_pushinteger(L, (lua_Integer)bits);
+    return 1;
+#else
+    int neg = is_signed && (int64_t)bits < 0;
+    uint64_t mag = neg ? 0 - bits : bits;
+    if (mag > ((uint64_t)1 << 53))
+        return 0;
+    lua_pushnumber(L, neg ? -(lua_Number)mag : (lua_Number)mag);
+    return 1;
+#endif
+}
+
 #endif

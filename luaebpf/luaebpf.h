@@ -25,7 +25,8 @@
  * only luaopen_luaebpf_core, marked LUAEBPF_API, is exported. */
 #pragma GCC visibility push(hidden)
 
-/* ---- codec.c: a codec is a compiled layout, a flat array of nodes ---- */
+/* ---- codecs: a codec is a compiled layout, a flat array of nodes ---- */
+#define LUAEBPF_CODEC_MAX_DEPTH 32 /* levels of nesting a spec, and so a value, may have */
 enum luaebpf_kind {
     LUAEBPF_RAW,    /* bytes as a string of exactly `size` */
     LUAEBPF_UINT,   /* host-order unsigned integer of 1, 2, 4 or 8 bytes */
@@ -64,12 +65,19 @@ typedef struct luaebpf_codec {
     char desc[40];          /* short form for messages: "u32", "struct (24 bytes)" */
 } luaebpf_codec;
 
-luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);
+/* layout.c: the Codec userdata and what names its nodes; calls no other file */
 luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size);
 luaebpf_codec *luaebpf_codec_new(lua_State *L);                     /* empty, pushed */
 uint32_t luaebpf_codec_reserve(lua_State *L, luaebpf_codec *c, uint32_t count);
 void luaebpf_codec_describe(luaebpf_codec *c);
 void luaebpf_push_layout(lua_State *L, const luaebpf_codec *c);
+int luaebpf_scalar_set(luaebpf_node *n, const char *name);  /* "u32" -> kind, size; 0: none */
+const char *luaebpf_kind_name(const luaebpf_node *n);       /* "u32", "struct", "bitfield" */
+const char *luaebpf_push_shown(lua_State *L, int idx);      /* the string, NULs as \0 */
+const char *luaebpf_tostring_nonul(lua_State *L, int idx);  /* NULL if it holds a NUL */
+void luaebpf_layout_open(lua_State *L);                     /* the Codec metatable */
+
+/* encode.c, decode.c: Lua values -> bytes -> Lua values */
 void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
                     const char *what, int arg);
 void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf);
@@ -77,6 +85,9 @@ void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *b
  * its decoded key): a value Lua cannot hold then names the entry */
 void luaebpf_decode_entry(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
                           int key_idx);
+
+/* codec.c: specs -> codecs, and core.sizeof/encode/decode */
+luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);
 void luaebpf_codec_open(lua_State *L);
 /* opts.int64 ("number" or "string") of the options table at idx: 0 or 1; dflt when absent */
 int luaebpf_opt_int64(lua_State *L, int idx, int dflt);
@@ -200,7 +211,7 @@ int luaebpf_type_is_array(uint32_t type);
 int luaebpf_type_has_batch(uint32_t type);
 int luaebpf_type_has_delete_batch(uint32_t type);
 
-/* ---- btf.c ---- */
+/* ---- btf.c: the "btf" codec, built from a map's BTF ---- */
 struct btf;
 luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint32_t type_id);
 struct btf *luaebpf_btf_load(uint32_t btf_id);
