@@ -133,7 +133,16 @@ void luaebpf_shape_describe(lua_State *L, const luaebpf_shape *s, int idx);
 void luaebpf_encode_key(lua_State *L, const luaebpf_shape *s, int idx, unsigned char *buf);
 void luaebpf_decode_key(lua_State *L, const luaebpf_shape *s, const unsigned char *buf);
 /* per-CPU: an array of ncpus values, or one value for every CPU */
-void luaebpf_encode_value(lua_State *L, const luaebpf_shape *s, int idx, unsigned char *buf);
+void luaebpf_encode_percpu_value(lua_State *L, const luaebpf_shape *s, int idx,
+                                 unsigned char *buf);
+/* inline: a plain value costs no call on the way to the encoder (m:update's hot path) */
+static inline void luaebpf_encode_value(lua_State *L, const luaebpf_shape *s, int idx,
+                                        unsigned char *buf) {
+    if (s->percpu)
+        luaebpf_encode_percpu_value(L, s, idx, buf);
+    else
+        luaebpf_encode(L, s->vc, idx, buf, "value", idx);
+}
 void luaebpf_decode_value(lua_State *L, const luaebpf_shape *s, const unsigned char *buf);
 /* decode_value for the entry whose decoded key is at the absolute index key_idx
  * (0: none), named when a value does not fit Lua */

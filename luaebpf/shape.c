@@ -256,11 +256,8 @@ static int is_per_cpu_array(lua_State *L, const luaebpf_shape *s, int idx) {
     return nested;
 }
 
-void luaebpf_encode_value(lua_State *L, const luaebpf_shape *s, int idx, unsigned char *buf) {
-    if (!s->percpu) {
-        luaebpf_encode(L, s->vc, idx, buf, "value", idx);
-        return;
-    }
+void luaebpf_encode_percpu_value(lua_State *L, const luaebpf_shape *s, int idx,
+                                 unsigned char *buf) {
     memset(buf, 0, s->value_bytes); /* padding between CPUs is stored as given */
     if (!is_per_cpu_array(L, s, idx)) { /* one value for every CPU */
         luaebpf_encode(L, s->vc, idx, buf, "value", idx);
