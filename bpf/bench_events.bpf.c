@@ -99,9 +99,11 @@ static long fill_one(__u32 i, void *data)
 SEC("syscall")
 int fill(struct fill_args *ctx)
 {
-    struct fill_args a = *ctx;
-    a.sent = 0;
-    bpf_loop(a.count, fill_one, &a, 0);
+    /* field by field: a copy of the whole struct lets clang pass count to
+     * bpf_loop in a 64-bit register whose upper half is base (-E2BIG) */
+    struct fill_args a = {.base = ctx->base, .pid = ctx->pid};
+    __u64 n = ctx->count;
+    bpf_loop(n, fill_one, &a, 0);
     ctx->sent = a.sent;
     return 0;
 }
