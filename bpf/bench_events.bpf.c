@@ -20,6 +20,10 @@ struct bench_event {
     __u32 flags;
 };
 
+/* puts struct bench_event in the object's BTF, where consumers look it up
+ * (record = "struct bench_event"): a type only local variables use has none */
+struct bench_event *unused_bench_event __attribute__((unused));
+
 struct bench_cfg {
     __u32 tgid;     /* the producer process; 0: off */
     __u32 mode;     /* 1: ring buffer, 2: perf buffer */
