@@ -307,19 +307,21 @@ static int run_body(lua_State *L) {
  * records (0: all). Returns the number of results pushed: when collecting,
  * rec and tag, or nothing; else the count. Raises fn's error; a kernel
  * failure is nil, err. */
-static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout) {
-    const char *op = timeout == RUN_CONSUME ? "consume" : "poll";
+static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout, const char *op) {
+    const luaebpf_events_ops *ops = ((luaebpf_events *)lua_touserdata(L, 1))->ops;
+    int lost_idx = 0;
     luaL_checkstack(L, 12, "running a consumer");
-    luaebpf_getuservalue(L, 1);
-    lua_getfield(L, -1, "lost");
-    int lost_idx = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+    if (ops->reports_lost) {
+        luaebpf_getuservalue(L, 1);
+        lua_getfield(L, -1, "lost");
+        lost_idx = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+    }
     if (!fn_idx) {
         lua_pushnil(L); /* fn of a collecting run */
         fn_idx = lua_gettop(L);
     }
     /* may allocate (5.1) and run a finalizer, */
-    lua_pushcfunction(L, ((luaebpf_events *)lua_touserdata(L, 1))->ops->unwinds ? run_body
-                                                                                : deliver_body);
+    lua_pushcfunction(L, ops->unwinds ? run_body : deliver_body);
     int deliver_idx = lua_gettop(L);
     luaebpf_events *ev = luaebpf_events_check(L, 1, op, 1); /* so check again */
     ev->L = L;
@@ -390,7 +392,7 @@ int luaebpf_events_poll(lua_State *L) {
     luaL_checktype(L, 3, LUA_TFUNCTION);
     lua_settop(L, 3);
     (void)ev;
-    return run(L, 3, 0, timeout);
+    return run(L, 3, 0, timeout, "poll");
 }
 
 /* rb:consume(fn) -> n | nil, err */
@@ -399,7 +401,7 @@ int luaebpf_events_consume(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
     (void)ev;
-    return run(L, 2, 0, RUN_CONSUME);
+    return run(L, 2, 0, RUN_CONSUME, "consume");
 }
 
 /* one step of records(): upvalues self, timeout. What is there now, one
@@ -408,13 +410,11 @@ int luaebpf_events_consume(lua_State *L) {
 static int records_step(lua_State *L) {
     lua_settop(L, 0);
     lua_pushvalue(L, lua_upvalueindex(1));
-    luaebpf_events_check(L, 1, "records", 1);
     int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
-    int n = run(L, 0, 1, RUN_CONSUME);
+    int n = run(L, 0, 1, RUN_CONSUME, "records"); /* run checks self */
     if (n == 0 && timeout != 0) {
         lua_settop(L, 1);
-        luaebpf_events_check(L, 1, "records", 1); /* opts.lost may have closed it */
-        n = run(L, 0, 1, timeout);
+        n = run(L, 0, 1, timeout, "records"); /* as opts.lost may have closed it */
     }
     if (n == 2 && lua_isnil(L, -2)) /* nil, err from the kernel: an iterator raises */
         return lua_error(L);

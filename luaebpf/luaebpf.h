@@ -252,6 +252,7 @@ typedef struct luaebpf_events_ops {
     int unwinds;            /* a raise may cross libbpf's frames: the source commits each
                              * record's consumer position before delivering it (ringbuf),
                              * so a run needs one protected call, not one per record */
+    int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
 } luaebpf_events_ops;
 
 /* The head of a Ringbuf or Perfbuf userdata (its first member) */

@@ -78,7 +78,7 @@ static int ringbuf_epoll_fd(luaebpf_events *ev) {
 
 static const luaebpf_events_ops ringbuf_ops = {"ringbuf", ringbuf_poll_rings,
                                                ringbuf_consume_rings, ringbuf_epoll_fd,
-                                               ringbuf_release, 1};
+                                               ringbuf_release, 1, 0};
 
 /* libbpf's sample callback: ctx is the ring; a negative answer stops libbpf
  * with the consumer position past this record.
