@@ -52,7 +52,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         e->pid = TARGET;
         e->seq = seq;
         e->ts = bpf_ktime_get_ns();
-        e->value = (u64)seq * 2654435761u + 7;
+        e->value = ((u64)seq * 2654435761u + 7) & ((1ULL << 52) - 1);
         __builtin_memcpy(e->comm, "bench-event-000", 16);
         e->comm[12] = '0' + seq % 10;
         e->comm[13] = '0' + seq / 10 % 10;

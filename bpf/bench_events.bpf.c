@@ -64,13 +64,14 @@ struct {
     __type(value, __u64);
 } bench_drops SEC(".maps");
 
-/* the record every producer writes: seq determines every field but pid and ts */
+/* the record every producer writes: seq determines every field but pid and ts;
+ * value keeps 52 bits, so that LuaJIT's numbers hold it at any seq */
 static __always_inline void make_event(struct bench_event *e, __u32 pid, __u32 seq)
 {
     e->pid = pid;
     e->seq = seq;
     e->ts = bpf_ktime_get_ns();
-    e->value = (__u64)seq * 2654435761u + 7;
+    e->value = ((__u64)seq * 2654435761u + 7) & ((1ULL << 52) - 1);
     __builtin_memcpy(e->comm, "bench-event-000", 16);
     e->comm[12] = '0' + seq % 10;
     e->comm[13] = '0' + seq / 10 % 10;
