@@ -191,6 +191,7 @@ bench: deps-bench all $(CBENCH)
 	$(LUA) bench/percpu.lua
 	$(LUA) bench/mmap.lua
 	$(LUA) bench/btf.lua
+	$(LUA) bench/events.lua
 	sh bench/http.sh
 
 clean:

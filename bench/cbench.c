@@ -13,13 +13,29 @@
  * touch every entry: sum adds the first min(size, 8) bytes of each key and of
  * each value as little-endian integers, wrapping at 2^64 (for a u32 -> u64 map,
  * the sum of k + v as Lua 5.3+ integers add it).
+ * For bench/events.lua (struct bench_event of bpf/bench_events.bpf.c):
+ *   cbench.cputime()                          this thread's CPU time, seconds
+ *   cbench.getpid()
+ *   cbench.fill_events(prog_fd, count, base, pid)  runs the SEC("syscall")
+ *       program fill once (BPF_PROG_TEST_RUN): count records, seq from base,
+ *       into its ring; returns how many it sent (fewer: the ring was full)
+ *   cbench.ringbuf(map_fd) -> rb; rb:consume(fn) -> n; rb:poll(timeout_ms, fn) -> n;
+ *   rb:close()
+ *       the floor of a Lua ring buffer consumer: libbpf's ring_buffer__consume,
+ *       whose sample callback builds the record's table (lua_createtable and
+ *       lua_setfield, the 6 fields) and calls fn(rec) with lua_call (an error
+ *       in fn unwinds through libbpf: the record stays unconsumed)
+ *   cbench.syscall_loop(seconds) -> calls     getppid() as fast as it can
  * Links libbpf only: the Lua symbols come from the host interpreter. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -228,11 +244,154 @@ static int cb_next_key_loop(lua_State *L) {
     return 3;
 }
 
+/* cbench.cputime() */
+static int cb_cputime(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+static int cb_getpid(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+/* struct fill_args and struct bench_event of bpf/bench_events.bpf.c */
+struct fill_args {
+    uint32_t count, base, pid, sent;
+};
+struct bench_event {
+    uint32_t pid, seq;
+    uint64_t ts, value;
+    char comm[16];
+    uint32_t flags;
+};
+
+/* cbench.fill_events(prog_fd, count, base, pid) -> sent */
+static int cb_fill_events(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    struct fill_args a = {(uint32_t)luaL_checkinteger(L, 2), (uint32_t)luaL_checkinteger(L, 3),
+                          (uint32_t)luaL_checkinteger(L, 4), 0};
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &a, .ctx_size_in = sizeof a);
+    if (bpf_prog_test_run_opts(fd, &opts) != 0)
+        return luaL_error(L, "fill_events: test run failed: %s", strerror(errno));
+    lua_pushinteger(L, (lua_Integer)a.sent);
+    return 1;
+}
+
+#define CB_RINGBUF "cbench.ringbuf"
+typedef struct {
+    struct ring_buffer *rb;
+    lua_State *L; /* the consume call's state, for the sample callback */
+} cb_ringbuf;
+
+static int rb_sample(void *ctx, void *data, size_t size) {
+    cb_ringbuf *r = ctx;
+    lua_State *L = r->L;
+    struct bench_event e;
+    if (size < sizeof e)
+        return -EINVAL;
+    memcpy(&e, data, sizeof e);
+    lua_pushvalue(L, 2); /* fn */
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)e.pid);
+    lua_setfield(L, -2, "pid");
+    lua_pushinteger(L, (lua_Integer)e.seq);
+    lua_setfield(L, -2, "seq");
+    push_u64(L, e.ts);
+    lua_setfield(L, -2, "ts");
+    push_u64(L, e.value);
+    lua_setfield(L, -2, "value");
+    lua_pushlstring(L, e.comm, strnlen(e.comm, sizeof e.comm));
+    lua_setfield(L, -2, "comm");
+    lua_pushinteger(L, (lua_Integer)e.flags);
+    lua_setfield(L, -2, "flags");
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+/* cbench.ringbuf(map_fd) -> rb */
+static int cb_ringbuf_new(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    cb_ringbuf *r = lua_newuserdata(L, sizeof *r);
+    r->rb = NULL;
+    r->L = NULL;
+    luaL_getmetatable(L, CB_RINGBUF);
+    lua_setmetatable(L, -2);
+    r->rb = ring_buffer__new(fd, rb_sample, r, NULL);
+    if (!r->rb)
+        return luaL_error(L, "ringbuf: ring_buffer__new failed: %s", strerror(errno));
+    return 1;
+}
+
+/* rb:consume(fn) -> n; rb:poll(timeout_ms, fn) -> n */
+static int ringbuf_run(lua_State *L, int timeout_ms) {
+    cb_ringbuf *r = luaL_checkudata(L, 1, CB_RINGBUF);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    if (!r->rb)
+        return luaL_error(L, "ringbuf: closed");
+    r->L = L;
+    int n = timeout_ms < 0 ? ring_buffer__consume(r->rb) : ring_buffer__poll(r->rb, timeout_ms);
+    if (n < 0 && n != -EINTR)
+        return luaL_error(L, "ringbuf: %s failed: %s", timeout_ms < 0 ? "consume" : "poll",
+                          strerror(-n));
+    lua_pushinteger(L, n < 0 ? 0 : n);
+    return 1;
+}
+
+static int cb_ringbuf_consume(lua_State *L) { return ringbuf_run(L, -1); }
+
+static int cb_ringbuf_poll(lua_State *L) {
+    int timeout_ms = (int)luaL_checkinteger(L, 2);
+    luaL_argcheck(L, timeout_ms >= 0, 2, "a timeout >= 0 expected");
+    lua_remove(L, 2);
+    return ringbuf_run(L, timeout_ms);
+}
+
+static int cb_ringbuf_close(lua_State *L) {
+    cb_ringbuf *r = luaL_checkudata(L, 1, CB_RINGBUF);
+    if (r->rb)
+        ring_buffer__free(r->rb);
+    r->rb = NULL;
+    return 0;
+}
+
+/* cbench.syscall_loop(seconds) -> calls: getppid() until seconds have passed */
+static int cb_syscall_loop(lua_State *L) {
+    lua_Number seconds = luaL_checknumber(L, 1);
+    uint64_t end = mono_ns() + (uint64_t)(seconds * 1e9), calls = 0;
+    do {
+        for (int i = 0; i < 256; i++)
+            syscall(SYS_getppid);
+        calls += 256;
+    } while (mono_ns() < end);
+    push_u64(L, calls);
+    return 1;
+}
+
 int luaopen_cbench(lua_State *L) {
     static const luaL_Reg funcs[] = {
         {"now", cb_now},           {"lookup_loop", cb_lookup_loop},
         {"fill", cb_fill},         {"batch_loop", cb_batch_loop},
-        {"next_key_loop", cb_next_key_loop}, {NULL, NULL}};
+        {"next_key_loop", cb_next_key_loop}, {"cputime", cb_cputime},
+        {"getpid", cb_getpid},     {"fill_events", cb_fill_events},
+        {"ringbuf", cb_ringbuf_new}, {"syscall_loop", cb_syscall_loop}, {NULL, NULL}};
+    static const luaL_Reg rb_methods[] = {
+        {"consume", cb_ringbuf_consume}, {"poll", cb_ringbuf_poll},
+        {"close", cb_ringbuf_close}, {NULL, NULL}};
+    luaL_newmetatable(L, CB_RINGBUF);
+    lua_newtable(L);
+#if LUA_VERSION_NUM >= 502
+    luaL_setfuncs(L, rb_methods, 0);
+#else
+    luaL_register(L, NULL, rb_methods);
+#endif
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, cb_ringbuf_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
 #if LUA_VERSION_NUM >= 502
     luaL_newlib(L, funcs);
 #else

@@ -6,11 +6,21 @@
  * the process-wide registry of consumed maps. ringbuf.c and perfbuf.c own
  * their libbpf objects and give this file their operations (ops).
  *
- * A run calls libbpf, which calls back per record; each record is decoded
- * and handed to fn in a protected call, so a raise never crosses libbpf's
- * frames. On an error the callback stops libbpf after that record (libbpf
- * then stores the consumer position past it), the error value stays on top
- * of the stack, and the run raises it once libbpf has returned. */
+ * A run calls libbpf, which calls back per record. Two ways, by the ops:
+ * - a perf buffer (ops->unwinds 0): each record is decoded and handed to fn
+ *   in a protected call of its own, so a raise never crosses libbpf's frames
+ *   (libbpf stores a perf buffer's read position once, after its loop). On
+ *   an error the callback stops libbpf after that record (libbpf then stores
+ *   the position past it), the error value stays on top of the stack, and
+ *   the run raises it once libbpf has returned;
+ * - a ring buffer (ops->unwinds 1): the source has stored the consumer
+ *   position past the record before delivering it (ringbuf.c), so the whole
+ *   libbpf call runs in one protected call and a record is decoded and
+ *   handed to fn directly; an error unwinds libbpf's frames (nothing of
+ *   theirs to undo) to that protected call, and the run raises it. The
+ *   outcome is the same: the record that raised and those before it
+ *   consumed, the rest in the ring; per record it saves a protected call and
+ *   a call of deliver_body. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -194,12 +204,25 @@ static int deliver(luaebpf_events *ev, delivery *d, int fn_idx) {
 
 int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
                            size_t size, lua_Integer tag) {
-    delivery d = {ev, src, data, size, tag};
     if (ev->stopped)
         return -1;
     ev->records++; /* delivered, also when fn raises: it stays consumed */
     ev->bytes += size;
     ev->got++;
+    if (ev->ops->unwinds) { /* inside the run's protected call: raises unwind to it */
+        lua_State *L = ev->L;
+        int collect = lua_isnil(L, ev->fn_idx);
+        if (!collect)
+            lua_pushvalue(L, ev->fn_idx);
+        push_record(L, src, data, size);
+        lua_pushinteger(L, tag);
+        if (!collect)
+            lua_call(L, 2, 0);
+        if (ev->close_pending || (ev->limit && ev->got >= ev->limit))
+            ev->stopped = 1;
+        return ev->stopped ? -1 : 0;
+    }
+    delivery d = {ev, src, data, size, tag};
     return deliver(ev, &d, ev->fn_idx);
 }
 
@@ -256,22 +279,49 @@ int luaebpf_events_gc(lua_State *L) { /* nothing runs on it once it is garbage *
 
 #define RUN_CONSUME (-2) /* a timeout meaning: consume, no wait */
 
+/* libbpf's call of a run */
+static int run_libbpf(luaebpf_events *ev, int timeout) {
+    return timeout == RUN_CONSUME ? ev->ops->consume(ev) : ev->ops->poll(ev, timeout);
+}
+
+/* what the protected call of an unwinding run reads and answers */
+typedef struct run_call {
+    luaebpf_events *ev;
+    int timeout;
+    int rc, no;     /* libbpf's answer and errno */
+} run_call;
+
+/* protected: fn (nil: collect), lost, call -> what was collected, or nothing */
+static int run_body(lua_State *L) {
+    run_call *c = lua_touserdata(L, 3);
+    luaebpf_events *ev = c->ev;
+    ev->fn_idx = 1;
+    ev->lost_idx = lua_isnil(L, 2) ? 0 : 2;
+    c->rc = run_libbpf(ev, c->timeout);
+    c->no = errno;
+    return lua_gettop(L) - 3;
+}
+
 /* Drives libbpf once with the consumer busy: fn at fn_idx (0: collect each
  * record as results), opts.lost when the consumer has one, at most limit
  * records (0: all). Returns the number of results pushed: when collecting,
  * rec and tag, or nothing; else the count. Raises fn's error; a kernel
  * failure is nil, err. */
-static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout) {
-    const char *op = timeout == RUN_CONSUME ? "consume" : "poll";
+static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout, const char *op) {
+    const luaebpf_events_ops *ops = ((luaebpf_events *)lua_touserdata(L, 1))->ops;
+    int lost_idx = 0;
     luaL_checkstack(L, 12, "running a consumer");
-    luaebpf_getuservalue(L, 1);
-    lua_getfield(L, -1, "lost");
-    int lost_idx = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+    if (ops->reports_lost) {
+        luaebpf_getuservalue(L, 1);
+        lua_getfield(L, -1, "lost");
+        lost_idx = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+    }
     if (!fn_idx) {
         lua_pushnil(L); /* fn of a collecting run */
         fn_idx = lua_gettop(L);
     }
-    lua_pushcfunction(L, deliver_body); /* may allocate (5.1) and run a finalizer, */
+    /* may allocate (5.1) and run a finalizer, */
+    lua_pushcfunction(L, ops->unwinds ? run_body : deliver_body);
     int deliver_idx = lua_gettop(L);
     luaebpf_events *ev = luaebpf_events_check(L, 1, op, 1); /* so check again */
     ev->L = L;
@@ -282,8 +332,27 @@ static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout) {
     ev->limit = limit;
     ev->got = 0;
     ev->busy++; /* nothing between here and busy-- can raise */
-    int rc = timeout == RUN_CONSUME ? ev->ops->consume(ev) : ev->ops->poll(ev, timeout);
-    int no = errno;
+    int rc, no;
+    if (ev->ops->unwinds) { /* run_body(fn, lost, call), protected */
+        run_call c = {ev, timeout, 0, 0};
+        lua_pushvalue(L, fn_idx);
+        if (lost_idx)
+            lua_pushvalue(L, lost_idx);
+        else
+            lua_pushnil(L);
+        lua_pushlightuserdata(L, &c);
+        if (lua_pcall(L, 3, LUA_MULTRET, 0) != 0) {
+            explain_yield(L, ev->ops->kind);
+            ev->failed = ev->stopped = 1;
+        }
+        rc = c.rc;
+        no = c.no;
+        lua_pushnil(L); /* where run_body was: what it collected stays above deliver_idx */
+        lua_insert(L, deliver_idx);
+    } else {
+        rc = run_libbpf(ev, timeout);
+        no = errno;
+    }
     ev->busy--;
     ev->polls++;
     uint32_t got = ev->got;
@@ -323,7 +392,7 @@ int luaebpf_events_poll(lua_State *L) {
     luaL_checktype(L, 3, LUA_TFUNCTION);
     lua_settop(L, 3);
     (void)ev;
-    return run(L, 3, 0, timeout);
+    return run(L, 3, 0, timeout, "poll");
 }
 
 /* rb:consume(fn) -> n | nil, err */
@@ -332,7 +401,7 @@ int luaebpf_events_consume(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
     (void)ev;
-    return run(L, 2, 0, RUN_CONSUME);
+    return run(L, 2, 0, RUN_CONSUME, "consume");
 }
 
 /* one step of records(): upvalues self, timeout. What is there now, one
@@ -341,13 +410,11 @@ int luaebpf_events_consume(lua_State *L) {
 static int records_step(lua_State *L) {
     lua_settop(L, 0);
     lua_pushvalue(L, lua_upvalueindex(1));
-    luaebpf_events_check(L, 1, "records", 1);
     int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
-    int n = run(L, 0, 1, RUN_CONSUME);
+    int n = run(L, 0, 1, RUN_CONSUME, "records"); /* run checks self */
     if (n == 0 && timeout != 0) {
         lua_settop(L, 1);
-        luaebpf_events_check(L, 1, "records", 1); /* opts.lost may have closed it */
-        n = run(L, 0, 1, timeout);
+        n = run(L, 0, 1, timeout, "records"); /* as opts.lost may have closed it */
     }
     if (n == 2 && lua_isnil(L, -2)) /* nil, err from the kernel: an iterator raises */
         return lua_error(L);

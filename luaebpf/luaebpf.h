@@ -258,6 +258,10 @@ typedef struct luaebpf_events_ops {
     int (*consume)(luaebpf_events *ev);
     int (*epoll_fd)(luaebpf_events *ev);
     void (*release)(luaebpf_events *ev);           /* frees everything; idempotent */
+    int unwinds;            /* a raise may cross libbpf's frames: the source commits each
+                             * record's consumer position before delivering it (ringbuf),
+                             * so a run needs one protected call, not one per record */
+    int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
 } luaebpf_events_ops;
 
 /* The head of a Ringbuf or Perfbuf userdata (its first member) */
@@ -268,7 +272,7 @@ struct luaebpf_events {
     int close_pending;      /* close() came during a run: done when it ends */
     /* the run in progress: the callbacks from libbpf deliver into it */
     lua_State *L;
-    int fn_idx, lost_idx, deliver_idx; /* stack slots of the run's frame; fn 0: collect */
+    int fn_idx, lost_idx, deliver_idx; /* stack slots of the run's frame (fn nil: collect) */
     int failed;             /* an error value is on top of L */
     int stopped;            /* the limit was reached, or the consumer closed */
     uint32_t limit, got;    /* limit 0: no limit */

@@ -1,7 +1,8 @@
 /* ringbuf.c: the Ringbuf consumer, over libbpf's ring_buffer. ebpf.ringbuf(m
  * or {m1, m2, ...} [, opts]) and rb:add(m [, opts]) each add a ring with its
- * own record codec; rb:stats() reads each ring's fill level from read-only
- * views of its consumer and producer pages (libbpf 1.1 exposes neither).
+ * own record codec; rb:stats() reads each ring's fill level from views of
+ * its consumer and producer pages (libbpf 1.1 exposes neither), and
+ * ring_sample stores the consumer position through the first.
  * Delivery, runs and the lifecycle are events.c's.
  *
  * Each ring holds a dup of the map's fd (libbpf keeps the fd it is given, and
@@ -24,8 +25,8 @@ typedef struct ring {
     int fd;                 /* our dup of the map's fd; -1 when none */
     uint32_t size;          /* max_entries: the data area's bytes */
     int index;              /* 1-based, in the order added: the i given to fn */
-    void *pos;              /* read-only: consumer page, then producer page (MAP_FAILED: none) */
-    void *prod;
+    void *pos;              /* the consumer page, read-write: ring_sample stores it */
+    void *prod;             /* the producer page, read-only */
 } ring;
 
 typedef struct ringbuf {
@@ -77,12 +78,26 @@ static int ringbuf_epoll_fd(luaebpf_events *ev) {
 
 static const luaebpf_events_ops ringbuf_ops = {"ringbuf", ringbuf_poll_rings,
                                                ringbuf_consume_rings, ringbuf_epoll_fd,
-                                               ringbuf_release};
+                                               ringbuf_release, 1, 0};
 
 /* libbpf's sample callback: ctx is the ring; a negative answer stops libbpf
- * with the consumer position past this record */
+ * with the consumer position past this record.
+ *
+ * The record is consumed before it is delivered: libbpf 1.1 stores the
+ * consumer position after each record (so the page holds this record's
+ * header position now) and would store it past this one when the callback
+ * returns, whatever it answers; storing it first lets an error raised by the
+ * codec or fn leave libbpf's frames at once (events.c runs a ring buffer in
+ * one protected call, not one per record) with the same outcome: this
+ * record and those before it consumed, the rest in the ring. */
 static int ring_sample(void *ctx, void *data, size_t size) {
     ring *r = ctx;
+    if (!r->ev->stopped) { /* else libbpf is told to stop, nothing delivered */
+        unsigned long *pos = r->pos;
+        unsigned long next = __atomic_load_n(pos, __ATOMIC_RELAXED) +
+                             ((size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7);
+        __atomic_store_n(pos, next, __ATOMIC_RELEASE);
+    }
     return luaebpf_events_deliver(r->ev, &r->src, data, size, r->index);
 }
 
@@ -105,11 +120,12 @@ static ring *ring_new(lua_State *L, ringbuf *b) {
     return r;
 }
 
-/* maps the ring's position pages read-only: consumer at offset 0, producer
- * one page after (the kernel's ringbuf layout) */
+/* maps the ring's position pages: the consumer's at offset 0 read-write
+ * (ring_sample stores it), the producer's one page after read-only (the
+ * kernel's ringbuf layout) */
 static void ring_map_positions(lua_State *L, ring *r) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, page, PROT_READ, MAP_SHARED, r->fd, 0);
+    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
     if (p == MAP_FAILED)
         luaebpf_raise(L, "ringbuf", errno, r->src.name, r->src.id, "cannot map the consumer "
                       "position");
