@@ -33,8 +33,9 @@
 static pthread_mutex_t claims_lock = PTHREAD_MUTEX_INITIALIZER;
 static luaebpf_claim *claims;
 
-int luaebpf_claim_take(luaebpf_claim *c, uint32_t id, const char *holder, char *who,
-                       size_t size) {
+/* 0, or -1 with the current holder of id in who */
+static int claim_take(luaebpf_claim *c, uint32_t id, const char *holder, char *who,
+                      size_t size) {
     int rc = 0;
     pthread_mutex_lock(&claims_lock);
     for (luaebpf_claim *p = claims; p; p = p->next)
@@ -51,6 +52,19 @@ int luaebpf_claim_take(luaebpf_claim *c, uint32_t id, const char *holder, char *
     }
     pthread_mutex_unlock(&claims_lock);
     return rc;
+}
+
+void luaebpf_claim_take(lua_State *L, luaebpf_claim *c, const luaebpf_map *m, const char *op,
+                        const char *tname, const void *owner, const char *what,
+                        const char *why) {
+    char holder[64], who[64];
+    snprintf(holder, sizeof holder, "%s: %p", tname, owner);
+    if (claim_take(c, m->id, holder, who, sizeof who) == 0)
+        return;
+    lua_pushfstring(L, "the %s already has a consumer in this process (%s): %s; close that "
+                    "one first", what, who, why);
+    luaebpf_pusherror(L, op, EBUSY, "invalid", m->name, m->id, lua_tostring(L, -1));
+    lua_error(L);
 }
 
 void luaebpf_claim_drop(luaebpf_claim *c) {

@@ -279,8 +279,11 @@ struct luaebpf_events {
     uint64_t records, bytes, polls;
 };
 
-/* claims map id for holder (its text); 0, or -1 with the current holder in who */
-int luaebpf_claim_take(luaebpf_claim *c, uint32_t id, const char *holder, char *who, size_t size);
+/* claims map m for the consumer `owner` of class tname, or raises class "invalid"
+ * (EBUSY) naming the holder: "the <what> already has a consumer ...: <why>" */
+void luaebpf_claim_take(lua_State *L, luaebpf_claim *c, const luaebpf_map *m, const char *op,
+                        const char *tname, const void *owner, const char *what,
+                        const char *why);
 void luaebpf_claim_drop(luaebpf_claim *c);
 /* pushes the Codec for records from opts (at opts_idx, may be none or nil):
  * opts.record ("raw" by default), opts.btf (default: the Object the Map at

@@ -152,14 +152,8 @@ static int perfbuf_setup(lua_State *L) {
     p->lost_per_cpu = calloc(p->ncpus > 0 ? (size_t)p->ncpus : 1, sizeof *p->lost_per_cpu);
     if (!p->lost_per_cpu)
         return luaL_error(L, "not enough memory");
-    char holder[64], who[64];
-    snprintf(holder, sizeof holder, "%s: %p", LUAEBPF_PERFBUF, (void *)p);
-    if (luaebpf_claim_take(&p->claim, m->id, holder, who, sizeof who) != 0) {
-        lua_pushfstring(L, "the map already has a consumer in this process (%s): a second "
-                        "one would replace its buffers; close that one first", who);
-        luaebpf_pusherror(L, "perfbuf", EBUSY, "invalid", m->name, m->id, lua_tostring(L, -1));
-        return lua_error(L);
-    }
+    luaebpf_claim_take(L, &p->claim, m, "perfbuf", LUAEBPF_PERFBUF, p, "map",
+                       "a second one would replace its buffers");
     p->fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3);
     if (p->fd < 0)
         return luaebpf_raise(L, "perfbuf", errno, m->name, m->id, "cannot duplicate the fd");

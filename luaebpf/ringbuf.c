@@ -152,14 +152,8 @@ static int ringbuf_add_body(lua_State *L) {
     r->src.id = m->id;
     r->size = m->max_entries;
     r->index = b->n + 1;
-    char holder[64], who[64];
-    snprintf(holder, sizeof holder, "%s: %p", LUAEBPF_RINGBUF, (void *)b);
-    if (luaebpf_claim_take(&r->claim, m->id, holder, who, sizeof who) != 0) {
-        lua_pushfstring(L, "the ring already has a consumer in this process (%s): a ring "
-                        "buffer has one consumer position; close that one first", who);
-        luaebpf_pusherror(L, "ringbuf", EBUSY, "invalid", m->name, m->id, lua_tostring(L, -1));
-        return lua_error(L);
-    }
+    luaebpf_claim_take(L, &r->claim, m, "ringbuf", LUAEBPF_RINGBUF, b, "ring",
+                       "a ring buffer has one consumer position");
     r->fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3);
     if (r->fd < 0)
         return luaebpf_raise(L, "ringbuf", errno, m->name, m->id, "cannot duplicate the fd");
