@@ -316,6 +316,27 @@ static int run_body(lua_State *L) {
     return lua_gettop(L) - 3;
 }
 
+/* the run of a consumer whose records may raise through libbpf: run_body(fn,
+ * lost, call), already at ev->deliver_idx, as one protected call; returns
+ * libbpf's result (its errno in *no) */
+static int run_unwinding(lua_State *L, luaebpf_events *ev, int timeout, int *no) {
+    run_call c = {ev, timeout, 0, 0};
+    lua_pushvalue(L, ev->fn_idx);
+    if (ev->lost_idx)
+        lua_pushvalue(L, ev->lost_idx);
+    else
+        lua_pushnil(L);
+    lua_pushlightuserdata(L, &c);
+    if (lua_pcall(L, 3, LUA_MULTRET, 0) != 0) {
+        explain_yield(L, ev->ops->kind);
+        ev->failed = ev->stopped = 1;
+    }
+    *no = c.no;
+    lua_pushnil(L); /* where run_body was: what it collected stays above deliver_idx */
+    lua_insert(L, ev->deliver_idx);
+    return c.rc;
+}
+
 /* Drives libbpf once with the consumer busy: fn at fn_idx (0: collect each
  * record as results), opts.lost when the consumer has one, at most limit
  * records (0: all). Returns the number of results pushed: when collecting,
@@ -347,22 +368,8 @@ static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout, const char
     ev->got = 0;
     ev->busy++; /* nothing between here and busy-- can raise */
     int rc, no;
-    if (ev->ops->unwinds) { /* run_body(fn, lost, call), protected */
-        run_call c = {ev, timeout, 0, 0};
-        lua_pushvalue(L, fn_idx);
-        if (lost_idx)
-            lua_pushvalue(L, lost_idx);
-        else
-            lua_pushnil(L);
-        lua_pushlightuserdata(L, &c);
-        if (lua_pcall(L, 3, LUA_MULTRET, 0) != 0) {
-            explain_yield(L, ev->ops->kind);
-            ev->failed = ev->stopped = 1;
-        }
-        rc = c.rc;
-        no = c.no;
-        lua_pushnil(L); /* where run_body was: what it collected stays above deliver_idx */
-        lua_insert(L, deliver_idx);
+    if (ev->ops->unwinds) {
+        rc = run_unwinding(L, ev, timeout, &no);
     } else {
         rc = run_libbpf(ev, timeout);
         no = errno;
