@@ -17,6 +17,8 @@
 #define LUAEBPF_VIEW   "luaebpf.View"
 #define LUAEBPF_OBJECT "luaebpf.Object"
 #define LUAEBPF_LINK   "luaebpf.Link"
+#define LUAEBPF_RINGBUF "luaebpf.Ringbuf"
+#define LUAEBPF_PERFBUF "luaebpf.Perfbuf"
 
 #define LUAEBPF_API __attribute__((visibility("default")))
 
@@ -215,6 +217,81 @@ int luaebpf_type_has_delete_batch(uint32_t type);
 struct btf;
 luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint32_t type_id);
 struct btf *luaebpf_btf_load(uint32_t btf_id);
+
+
+/* ---- object.c, for record codecs ---- */
+/* pushes the Codec of the BTF type called name ("struct event", "union u",
+ * "enum e", or a typedef's or integer's name) in the Object at idx */
+luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name);
+
+/* ---- events.c: what ring buffers and perf buffers share ---- */
+/* One map consumed by this process: a ring buffer has one consumer position
+ * and a perf_event_array one set of per-CPU buffers, so two consumers of the
+ * same map in one process would corrupt each other. A process-wide registry
+ * of claims by map id refuses the second. */
+typedef struct luaebpf_claim {
+    uint32_t id;                /* 0: not claimed */
+    char holder[64];            /* "luaebpf.Ringbuf: 0x...": names who holds it */
+    struct luaebpf_claim *next;
+} luaebpf_claim;
+
+/* where records come from: one ring, or a perf buffer (tag: the CPU, set per record) */
+typedef struct luaebpf_source {
+    const luaebpf_codec *codec; /* kept alive by the consumer's user value table */
+    char name[16];
+    uint32_t id;
+} luaebpf_source;
+
+typedef struct luaebpf_events luaebpf_events;
+typedef struct luaebpf_events_ops {
+    const char *kind;                              /* "ringbuf", "perfbuf" */
+    int (*poll)(luaebpf_events *ev, int timeout_ms); /* libbpf's answer: < 0 with errno */
+    int (*consume)(luaebpf_events *ev);
+    int (*epoll_fd)(luaebpf_events *ev);
+    void (*release)(luaebpf_events *ev);           /* frees everything; idempotent */
+} luaebpf_events_ops;
+
+/* The head of a Ringbuf or Perfbuf userdata (its first member) */
+struct luaebpf_events {
+    const luaebpf_events_ops *ops;
+    int open;               /* 0 until fully set up, and again once closed */
+    int busy;               /* a run (poll, consume, records) is delivering */
+    int close_pending;      /* close() came during a run: done when it ends */
+    /* the run in progress: the callbacks from libbpf deliver into it */
+    lua_State *L;
+    int fn_idx, lost_idx, deliver_idx; /* stack slots of the run's frame; fn 0: collect */
+    int failed;             /* an error value is on top of L */
+    int stopped;            /* the limit was reached, or the consumer closed */
+    uint32_t limit, got;    /* limit 0: no limit */
+    uint64_t records, bytes, polls;
+};
+
+/* claims map id for holder (its text); 0, or -1 with the current holder in who */
+int luaebpf_claim_take(luaebpf_claim *c, uint32_t id, const char *holder, char *who, size_t size);
+void luaebpf_claim_drop(luaebpf_claim *c);
+/* pushes the Codec for records from opts (at opts_idx, may be none or nil):
+ * opts.record ("raw" by default), opts.btf (default: the Object the Map at
+ * map_idx came from), opts.int64 */
+luaebpf_codec *luaebpf_record_codec(lua_State *L, int opts_idx, int map_idx);
+/* from a libbpf sample callback: decodes the record and hands it to the run;
+ * 0 to go on, -1 to stop (an error, the limit, a close) */
+int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
+                           size_t size, lua_Integer tag);
+/* from a lost-sample report: calls opts.lost(cpu, count) when there is one; 0 or -1 */
+int luaebpf_events_lost(luaebpf_events *ev, int cpu, uint64_t count);
+/* the methods both share (upvalue 1: the class's metatable) */
+int luaebpf_events_poll(lua_State *L);
+int luaebpf_events_consume(lua_State *L);
+int luaebpf_events_records(lua_State *L);
+int luaebpf_events_fd(lua_State *L);
+int luaebpf_events_close(lua_State *L);
+int luaebpf_events_gc(lua_State *L);
+/* the consumer at idx, open and not running when op needs that (idle) */
+luaebpf_events *luaebpf_events_check(lua_State *L, int idx, const char *op, int idle);
+/* the Map at idx, checked to be of map type `type` and writable, for op */
+luaebpf_map *luaebpf_events_map(lua_State *L, int idx, uint32_t type, const char *op);
+void luaebpf_ringbuf_open(lua_State *L);
+void luaebpf_perfbuf_open(lua_State *L);
 
 /* ---- iter.c and system.c ---- */
 void luaebpf_iter_open(lua_State *L);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
 #include "valgrind.h"
@@ -437,6 +438,56 @@ static int object_programs(lua_State *L) {
     check_object(L, 1, "programs");
     lua_settop(L, 1);
     return object_run(L, "programs", object_programs_body);
+}
+
+/* the id of the type called name in btf: "struct x", "union x", "enum x" (or
+ * enum64), else any type of that name (a typedef, an integer); -1 if none */
+static int find_btf_type(const struct btf *btf, const char *name) {
+    static const struct { const char *prefix; int kind; } kinds[] = {
+        {"struct ", BTF_KIND_STRUCT}, {"union ", BTF_KIND_UNION}, {"enum ", BTF_KIND_ENUM}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        size_t len = strlen(kinds[i].prefix);
+        if (strncmp(name, kinds[i].prefix, len) != 0)
+            continue;
+        int id = btf__find_by_name_kind(btf, name + len, kinds[i].kind);
+        if (id < 0 && kinds[i].kind == BTF_KIND_ENUM)
+            id = btf__find_by_name_kind(btf, name + len, BTF_KIND_ENUM64);
+        return id < 0 ? -1 : id;
+    }
+    int id = btf__find_by_name(btf, name);
+    return id < 0 ? -1 : id;
+}
+
+/* busy: obj, type name -> the Codec of that BTF type */
+static int object_codec_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    const char *name = lua_tostring(L, 2);
+    const struct btf *btf = bpf_object__btf(o->obj);
+    int id = btf ? find_btf_type(btf, name) : -1;
+    if (id < 0) {
+        lua_pushfstring(L, btf ? "no type '%s' in the object's BTF" : "the object has no "
+                        "BTF (compile it with clang -g) to find type '%s' in", name);
+        luaebpf_pusherror_about(L, "codec", ENOENT, "type", name, lua_tostring(L, -1));
+        return lua_error(L);
+    }
+    luaebpf_codec_from_btf(L, btf, (uint32_t)id);
+    return 1;
+}
+
+/* object_pcall's pattern for a caller in another file: busy while the codec
+ * is built from BTF the object owns, released on a raise too */
+luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name) {
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, object_codec_body);
+    lua_pushvalue(L, idx);
+    lua_pushstring(L, name);
+    luaebpf_object *o = check_object(L, -2, "codec"); /* nothing allocates from here to busy */
+    o->busy++;
+    int status = lua_pcall(L, 2, 1, 0);
+    object_unbusy(o);
+    if (status != 0)
+        lua_error(L);
+    return lua_touserdata(L, -1);
 }
 
 /* ---------------------------------------------------------------- links */

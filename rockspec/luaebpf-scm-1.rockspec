@@ -29,9 +29,11 @@ build = {
     ["luaebpf.core"] = {
       sources = {
         "luaebpf/auxlib.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
-        "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/expect.c",
+        "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/events.c",
+        "luaebpf/expect.c",
         "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
-        "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/shape.c",
+        "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c",
+        "luaebpf/ringbuf.c", "luaebpf/shape.c",
         "luaebpf/system.c",
       },
       libraries = { "bpf" },

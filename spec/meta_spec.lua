@@ -15,9 +15,10 @@ describe("README.md", function()
     end
   end)
 
-  it("documents every Object, Link and View method", function()
+  it("documents every Object, Link, View, Ringbuf and Perfbuf method", function()
     for prefix, methods in pairs{ ["obj:"] = ebpf.Object, ["link:"] = ebpf.Link,
-                                  ["view:"] = ebpf.View } do
+                                  ["view:"] = ebpf.View, ["rb:"] = ebpf.Ringbuf or {},
+                                  ["pb:"] = ebpf.Perfbuf or {} } do
       for name in pairs(methods) do
         assert.is_truthy(readme:find(prefix .. name, 1, true),
           "README.md does not mention " .. prefix .. name)

@@ -29,6 +29,30 @@ end
 --- for info in ebpf.maps() do ... end: every loaded map, as info tables.
 M.maps = core.maps
 
+--- obj:ringbuf(name [, opts]) and obj:perfbuf(name [, opts]): a consumer of
+-- the object's map `name`; record types named in opts.record are looked up
+-- in this object's BTF unless opts.btf says otherwise. The consumer holds its
+-- own dup of the map's fd, so the Map made here is closed at once.
+local function consumer_of(ctor)
+  return function(obj, name, opts)
+    local m = obj:map(name)
+    local o = {}
+    if opts ~= nil then
+      if type(opts) ~= "table" then
+        error("bad argument #2 (table expected, got " .. type(opts) .. ")", 2)
+      end
+      for k, v in pairs(opts) do o[k] = v end
+    end
+    if o.btf == nil then o.btf = obj end
+    local ok, c = pcall(ctor, m, o)
+    m:close()
+    if not ok then error(c, 2) end
+    return c
+  end
+end
+if core.ringbuf then core.Object.ringbuf = consumer_of(core.ringbuf) end
+if core.perfbuf then core.Object.perfbuf = consumer_of(core.perfbuf) end
+
 local aggregate = require "luaebpf.aggregate"
 M.sum, M.min, M.max, M.avg = aggregate.sum, aggregate.min, aggregate.max, aggregate.avg
 M.snapshot, M.delta = aggregate.snapshot, aggregate.delta
