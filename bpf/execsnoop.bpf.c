@@ -24,6 +24,10 @@ struct event {
     char filename[FILENAME_LEN];  // the path given to execve, as the kernel resolved it
 };
 
+// clang writes into BTF only the types globals and functions use, and a
+// local variable's is not among them: this global puts struct event there
+const struct event *unused_event __attribute__((unused));
+
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 256 * 1024);
