@@ -152,11 +152,13 @@ static int deliver_body(lua_State *L) {
     int collect = lua_isnil(L, 1);
     if (!collect)
         lua_pushvalue(L, 1);
-    if (d->src)
+    if (d->src) {
         push_record(L, d->src, d->data, d->size);
-    else
-        lua_pushinteger(L, (lua_Integer)d->size); /* the lost count */
-    lua_pushinteger(L, d->tag);
+        lua_pushinteger(L, d->tag);
+    } else { /* a lost-sample report: opts.lost(cpu, count) */
+        lua_pushinteger(L, d->tag);
+        lua_pushinteger(L, (lua_Integer)d->size);
+    }
     if (collect)
         return 2;
     lua_call(L, 2, 0);

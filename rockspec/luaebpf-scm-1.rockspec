@@ -32,7 +32,7 @@ build = {
         "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/events.c",
         "luaebpf/expect.c",
         "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
-        "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c",
+        "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
         "luaebpf/ringbuf.c", "luaebpf/shape.c",
         "luaebpf/system.c",
       },

@@ -352,3 +352,129 @@ describe("ebpf.ringbuf", function()
     rb:close()
   end)
 end)
+
+describe("ebpf.perfbuf", function()
+  local function perf_track(opts) return track(obj:perfbuf("perf_events", opts)) end
+
+  it("delivers every record exactly once with its CPU, decoded by BTF type name", function()
+    local pb = perf_track{ record = "struct event" }
+    route(PERF)
+    trigger(20)
+    local recs, n = {}, 0
+    while n < 20 do
+      n = n + assert(pb:poll(1000, function(r, cpu)
+        assert.are.equal(r.cpu, cpu) -- the program's CPU is the buffer's
+        recs[#recs + 1] = r
+      end))
+    end
+    table.sort(recs, function(a, b) return a.seq < b.seq end) -- per-CPU buffers: any order
+    assert_events(recs, 20, PERF)
+    assert.are.equal(0, pb:consume(function() error("nothing is left") end))
+  end)
+
+  it("decodes a hand codec and raw records (padded to 8 bytes with the size word)", function()
+    local pb = perf_track{ record = EVENT }
+    route(PERF)
+    trigger(2)
+    local recs = {}
+    pb:consume(function(r) recs[#recs + 1] = r end)
+    assert_events(recs, 2, PERF)
+    pb:close()
+    pb = perf_track()
+    trigger(1)
+    local raw
+    pb:consume(function(r) raw = r end)
+    assert.are.equal(44, #raw) -- 40 bytes and 4 of padding: 8 + 4 + 44 is a multiple of 8
+    assert.are.equal(3, ebpf.decode("u32", raw:sub(5, 8)))
+  end)
+
+  it("reports samples lost to overflow through stats().lost and opts.lost: delivered + lost = emitted", function()
+    local reported, per = 0, {}
+    local pb = perf_track{ record = EVENT, pages = 1, lost = function(cpu, count)
+      reported = reported + count
+      per[cpu + 1] = (per[cpu + 1] or 0) + count
+    end }
+    route(PERF)
+    trigger(400) -- one page per CPU holds about 73 samples of 56 bytes
+    local got = 0
+    pb:consume(function() got = got + 1 end)
+    trigger(ebpf.ncpus() * 4) -- the kernel reports a loss with the next sample that fits
+    pb:consume(function() got = got + 1 end)
+    local s = pb:stats()
+    local emitted, failed = counter(0), counter(3)
+    assert.is_true(s.lost > 0)
+    assert.are.equal(failed, s.lost) -- the program saw each of them fail
+    assert.are.equal(emitted, got + s.lost)
+    assert.are.equal(s.lost, reported)
+    assert.are.equal(got, s.records)
+    local sum = 0
+    for cpu = 1, ebpf.ncpus() do
+      sum = sum + s.lost_per_cpu[cpu]
+      assert.are.equal(per[cpu] or 0, s.lost_per_cpu[cpu])
+    end
+    assert.are.equal(s.lost, sum)
+  end)
+
+  it("re-raises the callback's error: records before it and its own stay consumed", function()
+    local pb = perf_track{ record = EVENT }
+    route(PERF)
+    trigger(8)
+    local seen, oops = {}, setmetatable({}, { __tostring = function() return "oops" end })
+    local ok, err = pcall(pb.consume, pb, function(r)
+      seen[#seen + 1] = r.seq
+      if #seen == 3 then error(oops) end
+    end)
+    assert.is_false(ok)
+    assert.are.equal(oops, err)
+    pb:consume(function(r) seen[#seen + 1] = r.seq end)
+    table.sort(seen)
+    assert.are.same({ 1, 2, 3, 4, 5, 6, 7, 8 }, seen)
+  end)
+
+  it("iterates with records() and finishes a close from inside the callback", function()
+    local pb = perf_track{ record = EVENT }
+    route(PERF)
+    trigger(3)
+    local seen = {}
+    for r, cpu in pb:records(100) do
+      assert.is_true(cpu >= 0 and cpu < ebpf.ncpus())
+      seen[#seen + 1] = r.seq
+    end
+    table.sort(seen)
+    assert.are.same({ 1, 2, 3 }, seen)
+    trigger(3)
+    local n = pb:poll(1000, function() pb:close() end)
+    assert.are.equal(1, n)
+    assert.are.equal("closed", raised(pb.poll, pb, 0, print).class)
+  end)
+
+  it("refuses a second consumer of the map, a map of another type, and bad pages", function()
+    local pb = perf_track()
+    local err = raised(ebpf.perfbuf, obj:map("perf_events"))
+    assert.are.equal("invalid", err.class)
+    pb:close()
+    perf_track():close()
+    local ok, msg = pcall(ebpf.perfbuf, obj:map("events"))
+    assert.is_false(ok)
+    assert.is_truthy(tostring(msg):find('"perf_event_array" expected', 1, true))
+    ok, msg = pcall(ebpf.perfbuf, obj:map("perf_events"), { pages = 3 })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(msg):find("power of 2", 1, true))
+    ok, msg = pcall(ebpf.perfbuf, obj:map("perf_events"), { lost = 1 })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(msg):find("lost", 1, true))
+    perf_track():close()
+  end)
+
+  it("raises class \"closed\" after close; fd() is an epoll fd", function()
+    local pb = perf_track()
+    assert.is_truthy(H.run("readlink /proc/" .. PID .. "/fd/" .. pb:fd()):find("eventpoll", 1, true))
+    assert.are.equal(0, pb:poll(10, print))
+    pb:close(); pb:close()
+    for _, m in ipairs{ "poll", "consume", "records", "fd", "stats" } do
+      local ok, err = pcall(pb[m], pb, 0, print)
+      assert.is_false(ok)
+      assert.are.equal("closed", err.class, m)
+    end
+  end)
+end)
