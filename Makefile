@@ -38,7 +38,8 @@ LUA_PKGS_lua5.4 := lua5.4 liblua5.4-dev
 LUA_PKGS_lua5.3 := lua5.3 liblua5.3-dev
 LUA_PKGS_luajit := luajit2 libluajit2-5.1-dev
 # the module and the BPF programs, for $(LUA)
-DEPS_BUILD     := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev clang $(LUA_PKGS_$(LUA))
+# (bpftool writes bpf/vmlinux.h, the kernel's types for CO-RE programs)
+DEPS_BUILD     := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev clang bpftool $(LUA_PKGS_$(LUA))
 DEPS_RUN       := $(DEPS_BUILD)
 # bpftool is the specs' oracle; python3-prometheus-client and prometheus
 # (promtool) check the exposition text; luarocks builds the rockspec; strace
@@ -57,8 +58,13 @@ DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_FUZZ) \
 # BPF programs for the specs, the examples and the main job. clang -target bpf
 # does not search the host's multiarch directory, where <asm/types.h> (which
 # <linux/bpf.h> includes) lives: the compiler names it (x86_64-linux-gnu,
-# aarch64-linux-gnu, ...). No -D__TARGET_ARCH_*: no program uses bpf_tracing.h.
-BPF_CFLAGS  = -target bpf -g -O2 -Wall -I/usr/include/$(shell $(CC) -print-multiarch)
+# aarch64-linux-gnu, ...). bpf_tracing.h (BPF_PROG, PT_REGS_*) wants the
+# kernel's name of the architecture, derived from the same triplet.
+BPF_MULTIARCH = $(shell $(CC) -print-multiarch)
+BPF_ARCH    = $(shell echo '$(BPF_MULTIARCH)' | sed -e 's/-.*//' -e 's/^x86_64$$\|^i[3-6]86$$/x86/' \
+                -e 's/^aarch64.*/arm64/' -e 's/^arm.*/arm/' -e 's/^riscv.*/riscv/' -e 's/^s390.*/s390/' \
+                -e 's/^powerpc.*\|^ppc.*/powerpc/' -e 's/^mips.*/mips/' -e 's/^loongarch.*/loongarch/')
+BPF_CFLAGS  = -target bpf -g -O2 -Wall -I/usr/include/$(BPF_MULTIARCH) -D__TARGET_ARCH_$(BPF_ARCH) -Ibpf
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 SPEC_BPF   := $(patsubst %.c,%.o,$(wildcard spec/fixtures/*.bpf.c))
 
@@ -80,6 +86,16 @@ GOAL_DEPS := $(sort $(filter deps $(DEPS_TARGETS),$(MAKECMDGOALS)) \
                     $(foreach g,$(MAKECMDGOALS),$(DEPS_OF_$(g))))
 .PHONY: all deps $(DEPS_TARGETS) run maps test test-all test-asan test-valgrind soak bench clean
 all: $(SO) $(BPF_OBJS)
+
+# The running kernel's types, for programs that read kernel structs with CO-RE
+# (bpf/execsnoop.bpf.c): generated, not committed (.gitignore). CO-RE relocates
+# each field access when the program loads, so a header from another kernel
+# of the same architecture does too; `make clean` removes it.
+VMLINUX_H     := bpf/vmlinux.h
+VMLINUX_USERS := $(patsubst %.c,%.o,$(shell grep -l '"vmlinux.h"' bpf/*.bpf.c spec/fixtures/*.bpf.c 2>/dev/null))
+$(VMLINUX_H):
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c >$@.tmp && mv $@.tmp $@
+$(VMLINUX_USERS): $(VMLINUX_H)
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	clang $(BPF_CFLAGS) -c -o $@ $<
@@ -195,11 +211,11 @@ bench: deps-bench all $(CBENCH)
 	sh bench/http.sh
 
 clean:
-	rm -rf build spec/churn bpf/*.bpf.o spec/fixtures/*.bpf.o spec/fixtures/libfault.so
+	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
 
 # last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
-$(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
+$(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(VMLINUX_H) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
 $(FUZZERS): | $(GOAL_DEPS)

@@ -9,7 +9,7 @@ ngx_free_port() {
   /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# ngx_start STATE PORT MAPS: nginx in the foreground, in the background of
+# ngx_start STATE PORT MAPS [EVENTS [KEEP]]: nginx in the foreground, in the background of
 # this shell (NGX_PID), its stderr (the error log) in STATE/error.log; waits
 # until it answers. Returns non-zero when it does not start.
 ngx_start() {
@@ -18,7 +18,7 @@ ngx_start() {
       -e "s#127\\.0\\.0\\.1:8080#127.0.0.1:$ngx_port#" \
       -e "s#/tmp/luaebpf-nginx#$ngx_state/nginx#g" \
       "$ROOT/examples/openresty/nginx.conf" >"$ngx_state/nginx.conf"
-  LUAEBPF_MAPS=$3 nginx -p "$ngx_state/" -c "$ngx_state/nginx.conf" -e stderr \
+  LUAEBPF_MAPS=$3 LUAEBPF_EVENTS=${4:-} LUAEBPF_EVENTS_KEEP=${5:-} nginx -p "$ngx_state/" -c "$ngx_state/nginx.conf" -e stderr \
     </dev/null >>"$ngx_state/error.log" 2>&1 &
   NGX_PID=$!
   i=0

@@ -6,8 +6,12 @@
 # examples/openresty/nginx.conf in Debian's nginx on a free port of 127.0.0.1
 # with a temporary prefix (workers as nobody), fetches every endpoint with
 # curl, checks the bodies against bpftool's dumps and /metrics with
-# prometheus_client's parser (check.py), checks 404/403/500, then stops nginx
-# and unmounts: nothing is left running, mounted or pinned.
+# prometheus_client's parser (check.py), checks 404/403/500; streams
+# GET /events/events (bpf/execsnoop.bpf.o, loaded and attached by the master)
+# to several curl clients while it runs programs of unique names, and checks
+# what each client got, the missed event, Last-Event-ID and the one consumer
+# (check_events.py); then stops nginx and unmounts: nothing is left running,
+# mounted or pinned.
 # Prints one line per check and ends with "N passed, N failed". Needs root.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,9 +60,13 @@ else
 fi
 
 PORT=$(ngx_free_port)
+# the stream: execsnoop's program, loaded and attached by the master; KEEP
+# records kept in shared memory, few enough for the late client to miss some
+KEEP=128
+EVENTS="$ROOT/bpf/execsnoop.bpf.o,record=struct+event"
 # maps without BTF get their codecs here; shapes and percpu_inner carry BTF
 MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/big,key=u32,value=u64 $FS/queue"
-if ngx_start "$STATE" "$PORT" "$MAPS"; then
+if ngx_start "$STATE" "$PORT" "$MAPS" "$EVENTS" "$KEEP"; then
   ok "nginx started on 127.0.0.1:$PORT, prefix $STATE"
 else
   sed 's/^/# /' "$STATE/error.log"
@@ -96,6 +104,97 @@ cat "$STATE/check.out"
 passed=$((passed + $(grep -c '^ok ' "$STATE/check.out")))
 failed=$((failed + $(grep -c '^not ok ' "$STATE/check.out")))
 if ! grep -q '^ok \|^not ok ' "$STATE/check.out"; then notok "check.py ran no check"; fi
+
+# GET /events/events: NCLIENTS clients stream at once (spread over the
+# workers by reuseport) while NEXEC programs of unique names run one after the
+# other; then a sentinel, which every client must see before it is stopped.
+# Other processes of the machine exec too: the checks look only at these files.
+NCLIENTS=8
+NEXEC=40
+EXE="$STATE/exec"
+mkdir -p "$EXE" && chmod 755 "$STATE" "$EXE"
+tag=$(basename "$STATE" | tr -dc 'A-Za-z0-9' | tail -c 6)
+launch="set -e"
+i=1
+while [ $i -le "$NEXEC" ]; do
+  cp /bin/true "$EXE/lx${tag}_$i"
+  prefix= uid=0
+  if [ $((i % 4)) -eq 0 ]; then prefix="setpriv --reuid=65534 --regid=65534 --clear-groups" uid=65534; fi
+  # $! execs the program in place (setpriv too): its pid is the record's
+  launch="$launch
+$prefix $EXE/lx${tag}_$i & echo \"$EXE/lx${tag}_$i \$! \$\$ $uid\"; wait \$!"
+  i=$((i + 1))
+done
+cp /bin/true "$EXE/lx${tag}_end"
+stream_pids=
+i=1
+while [ $i -le "$NCLIENTS" ]; do
+  curl -sN --max-time 60 -D "$STATE/client$i.head" -o "$STATE/client$i.sse" \
+    "http://127.0.0.1:$PORT/events/events" &
+  stream_pids="$stream_pids $!"
+  i=$((i + 1))
+done
+# wait_all PATTERN FILES...: until every file has the pattern (10 s at most)
+wait_all() {
+  pat=$1; shift
+  n=0
+  while [ $n -lt 100 ]; do
+    all=1
+    for f in "$@"; do grep -q -- "$pat" "$f" 2>/dev/null || all=; done
+    [ -n "$all" ] && return 0
+    sleep 0.1; n=$((n + 1))
+  done
+  return 1
+}
+clients=$(i=1; while [ $i -le "$NCLIENTS" ]; do echo "$STATE/client$i.sse"; i=$((i + 1)); done)
+# shellcheck disable=SC2086
+if wait_all '^: luaebpf events' $clients; then
+  ok "$NCLIENTS clients connected to GET /events/events"
+else
+  notok "$NCLIENTS clients did not all get the stream's opening comment"
+fi
+echo "$launch" >"$STATE/launch.sh"
+sh "$STATE/launch.sh" >"$STATE/launch.out"
+"$EXE/lx${tag}_end"
+# shellcheck disable=SC2086
+if wait_all "lx${tag}_end" $clients; then
+  ok "every client got the sentinel exec"
+else
+  notok "not every client got the sentinel exec within 10 s"
+fi
+# shellcheck disable=SC2086
+kill $stream_pids 2>/dev/null
+# shellcheck disable=SC2086
+wait $stream_pids 2>/dev/null
+# more than KEEP records since the first: a client asking for all of them misses some
+i=0
+while [ $i -lt $((KEEP + 20)) ]; do /bin/true; i=$((i + 1)); done
+curl -sN --max-time 10 -o "$STATE/late.sse" "http://127.0.0.1:$PORT/events/events?since=0&limit=5"
+# resume from a record still kept: the one 10 before the last
+head=$(curl -s "http://127.0.0.1:$PORT/events" | sed -n 's/.*"name":"events","id":[0-9]*,"head":\([0-9]*\).*/\1/p')
+echo $((head - 10)) >"$STATE/resume.from"
+curl -sN --max-time 10 -H "Last-Event-ID: $((head - 10))" -o "$STATE/resume.sse" \
+  "http://127.0.0.1:$PORT/events/events?limit=3"
+sleep 0.6 # the consumer writes its statistics every 0.5 s
+curl -s -o "$STATE/events.json" "http://127.0.0.1:$PORT/events"
+/usr/bin/python3 examples/openresty/check_events.py "$STATE" "$KEEP" "$NCLIENTS" >"$STATE/check_events.out" 2>&1
+cat "$STATE/check_events.out"
+passed=$((passed + $(grep -c '^ok ' "$STATE/check_events.out")))
+failed=$((failed + $(grep -c '^not ok ' "$STATE/check_events.out")))
+if ! grep -q '^ok \|^not ok ' "$STATE/check_events.out"; then notok "check_events.py ran no check"; fi
+workers=$(pgrep -P "$NGX_PID" -u nobody | wc -l)
+others=$(pgrep -P "$NGX_PID" | wc -l)
+if [ "$workers" -ge 1 ] && [ "$workers" -eq "$others" ]; then
+  ok "after streaming, all $workers workers still run as nobody"
+else
+  notok "after streaming: $workers of $others workers run as nobody"
+fi
+if grep -q 'eventserver.*\(no consumer\|cannot\|error\)\|\[error\].*eventserver' "$STATE/error.log"; then
+  grep 'eventserver' "$STATE/error.log" | head -5 | sed 's/^/# /'
+  notok "the error log has eventserver errors"
+else
+  ok "the error log has no eventserver error"
+fi
 
 # the error log: the 500 is logged; nothing worse, no ngx.sleep(0) warnings
 if grep -q '\[\(alert\|crit\|emerg\)\]' "$STATE/error.log" || grep -q 'sleep(0)' "$STATE/error.log"; then
