@@ -1,7 +1,8 @@
 /* events.c: what ring buffers (ringbuf.c) and perf buffers (perfbuf.c) share.
  * Owns the record codec (a codec spec, a BTF type of an Object, or raw
  * bytes), the delivery of one record from libbpf's sample callback to Lua,
- * the runs that drive libbpf (poll, consume, one step of records()), the
+ * the runs that drive libbpf (poll, consume, one step of a perf buffer's
+ * records(): a ring buffer's step reads the ring itself, ops->step), the
  * consumer's lifecycle (busy during a run, close finished when it ends) and
  * the process-wide registry of consumed maps. ringbuf.c and perfbuf.c own
  * their libbpf objects and give this file their operations (ops).

@@ -2,8 +2,10 @@
  * or {m1, m2, ...} [, opts]) and rb:add(m [, opts]) each add a ring with its
  * own record codec; rb:stats() reads each ring's fill level from views of
  * its consumer and producer pages (libbpf 1.1 exposes neither), and
- * ring_sample stores the consumer position through the first.
- * Delivery, runs and the lifecycle are events.c's.
+ * ring_sample stores the consumer position through the first. rb:records()
+ * needs no libbpf: each step reads the next record from the ring's data
+ * area, which this file maps too (ringbuf_step), and waits on libbpf's
+ * epoll fd when there is none. Delivery, runs and the lifecycle are events.c's.
  *
  * Each ring holds a dup of the map's fd (libbpf keeps the fd it is given, and
  * the Map may be closed first) and a claim on the map's id: a ring buffer has
@@ -136,8 +138,8 @@ static int ringbuf_epoll_fd(luaebpf_events *ev) {
 /* The header of r's next record (its length word in *hdr, the position past
  * it in *next), or NULL when none is ready; discarded records on the way are
  * consumed. As libbpf's ringbuf_process_ring: the producer position with
- * acquire, each header with acquire (the kernel clears BUSY with release
- * once the record is written), a record taking round_up(len + 8, 8) bytes. */
+ * acquire, each header with acquire (the kernel clears BUSY once the
+ * record is written), a record taking round_up(len + 8, 8) bytes. */
 static const unsigned char *ring_peek(ring *r, uint32_t *hdr, unsigned long *next) {
     ring_settle(r);
     unsigned long *pos = r->pos;
