@@ -1,7 +1,8 @@
 /* events.c: what ring buffers (ringbuf.c) and perf buffers (perfbuf.c) share.
  * Owns the record codec (a codec spec, a BTF type of an Object, or raw
  * bytes), the delivery of one record from libbpf's sample callback to Lua,
- * the runs that drive libbpf (poll, consume, one step of records()), the
+ * the runs that drive libbpf (poll, consume, one step of a perf buffer's
+ * records(): a ring buffer's step reads the ring itself, ops->step), the
  * consumer's lifecycle (busy during a run, close finished when it ends) and
  * the process-wide registry of consumed maps. ringbuf.c and perfbuf.c own
  * their libbpf objects and give this file their operations (ops).
@@ -142,8 +143,8 @@ luaebpf_codec *luaebpf_record_codec(lua_State *L, int opts_idx, int map_idx) {
 
 /* ------------------------------------------------------------ delivery */
 
-/* pushes the record decoded by src's codec, straight from the ring's memory */
-static void push_record(lua_State *L, const luaebpf_source *src, const void *data, size_t size) {
+void luaebpf_events_push_record(lua_State *L, const luaebpf_source *src, const void *data,
+                                size_t size) {
     const luaebpf_codec *c = src->codec;
     uint32_t want = c->nodes[0].size;
     VALGRIND_MAKE_MEM_DEFINED(data, size); /* written by the kernel */
@@ -177,7 +178,7 @@ static int deliver_body(lua_State *L) {
     if (!collect)
         lua_pushvalue(L, 1);
     if (d->src) {
-        push_record(L, d->src, d->data, d->size);
+        luaebpf_events_push_record(L, d->src, d->data, d->size);
         lua_pushinteger(L, d->tag);
     } else { /* a lost-sample report: opts.lost(cpu, count) */
         lua_pushinteger(L, d->tag);
@@ -228,7 +229,7 @@ int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const 
         int collect = lua_isnil(L, ev->fn_idx);
         if (!collect)
             lua_pushvalue(L, ev->fn_idx);
-        push_record(L, src, data, size);
+        luaebpf_events_push_record(L, src, data, size);
         lua_pushinteger(L, tag);
         if (!collect)
             lua_call(L, 2, 0);
@@ -337,6 +338,11 @@ static int run_unwinding(lua_State *L, luaebpf_events *ev, int timeout, int *no)
     return c.rc;
 }
 
+void luaebpf_events_push_wait_error(lua_State *L, const char *op, int no) {
+    luaebpf_pusherror(L, op, no ? no : EIO, no == EINTR ? "transient" : NULL, NULL, 0,
+                      no == EINTR ? "interrupted by a signal" : NULL);
+}
+
 /* Drives libbpf once with the consumer busy: fn at fn_idx (0: collect each
  * record as results), opts.lost when the consumer has one, at most limit
  * records (0: all). Returns the number of results pushed: when collecting,
@@ -384,8 +390,7 @@ static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout, const char
         return lua_error(L); /* fn's error, on top */
     if (rc < 0 && !stopped) {
         lua_pushnil(L);
-        luaebpf_pusherror(L, op, no ? no : EIO, no == EINTR ? "transient" : NULL, NULL, 0,
-                          no == EINTR ? "interrupted by a signal" : NULL);
+        luaebpf_events_push_wait_error(L, op, no);
         return 2;
     }
     if (lua_isnil(L, fn_idx)) /* collecting: rec, tag above the run's slots, or nothing */
@@ -444,11 +449,11 @@ static int records_step(lua_State *L) {
 
 /* for rec, tag in rb:records([timeout_ms]) do ... end */
 int luaebpf_events_records(lua_State *L) {
-    luaebpf_events_check(L, 1, "records", 0);
+    luaebpf_events *ev = luaebpf_events_check(L, 1, "records", 0);
     int timeout = lua_isnoneornil(L, 2) ? 0 : check_timeout(L, 2);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, timeout);
-    lua_pushcclosure(L, records_step, 2);
+    lua_pushcclosure(L, ev->ops->step ? ev->ops->step : records_step, 2);
     return 1;
 }
 

@@ -262,6 +262,8 @@ typedef struct luaebpf_events_ops {
                              * record's consumer position before delivering it (ringbuf),
                              * so a run needs one protected call, not one per record */
     int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
+    lua_CFunction step;     /* records()' step, upvalues self and timeout; NULL: one run
+                             * of libbpf per step (events.c) */
 } luaebpf_events_ops;
 
 /* The head of a Ringbuf or Perfbuf userdata (its first member) */
@@ -293,6 +295,12 @@ luaebpf_codec *luaebpf_record_codec(lua_State *L, int opts_idx, int map_idx);
  * 0 to go on, -1 to stop (an error, the limit, a close) */
 int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
                            size_t size, lua_Integer tag);
+/* pushes the record decoded by src's codec straight from data (the ring's
+ * memory); a record shorter than the codec raises class "invalid" naming both sizes */
+void luaebpf_events_push_record(lua_State *L, const luaebpf_source *src, const void *data,
+                                size_t size);
+/* pushes the error of a failed wait for records (EINTR: class "transient") */
+void luaebpf_events_push_wait_error(lua_State *L, const char *op, int no);
 /* from a lost-sample report: calls opts.lost(cpu, count) when there is one; 0 or -1 */
 int luaebpf_events_lost(luaebpf_events *ev, int cpu, uint64_t count);
 /* the methods both share (upvalue 1: the class's metatable) */

@@ -2,8 +2,10 @@
  * or {m1, m2, ...} [, opts]) and rb:add(m [, opts]) each add a ring with its
  * own record codec; rb:stats() reads each ring's fill level from views of
  * its consumer and producer pages (libbpf 1.1 exposes neither), and
- * ring_sample stores the consumer position through the first.
- * Delivery, runs and the lifecycle are events.c's.
+ * ring_sample stores the consumer position through the first. rb:records()
+ * needs no libbpf: each step reads the next record from the ring's data
+ * area, which this file maps too (ringbuf_step), and waits on libbpf's
+ * epoll fd when there is none. Delivery, runs and the lifecycle are events.c's.
  *
  * Each ring holds a dup of the map's fd (libbpf keeps the fd it is given, and
  * the Map may be closed first) and a claim on the map's id: a ring buffer has
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
@@ -27,6 +30,11 @@ typedef struct ring {
     int index;              /* 1-based, in the order added: the i given to fn */
     void *pos;              /* the consumer page, read-write: ring_sample stores it */
     void *prod;             /* the producer page, read-only */
+    const unsigned char *data; /* the data area, read-only, mapped twice in a row (as the
+                                * kernel lays it out): records() reads records from it */
+    unsigned long pending;  /* 0, or the consumer position past the record a records()
+                             * step is decoding (or raised in): stored once it is done */
+    struct ring *dead_next; /* in ringbuf.dead */
 } ring;
 
 typedef struct ringbuf {
@@ -35,20 +43,56 @@ typedef struct ringbuf {
     ring **rings;
     int n, cap;
     ring *pending;          /* the ring being added: freed if its setup raises */
+    int decoding;           /* records() steps decoding from a data area (see ringbuf_step) */
+    ring *dead;             /* rings closed while decoding: data areas not yet unmapped */
 } ringbuf;
 
-static void ring_free(ring *r) {
+/* stores the consumer position past the record a records() step handed out */
+static void ring_settle(ring *r) {
+    if (r->pending) {
+        __atomic_store_n((unsigned long *)r->pos, r->pending, __ATOMIC_RELEASE);
+        r->pending = 0;
+    }
+}
+
+static void ring_unmap_free(ring *r) {
+    if (r->data)
+        munmap((void *)r->data, 2 * (size_t)r->size);
+    free(r);
+}
+
+/* frees r; while a records() step may be decoding from its data area (a
+ * finalizer closed the consumer), that stays mapped, r on b->dead */
+static void ring_free(ringbuf *b, ring *r) {
     if (!r)
         return;
     luaebpf_claim_drop(&r->claim);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (r->pos)
+    if (r->pos) {
+        ring_settle(r); /* handed out: consumed */
         munmap(r->pos, page);
+        r->pos = NULL;
+    }
     if (r->prod)
         munmap(r->prod, page);
+    r->prod = NULL;
     if (r->fd >= 0)
         close(r->fd);
-    free(r);
+    r->fd = -1;
+    if (b->decoding && r->data) {
+        r->dead_next = b->dead;
+        b->dead = r;
+    } else {
+        ring_unmap_free(r);
+    }
+}
+
+static void ringbuf_bury(ringbuf *b) {
+    while (b->dead) {
+        ring *r = b->dead;
+        b->dead = r->dead_next;
+        ring_unmap_free(r);
+    }
 }
 
 static void ringbuf_release(luaebpf_events *ev) {
@@ -56,19 +100,30 @@ static void ringbuf_release(luaebpf_events *ev) {
     ring_buffer__free(b->rb); /* first: it uses the rings' fds and maps */
     b->rb = NULL;
     for (int i = 0; i < b->n; i++)
-        ring_free(b->rings[i]);
+        ring_free(b, b->rings[i]);
     free(b->rings);
     b->rings = NULL;
     b->n = b->cap = 0;
-    ring_free(b->pending);
+    ring_free(b, b->pending);
     b->pending = NULL;
+    if (!b->decoding)
+        ringbuf_bury(b);
+}
+
+/* a records() step that raised left its record's position unstored: store
+ * it before libbpf reads the positions */
+static void ringbuf_settle(ringbuf *b) {
+    for (int i = 0; i < b->n; i++)
+        ring_settle(b->rings[i]);
 }
 
 static int ringbuf_poll_rings(luaebpf_events *ev, int timeout_ms) {
+    ringbuf_settle((ringbuf *)ev);
     return ring_buffer__poll(((ringbuf *)ev)->rb, timeout_ms);
 }
 
 static int ringbuf_consume_rings(luaebpf_events *ev) {
+    ringbuf_settle((ringbuf *)ev);
     return ring_buffer__consume(((ringbuf *)ev)->rb);
 }
 
@@ -76,9 +131,117 @@ static int ringbuf_epoll_fd(luaebpf_events *ev) {
     return ring_buffer__epoll_fd(((ringbuf *)ev)->rb);
 }
 
+/* ------------------------------------------------- records(): no libbpf */
+
+#define RECORD_LEN(hdr) ((hdr) & ~(uint32_t)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT))
+
+/* The header of r's next record (its length word in *hdr, the position past
+ * it in *next), or NULL when none is ready; discarded records on the way are
+ * consumed. As libbpf's ringbuf_process_ring: the producer position with
+ * acquire, each header with acquire (the kernel clears BUSY once the
+ * record is written), a record taking round_up(len + 8, 8) bytes. */
+static const unsigned char *ring_peek(ring *r, uint32_t *hdr, unsigned long *next) {
+    ring_settle(r);
+    unsigned long *pos = r->pos;
+    unsigned long cons = __atomic_load_n(pos, __ATOMIC_ACQUIRE);
+    unsigned long prod = __atomic_load_n((const unsigned long *)r->prod, __ATOMIC_ACQUIRE);
+    unsigned long mask = (unsigned long)r->size - 1;
+    while (cons < prod) {
+        const unsigned char *h = r->data + (cons & mask);
+        uint32_t len = __atomic_load_n((const uint32_t *)h, __ATOMIC_ACQUIRE);
+        if (len & BPF_RINGBUF_BUSY_BIT)
+            return NULL; /* reserved, not yet submitted: what follows waits for it */
+        cons += (RECORD_LEN(len) + BPF_RINGBUF_HDR_SZ + 7) & ~7UL;
+        if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
+            *hdr = len;
+            *next = cons;
+            return h;
+        }
+        __atomic_store_n(pos, cons, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* the first ring in order with a record ready, and that record, or NULL */
+static ring *ringbuf_peek(ringbuf *b, const unsigned char **h, uint32_t *hdr,
+                          unsigned long *next) {
+    for (int i = 0; i < b->n; i++)
+        if ((*h = ring_peek(b->rings[i], hdr, next)))
+            return b->rings[i];
+    return NULL;
+}
+
+/* Pushes the record at h (header hdr) of r decoded, and r's index.
+ * The position past it is stored after the decode, not before: until then
+ * the producer may not reuse its bytes. It waits in r->pending meanwhile,
+ * so a decode that raises leaves it for the next look at the ring (or a
+ * poll, consume, stats or close) to store: the record is consumed either
+ * way. b->decoding keeps a close by a finalizer during the decode from
+ * unmapping the data area under it (ring_free); no busy flag is held, so
+ * nothing is left to undo when the decode raises (decoding then stays up,
+ * and the unmapping of a later close waits for the collector). */
+static int ring_hand_out(lua_State *L, ringbuf *b, ring *r, const unsigned char *h,
+                         uint32_t hdr, unsigned long next) {
+    uint32_t len = RECORD_LEN(hdr);
+    const luaebpf_source *src = &r->src;
+    lua_Integer index = r->index;
+    b->ev.records++; /* delivered, also when the decode raises: it is consumed */
+    b->ev.bytes += len;
+    r->pending = next;
+    if (len < src->codec->nodes[0].size) /* raises, naming both sizes, reading nothing */
+        luaebpf_events_push_record(L, src, h + BPF_RINGBUF_HDR_SZ, len);
+    b->decoding++;
+    luaebpf_events_push_record(L, src, h + BPF_RINGBUF_HDR_SZ, len);
+    b->decoding--;
+    if (r->pending == next) /* else stored already (a close, a nested step or run) */
+        ring_settle(r);
+    if (!b->decoding && b->dead)
+        ringbuf_bury(b);
+    lua_pushinteger(L, index);
+    return 2;
+}
+
+/* One step of rb:records(): upvalues self, timeout. Reads the next record
+ * straight from the rings' data areas, mapped by ring_map: one record per
+ * step, consumed as it is handed out, so a `break` leaves the rest. When no
+ * ring has one, waits up to timeout on libbpf's epoll fd (ring_buffer__poll
+ * would consume them all), looks once more, and ends the loop. */
+static int ringbuf_step(lua_State *L) {
+    ringbuf *b = lua_touserdata(L, lua_upvalueindex(1)); /* records() checked its class */
+    if (!b->ev.open || b->ev.close_pending || b->ev.busy)
+        luaebpf_events_check(L, lua_upvalueindex(1), "records", 1); /* raises */
+    const unsigned char *h;
+    uint32_t hdr;
+    unsigned long next;
+    ring *r = ringbuf_peek(b, &h, &hdr, &next);
+    b->ev.polls++;
+    if (!r) {
+        int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
+        if (timeout == 0)
+            return 0;
+        struct epoll_event e;
+        if (epoll_wait(ring_buffer__epoll_fd(b->rb), &e, 1, timeout) < 0) {
+            luaebpf_events_push_wait_error(L, "records", errno);
+            return lua_error(L);
+        }
+        b->ev.polls++;
+        if (!(r = ringbuf_peek(b, &h, &hdr, &next)))
+            return 0;
+    }
+    return ring_hand_out(L, b, r, h, hdr, next);
+}
+
 static const luaebpf_events_ops ringbuf_ops = {"ringbuf", ringbuf_poll_rings,
                                                ringbuf_consume_rings, ringbuf_epoll_fd,
-                                               ringbuf_release, 1, 0};
+                                               ringbuf_release, 1, 0, ringbuf_step};
+
+/* __gc: no step runs on a consumer that is garbage, so nothing decodes */
+static int ringbuf_gc(lua_State *L) {
+    ringbuf *b = lua_touserdata(L, 1);
+    if (b)
+        b->decoding = 0;
+    return luaebpf_events_gc(L);
+}
 
 /* libbpf's sample callback: ctx is the ring; a negative answer stops libbpf
  * with the consumer position past this record.
@@ -120,10 +283,11 @@ static ring *ring_new(lua_State *L, ringbuf *b) {
     return r;
 }
 
-/* maps the ring's position pages: the consumer's at offset 0 read-write
- * (ring_sample stores it), the producer's one page after read-only (the
- * kernel's ringbuf layout) */
-static void ring_map_positions(lua_State *L, ring *r) {
+/* maps the ring as the kernel lays it out: the consumer's position page at
+ * offset 0 read-write (ring_sample and records() store it), the producer's
+ * one page after read-only, then the data area read-only, mapped twice in a
+ * row so that a record wrapping round its end reads as one piece */
+static void ring_map(lua_State *L, ring *r) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
     if (p == MAP_FAILED)
@@ -135,6 +299,10 @@ static void ring_map_positions(lua_State *L, ring *r) {
         luaebpf_raise(L, "ringbuf", errno, r->src.name, r->src.id, "cannot map the producer "
                       "position");
     r->prod = p;
+    p = mmap(NULL, 2 * (size_t)r->size, PROT_READ, MAP_SHARED, r->fd, (off_t)(2 * page));
+    if (p == MAP_FAILED)
+        luaebpf_raise(L, "ringbuf", errno, r->src.name, r->src.id, "cannot map the data area");
+    r->data = p;
 }
 
 /* protected: self, map, opts -> adds the ring; b->pending holds it meanwhile */
@@ -157,7 +325,7 @@ static int ringbuf_add_body(lua_State *L) {
     r->fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3);
     if (r->fd < 0)
         return luaebpf_raise(L, "ringbuf", errno, m->name, m->id, "cannot duplicate the fd");
-    ring_map_positions(L, r);
+    ring_map(L, r);
     int err = b->rb ? ring_buffer__add(b->rb, r->fd, ring_sample, r) : 0;
     if (!b->rb) {
         b->rb = ring_buffer__new(r->fd, ring_sample, r, NULL);
@@ -180,7 +348,7 @@ static int ringbuf_add_ring(lua_State *L, int map_idx, int opts_idx) {
     int status = lua_pcall(L, 3, 0, 0);
     ringbuf *b = lua_touserdata(L, 1);
     if (status != 0) {
-        ring_free(b->pending);
+        ring_free(b, b->pending);
         b->pending = NULL;
     }
     return status;
@@ -249,6 +417,7 @@ static uint64_t load_position(const void *page) {
  * consumer, pending }, ... } } */
 static int ringbuf_stats(lua_State *L) {
     ringbuf *b = (ringbuf *)luaebpf_events_check(L, 1, "stats", 0);
+    ringbuf_settle(b);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)b->ev.records);
     lua_setfield(L, -2, "records");
@@ -298,7 +467,7 @@ void luaebpf_ringbuf_open(lua_State *L) {
         {"stats", ringbuf_stats}, {"add", ringbuf_add}, {"close", luaebpf_events_close},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {
-        {"__gc", luaebpf_events_gc}, {"__close", luaebpf_events_close},
+        {"__gc", ringbuf_gc}, {"__close", luaebpf_events_close},
         {"__tostring", ringbuf_tostring}, {NULL, NULL}};
     luaebpf_class(L, LUAEBPF_RINGBUF, "Ringbuf", meta, methods, 0);
     lua_pushcfunction(L, core_ringbuf);
