@@ -230,6 +230,7 @@ int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const 
         if (!collect)
             lua_pushvalue(L, ev->fn_idx);
         luaebpf_events_push_record(L, src, data, size);
+        ev->ops->decoded(src); /* consumed: fn's raise may now cross libbpf's frames */
         lua_pushinteger(L, tag);
         if (!collect)
             lua_call(L, 2, 0);

@@ -259,11 +259,15 @@ typedef struct luaebpf_events_ops {
     int (*epoll_fd)(luaebpf_events *ev);
     void (*release)(luaebpf_events *ev);           /* frees everything; idempotent */
     int unwinds;            /* a raise may cross libbpf's frames: the source commits each
-                             * record's consumer position before delivering it (ringbuf),
+                             * record's consumer position itself (ringbuf, see decoded),
                              * so a run needs one protected call, not one per record */
     int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
     lua_CFunction step;     /* records()' step, upvalues self and timeout; NULL: one run
                              * of libbpf per step (events.c) */
+    /* with unwinds: called once the record of src is decoded, before fn sees it; the
+     * source then stores the consumer position past it (never before: until then the
+     * producer must not reuse its bytes) */
+    void (*decoded)(const luaebpf_source *src);
 } luaebpf_events_ops;
 
 /* The head of a Ringbuf or Perfbuf userdata (its first member) */

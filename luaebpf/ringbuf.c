@@ -32,8 +32,9 @@ typedef struct ring {
     void *prod;             /* the producer page, read-only */
     const unsigned char *data; /* the data area, read-only, mapped twice in a row (as the
                                 * kernel lays it out): records() reads records from it */
-    unsigned long pending;  /* 0, or the consumer position past the record a records()
-                             * step is decoding (or raised in): stored once it is done */
+    unsigned long pending;  /* 0, or the consumer position past the record being decoded
+                             * (or whose decode raised), by records() or ring_sample:
+                             * stored once it is decoded, or by the next look */
     struct ring *dead_next; /* in ringbuf.dead */
 } ring;
 
@@ -47,7 +48,7 @@ typedef struct ringbuf {
     ring *dead;             /* rings closed while decoding: data areas not yet unmapped */
 } ringbuf;
 
-/* stores the consumer position past the record a records() step handed out */
+/* stores the consumer position past the record last handed out, once decoded */
 static void ring_settle(ring *r) {
     if (r->pending) {
         __atomic_store_n((unsigned long *)r->pos, r->pending, __ATOMIC_RELEASE);
@@ -110,8 +111,8 @@ static void ringbuf_release(luaebpf_events *ev) {
         ringbuf_bury(b);
 }
 
-/* a records() step that raised left its record's position unstored: store
- * it before libbpf reads the positions */
+/* a decode that raised left its record's position unstored: store it
+ * before libbpf reads the positions */
 static void ringbuf_settle(ringbuf *b) {
     for (int i = 0; i < b->n; i++)
         ring_settle(b->rings[i]);
@@ -231,9 +232,12 @@ static int ringbuf_step(lua_State *L) {
     return ring_hand_out(L, b, r, h, hdr, next);
 }
 
+static void ring_decoded(const luaebpf_source *src);
+
 static const luaebpf_events_ops ringbuf_ops = {"ringbuf", ringbuf_poll_rings,
                                                ringbuf_consume_rings, ringbuf_epoll_fd,
-                                               ringbuf_release, 1, 0, ringbuf_step};
+                                               ringbuf_release, 1, 0, ringbuf_step,
+                                               ring_decoded};
 
 /* __gc: no step runs on a consumer that is garbage, so nothing decodes */
 static int ringbuf_gc(lua_State *L) {
@@ -246,22 +250,26 @@ static int ringbuf_gc(lua_State *L) {
 /* libbpf's sample callback: ctx is the ring; a negative answer stops libbpf
  * with the consumer position past this record.
  *
- * The record is consumed before it is delivered: libbpf 1.1 stores the
- * consumer position after each record (so the page holds this record's
- * header position now) and would store it past this one when the callback
- * returns, whatever it answers; storing it first lets an error raised by the
- * codec or fn leave libbpf's frames at once (events.c runs a ring buffer in
- * one protected call, not one per record) with the same outcome: this
- * record and those before it consumed, the rest in the ring. */
+ * libbpf 1.1 stores the consumer position after each record, so the page
+ * holds this record's start now, and stores it past this one when the
+ * callback returns, whatever it answers. events.c runs a ring buffer in one
+ * protected call, not one per record, so a raise may leave libbpf's frames
+ * at once: the position past the record waits in r->pending and is stored
+ * as soon as the record is decoded (ring_decoded, before fn runs), or, when
+ * the decode itself raised, by the next run (ringbuf_settle). Either way this
+ * record and those before it are consumed, the rest stay in the ring, and the
+ * producer never reuses bytes that are still being decoded. */
 static int ring_sample(void *ctx, void *data, size_t size) {
     ring *r = ctx;
-    if (!r->ev->stopped) { /* else libbpf is told to stop, nothing delivered */
-        unsigned long *pos = r->pos;
-        unsigned long next = __atomic_load_n(pos, __ATOMIC_RELAXED) +
-                             ((size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7);
-        __atomic_store_n(pos, next, __ATOMIC_RELEASE);
-    }
+    if (!r->ev->stopped) /* else libbpf is told to stop, nothing delivered */
+        r->pending = __atomic_load_n((unsigned long *)r->pos, __ATOMIC_RELAXED) +
+                     ((size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7);
     return luaebpf_events_deliver(r->ev, &r->src, data, size, r->index);
+}
+
+/* the src of a ring is its first member */
+static void ring_decoded(const luaebpf_source *src) {
+    ring_settle((ring *)src);
 }
 
 /* a new ring, owned by b->pending until it is set up */
