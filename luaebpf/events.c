@@ -407,6 +407,8 @@ static int check_timeout(lua_State *L, int idx) {
         return luaL_argerror(L, idx, lua_pushfstring(L, "a timeout in milliseconds expected, "
                              "got %s", luaL_typename(L, idx)));
     lua_Number t = lua_tonumber(L, idx);
+    if (t != t) /* NaN: no comparison holds, and (int)NaN is undefined */
+        return luaL_argerror(L, idx, "a timeout in milliseconds expected, got nan");
     if (t < 0)
         return -1;
     return t > 0x7fffffff ? 0x7fffffff : (int)t;

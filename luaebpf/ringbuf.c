@@ -152,6 +152,9 @@ static const unsigned char *ring_peek(ring *r, uint32_t *hdr, unsigned long *nex
         uint32_t len = __atomic_load_n((const uint32_t *)h, __ATOMIC_ACQUIRE);
         if (len & BPF_RINGBUF_BUSY_BIT)
             return NULL; /* reserved, not yet submitted: what follows waits for it */
+        if (RECORD_LEN(len) > r->size - BPF_RINGBUF_HDR_SZ)
+            return NULL; /* not a length the kernel writes (a consumer position moved by
+                          * another process?): never read past the mapping */
         cons += (RECORD_LEN(len) + BPF_RINGBUF_HDR_SZ + 7) & ~7UL;
         if (!(len & BPF_RINGBUF_DISCARD_BIT)) {
             *hdr = len;
@@ -413,6 +416,11 @@ static int ringbuf_add(lua_State *L) {
     check_ring_options(L, 3);
     if (ringbuf_add_ring(L, 2, 3) != 0)
         return lua_error(L);
+    ringbuf *b = lua_touserdata(L, 1);
+    if (!b->ev.open) { /* a finalizer closed it while the ring was set up: drop that too */
+        ringbuf_release(&b->ev);
+        return luaebpf_raise_closed(L, "add", NULL, 0, "the consumer was closed");
+    }
     lua_settop(L, 1);
     return 1;
 }

@@ -244,6 +244,17 @@ end
 --- lets a BPF program's counts and the kernel's deferred frees catch up
 function H.pause() H.run("sleep 0.2") end
 
+--- true once no program has this id: the kernel frees a program whose last
+--- fd closed a moment later (after an RCU grace period), not at once
+function H.prog_gone(id, seconds)
+  for _ = 1, (seconds or 5) * 10 do
+    local _, loaded = H.sh("bpftool prog show id " .. id)
+    if not loaded then return true end
+    H.run("sleep 0.1")
+  end
+  return false
+end
+
 -- ------------------------------------------------------ numbers and bytes
 
 --- a whole number as a Lua integer where there are integers (cjson decodes floats)
