@@ -11,21 +11,11 @@ import os
 import subprocess
 import sys
 
+from checklib import check
+
 from prometheus_client.parser import text_string_to_metric_families
 
 STATE, FS = sys.argv[1], sys.argv[2]
-
-
-def check(name, fn):
-    try:
-        why = fn()
-    except Exception as e:  # a failed check, not a crash of the whole run
-        why = "%s: %s" % (type(e).__name__, e)
-    if why:
-        print("not ok - %s: %s" % (name, str(why).replace("\n", " ")[:400]))
-    else:
-        print("ok - %s" % name)
-    sys.stdout.flush()
 
 
 def fetched(name):

@@ -16,19 +16,9 @@ import os
 import subprocess
 import sys
 
+from checklib import check
+
 STATE, KEEP, NCLIENTS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-
-
-def check(name, fn):
-    try:
-        why = fn()
-    except Exception as e:  # a failed check, not a crash of the whole run
-        why = "%s: %s" % (type(e).__name__, e)
-    if why:
-        print("not ok - %s: %s" % (name, str(why).replace("\n", " ")[:400]))
-    else:
-        print("ok - %s" % name)
-    sys.stdout.flush()
 
 
 def events(name):
