@@ -32,6 +32,7 @@ local conf = { slice = 1000, pause = 0.001 }
 local served = {}   -- { m =, info =, layout =, ref =, path =, metric = spec|false }
 local index = {}    -- "<id>", kernel name, pin file name -> array of served entries
 local startup = {}  -- the list of maps at init: { maps = {...} } or { error = err }
+M.served = served   -- read by pageserver.lua (the live page's GET /page/views)
 
 -- ------------------------------------------------------------ JSON
 -- lua-cjson 2.1.0 (Debian's) writes numbers with at most 14 digits and has no

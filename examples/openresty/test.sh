@@ -11,7 +11,8 @@
 # to several curl clients while it runs programs of unique names, and checks
 # what each client got, the missed event, Last-Event-ID and the one consumer
 # (check_events.py); then stops nginx and unmounts: nothing is left running,
-# mounted or pinned.
+# mounted or pinned. Then runs test_page.sh: the live page (GET /) in headless
+# Chromium, with nginx and maps of its own.
 # Prints one line per check and ends with "N passed, N failed". Needs root.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -217,4 +218,14 @@ if mountpoint -q "$FS" 2>/dev/null || [ -e "$FS" ] || [ -e "$STATE" ]; then
 else
   ok "bpffs unmounted (its pinned maps freed), temporary prefix removed"
 fi
+
+# the live page (GET /) in headless Chromium, with its own nginx and maps
+# (test_page.sh); its checks count here, its summary line does not
+page_out=$(mktemp /tmp/luaebpf-page-out-XXXXXX)
+sh examples/openresty/test_page.sh >"$page_out" 2>&1
+grep -v '^[0-9]* passed, [0-9]* failed$' "$page_out"
+passed=$((passed + $(grep -c '^ok ' "$page_out")))
+failed=$((failed + $(grep -c '^not ok ' "$page_out")))
+if ! grep -q '^ok \|^not ok ' "$page_out"; then notok "test_page.sh ran no check"; fi
+rm -f "$page_out"
 summary
