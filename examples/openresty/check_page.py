@@ -184,6 +184,18 @@ def hist_oracle():
     return {le(e["key"]): [le(v["value"]) for v in e["values"]] for e in dump("lat_hist")}
 
 
+def slots_oracle():
+    """proc_lat (BTF, read here from the raw bytes): (pid, comm) -> [slot counts]"""
+    out = {}
+    for e in dump("proc_lat"):
+        k = bytes(int(b, 16) for b in e["key"])
+        v = bytes(int(b, 16) for b in e["value"])
+        pid = int.from_bytes(k[0:4], "little")
+        comm = k[4:16].split(b"\0")[0].decode()
+        out[(pid, comm)] = [int.from_bytes(v[8 * i:8 * i + 8], "little") for i in range(20)]
+    return out
+
+
 def log2_label(i):
     lo = 0 if i == 0 else 2 ** i
     return "%d -> %d" % (lo, 2 ** (i + 1) - 1)
@@ -194,6 +206,7 @@ ROWS = """JSON.stringify([...document.querySelectorAll('#entries tbody tr[data-k
     rate: (tr.querySelector('.rate') || {}).textContent,
     cpus: [...tr.querySelectorAll('.cpu')].map(c => c.textContent)})))"""
 BARS = """JSON.stringify([...document.querySelectorAll('#hist svg.hist')].map(svg => ({
+  title: svg.dataset.title || null,
   labels: [...svg.querySelectorAll('text.label')].map(t => t.textContent),
   bars: [...svg.querySelectorAll('rect.bar')].map(r => ({count: r.dataset.count, width: +r.getAttribute('width')}))})))"""
 
@@ -336,6 +349,27 @@ def run(b):
         if not got:
             return "bars %s, bpftool %s" % (b.js(BARS), counts)
     check("the histogram follows the map live (a new slot, a grown slot) within 5 s", hist_live)
+
+    def slots_hists():
+        b.goto(BASE + "/?map=proc_lat")
+        want = slots_oracle()
+        if not b.wait("document.querySelectorAll('#hist svg.hist').length === %d" % len(want)):
+            return "%d histograms drawn, bpftool has %d entries: %s" % (
+                b.js("document.querySelectorAll('#hist svg.hist').length"), len(want),
+                b.js("document.getElementById('map-error').textContent"))
+        got = {h["title"]: h for h in json.loads(b.js(BARS))}
+        for (pid, comm), slots in want.items():
+            title = "comm=%s, pid=%d" % (comm, pid)
+            h = got.get(title) or got.get("pid=%d, comm=%s" % (pid, comm))
+            if not h:
+                return "no histogram titled %r among %s" % (title, list(got))
+            last = max(i for i, c in enumerate(slots) if c > 0)
+            if h["labels"] != [log2_label(i) for i in range(last + 1)]:
+                return "%s: labels %s" % (title, h["labels"])
+            if [x["count"] for x in h["bars"]] != [str(c) for c in slots[:last + 1]]:
+                return "%s: bars %s, bpftool %s" % (title, [x["count"] for x in h["bars"]], slots[:last + 1])
+    check("proc_lat (a value struct holding slots) draws one log2 histogram per entry, titled by "
+          "its key, with bpftool's counts", slots_hists)
 
     # ------------------------------------------------------------ events
     tag = "lxpg%d" % os.getpid()

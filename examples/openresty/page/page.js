@@ -269,9 +269,12 @@
     mapTimer = setTimeout(refreshMap, MAP_EVERY);
     if (S.ref === null || S.paused) return;
     const ref = S.ref;
-    let data;
+    let data, hist = null;
+    const found = findMap(ref);
+    const view = found && S.views.get(found.id);
     try {
-      data = await getJSON('/maps/' + encodeURIComponent(ref));
+      [data, hist] = await Promise.all([getJSON('/maps/' + encodeURIComponent(ref)),
+        view && view.hist ? getJSON('/page/hist/' + view.id) : null]);
     } catch (e) {
       if (ref === S.ref) {
         $('map-error').textContent = explain(e);
@@ -281,10 +284,10 @@
     }
     if (ref !== S.ref) return;
     $('map-error').textContent = '';
-    update(data, performance.now());
+    update(data, hist, performance.now());
   }
 
-  function update(data, now) {
+  function update(data, hist, now) {
     const info = data.map;
     const percpu = !!info.percpu;
     const prev = S.prev;
@@ -309,7 +312,7 @@
       (v && v.hist ? `, a ${v.hist.scale} histogram (by ${v.hist.by === 'list' ? 'the served list' : 'its layout'})` : '');
     $('percpu').disabled = !percpu;
     $('map-updated').textContent = 'read at ' + new Date().toLocaleTimeString();
-    renderHist(v, data);
+    renderHist(hist);
     renderEntries();
   }
 
@@ -385,35 +388,9 @@
   }
 
   // ---------------------------------------------------------------- histograms
-  function bucketLabel(scale, i) {
-    if (scale === 'log2') {
-      if (i === 0) return '0 -> 1';
-      const lo = 1n << BigInt(i);
-      return `${lo} -> ${(lo << 1n) - 1n}`;
-    }
-    return String(i);
-  }
-
+  // a bucket's label: its bounds, as the server computed them (exact, as text past 2^53)
+  const bucketLabel = (b) => (String(b.lo) === String(b.hi) ? String(b.lo) : `${b.lo} -> ${b.hi}`);
   const toNumber = (v) => (isInt(v) ? Number(v) : typeof v === 'number' ? v : 0);
-
-  // the histograms of a map: [{ title, counts: [numbers] }]
-  function histograms(view, data) {
-    const percpu = data.map.percpu;
-    if (view.hist.from === 'keys') {
-      const counts = [];
-      for (const e of data.entries) {
-        const i = Number(e.key);
-        if (!Number.isInteger(i) || i < 0 || i > 4096) continue;
-        counts[i] = toNumber(percpu ? sumValues(e.value) : e.value);
-      }
-      for (let i = 0; i < counts.length; i++) if (counts[i] === undefined) counts[i] = 0;
-      return [{ title: null, counts }];
-    }
-    return data.entries.slice(0, MAX_HISTS).map((e) => {
-      const v = percpu ? sumValues(e.value) : e.value;
-      return { title: text(e.key), counts: ((v && v.slots) || []).map(toNumber) };
-    });
-  }
 
   function svgEl(name, attrs, content) {
     const el = document.createElementNS(SVGNS, name);
@@ -422,16 +399,23 @@
     return el;
   }
 
-  function renderHist(view, data) {
+  // hist: GET /page/hist/<ref>, luaebpf.histogram's shape: { kind, step,
+  // layout, histograms: [{ labels, buckets: [{ slot, lo, hi, count }], count }] }
+  function renderHist(hist) {
     const box = $('hist');
     box.textContent = '';
-    if (!view || !view.hist) return;
-    for (const h of histograms(view, data)) {
+    if (!hist) return;
+    for (const hg of hist.histograms.slice(0, MAX_HISTS)) {
+      const names = Object.keys(hg.labels || {});
+      const h = {
+        title: hist.layout === 'array' ? null : names.map((k) => `${k}=${hg.labels[k]}`).join(', '),
+        counts: hg.buckets.map((b) => toNumber(b.count)),
+      };
       let last = h.counts.length - 1;
       while (last > 0 && !(h.counts[last] > 0)) last--;
       const n = Math.max(last + 1, 1);
       const labels = [];
-      for (let i = 0; i < n; i++) labels.push(bucketLabel(view.hist.scale, i));
+      for (let i = 0; i < n; i++) labels.push(hg.buckets[i] ? bucketLabel(hg.buckets[i]) : '');
       const max = Math.max(1, ...h.counts.slice(0, n));
       const rowH = 17, top = h.title !== null ? 20 : 4, labelW = 10 + 7.3 * Math.max(...labels.map((l) => l.length));
       const barW = 360, width = labelW + barW + 110;
@@ -446,10 +430,10 @@
         svg.appendChild(svgEl('text', { class: 'label', x: labelW - 8, y: y + 12, 'text-anchor': 'end' }, labels[i]));
         const bar = svgEl('rect', { class: 'bar', x: labelW, y: y + 2, height: rowH - 4,
           width: (barW * c / max).toFixed(1) });
-        bar.dataset.count = String(c);
+        bar.dataset.count = hg.buckets[i] ? String(hg.buckets[i].count) : '0';
         bar.dataset.bucket = labels[i];
         svg.appendChild(bar);
-        svg.appendChild(svgEl('text', { class: 'count', x: labelW + barW + 8, y: y + 12 }, String(c)));
+        svg.appendChild(svgEl('text', { class: 'count', x: labelW + barW + 8, y: y + 12 }, bar.dataset.count));
       }
       box.appendChild(svg);
     }
