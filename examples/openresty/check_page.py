@@ -251,7 +251,7 @@ def run(b):
         for n in ("lx_counts", "shapes", "percpu_inner", "lx_pg_lat_hist"):
             if not any(n in x for x in t):
                 return "%s is not in the map list %s" % (n, t)
-        if not any("lx_pg_lat_hist" in x and "log2 histogram" in x for x in t):
+        if not any("lx_pg_lat_hist" in x and "log2 hist" in x for x in t):
             return "lat_hist is not marked as a log2 histogram in the list"
     check("the map list shows the served maps, the histogram marked", list_shows)
 
@@ -390,7 +390,8 @@ def run(b):
         if not b.wait("document.getElementById('stream-state').textContent.startsWith('streaming')"):
             return "the tail did not start: %s" % b.js("document.getElementById('stream-state').textContent")
         # only this test's programs: the machine's other execs would push them out of the tail
-        b.js("document.getElementById('event-filter').value = %s" % json.dumps(tag))
+        b.js("(() => { const f = document.getElementById('event-filter'); f.value = %s;"
+             " f.dispatchEvent(new Event('input')) })()" % json.dumps(tag))
         run_prog(tag + "_a")
         if not tail_shows(tag + "_a"):
             return "the exec of %s_a never showed in the tail" % tag

@@ -237,8 +237,7 @@
       if (!m.served) tr.classList.add('unserved');
       if (cur && cur.id === m.id) tr.classList.add('current');
       const name = td(m.name || '(no name)');
-      if (v && v.hist) name.appendChild(tag(v.hist.scale + ' histogram'));
-      if (m.percpu) name.appendChild(tag('per-CPU'));
+      if (v && v.hist) name.appendChild(tag(v.hist.scale + ' hist'));
       if (!m.served) tr.title = 'not served: only workers running as root may read it';
       tr.append(name, td(m.type), td(String(m.max_entries), 'num'),
         td(`${m.key_size}/${m.value_size} B`, 'num'), td(String(m.id), 'num'));
@@ -548,6 +547,12 @@
   $('all-maps').addEventListener('change', (e) => { S.allMaps = e.target.checked; renderList(); });
   $('paused-map').addEventListener('change', (e) => { S.paused = e.target.checked; });
   $('pause').addEventListener('click', togglePause);
+  $('event-filter').addEventListener('input', () => { // the rows shown already, too
+    const filter = $('event-filter').value;
+    for (const tr of [...$('events').tBodies[0].rows]) {
+      if (filter && ![...tr.cells].slice(2).some((c) => c.textContent.includes(filter))) tr.remove();
+    }
+  });
   $('stream').addEventListener('change', (e) => {
     if (E.paused) togglePause(); // another stream: streaming again, from its next record
     openStream(e.target.value, null);
