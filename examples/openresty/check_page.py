@@ -216,6 +216,8 @@ def rows(b):
 
 
 def main():
+    # stopped from outside (test_page.sh interrupted): close the browser on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     b = Browser()
     try:
         run(b)
@@ -224,8 +226,6 @@ def main():
 
 
 def run(b):
-    state = {}
-
     # ------------------------------------------------------------ the table
     b.goto(BASE + "/?map=counts")
     want = counts_oracle()
@@ -434,7 +434,6 @@ def run(b):
         if shown:
             return "the page shows errors: %s" % shown
     check("no console error, exception or failed load, and no error shown, so far", no_errors)
-    state["seen"] = len(b.events)
 
     # ------------------------------------------------------------ errors shown
     hidden = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "pinned",
@@ -484,4 +483,5 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as e:  # the browser did not start or answer: one failed check, not a traceback
-        check("headless Chromium drives the page", lambda: "%s: %s" % (type(e).__name__, e))
+        why = "%s: %s" % (type(e).__name__, e)
+        check("headless Chromium drives the page", lambda: why)
