@@ -315,7 +315,8 @@ describe("what each make target installs", function()
     assert_has(packages("test-valgrind"), { "valgrind", "lua-busted" }, "test-valgrind")
     assert_has(packages("test-asan"), { "gcc", "lua-busted" }, "test-asan")
     assert_has(packages("deps-openresty"), { "nginx", "libnginx-mod-http-lua", "lua-resty-core",
-      "curl", "luajit2", "libluajit2-5.1-dev", "bpftool", "python3-prometheus-client" }, "deps-openresty")
+      "curl", "luajit2", "libluajit2-5.1-dev", "bpftool", "python3-prometheus-client", "prometheus" },
+      "deps-openresty")
     assert_has(packages("bench"), { "wrk", "nginx" }, "bench")
     local all = packages("deps")
     for _, target in ipairs{ "run", "test", "test LUA=lua5.3", "test LUA=luajit", "test-valgrind",
