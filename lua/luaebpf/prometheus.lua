@@ -10,6 +10,9 @@
 -- scalar key. Its value is the entry's value (or the field `opts.value` of a
 -- struct value), per-CPU values summed. Integers are written exactly, u64
 -- beyond 2^53 (and 2^63) included, whatever the Lua version.
+-- Histograms (type "histogram", read by luaebpf.histogram) are one family of
+-- cumulative _bucket{le=...} samples ending with le="+Inf", _sum when the map
+-- holds a sum, and _count.
 -- Names derived from fields are made valid, then unique: when two labels of a
 -- sample (or two families of a map) come out with the same name, the first
 -- keeps it and the later ones, in field order, get _2, _3, ...
