@@ -43,13 +43,14 @@ LUA_PKGS_luajit := luajit2 libluajit2-5.1-dev
 DEPS_BUILD     := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev clang bpftool $(LUA_PKGS_$(LUA))
 DEPS_RUN       := $(DEPS_BUILD)
 # bpftool is the specs' oracle; python3-prometheus-client and prometheus
-# (promtool) check the exposition text; luarocks builds the rockspec; strace
+# (promtool; in the OpenResty test, a real server scraping /metrics) check the
+# exposition text; luarocks builds the rockspec; strace
 # watches the flags a spec sends
 DEPS_TEST      := $(DEPS_BUILD) lua-busted lua-cjson bpftool python3-prometheus-client prometheus \
                   luarocks strace
 DEPS_VALGRIND  := $(DEPS_TEST) valgrind
 DEPS_OPENRESTY := $(DEPS_BUILD) $(LUA_PKGS_luajit) nginx libnginx-mod-http-lua lua-resty-core curl \
-                  bpftool python3-prometheus-client
+                  bpftool python3-prometheus-client prometheus
 # headless Chromium loads the example's live page (examples/openresty/test_page.sh)
 DEPS_PAGE      := $(DEPS_OPENRESTY) chromium
 DEPS_BENCH     := $(DEPS_OPENRESTY) wrk

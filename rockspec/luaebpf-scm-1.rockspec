@@ -44,5 +44,6 @@ build = {
     ["luaebpf.aggregate"] = "lua/luaebpf/aggregate.lua",
     ["luaebpf.format"] = "lua/luaebpf/format.lua",
     ["luaebpf.prometheus"] = "lua/luaebpf/prometheus.lua",
+    ["luaebpf.histogram"] = "lua/luaebpf/histogram.lua",
   },
 }
