@@ -179,9 +179,9 @@ def counts_oracle():
     return {le(e["key"]): le(e["value"]) for e in dump("counts")}
 
 
-def hist_oracle():
-    """lat_hist (per-CPU, no BTF): slot -> [count per CPU]"""
-    return {le(e["key"]): [le(v["value"]) for v in e["values"]] for e in dump("lat_hist")}
+def hist_oracle(name="lat_hist"):
+    """a per-CPU array of counts, from the raw bytes: slot -> [count per CPU]"""
+    return {le(e["key"]): [le(v["value"]) for v in e["values"]] for e in dump(name)}
 
 
 def slots_oracle():
@@ -370,6 +370,28 @@ def run(b):
                 return "%s: bars %s, bpftool %s" % (title, [x["count"] for x in h["bars"]], slots[:last + 1])
     check("proc_lat (a value struct holding slots) draws one log2 histogram per entry, titled by "
           "its key, with bpftool's counts", slots_hists)
+
+    def marked():
+        # fixture.lua's lat (hist.bpf.o's `latency`): a histogram only because the list says hist=log2
+        views = json.loads(b.js("fetch('/page/views').then(r => r.text())"))
+        by = {os.path.basename(v["path"] or ""): v["hist"] for v in views["maps"]}
+        if by.get("lat") != {"scale": "log2", "by": "list"}:
+            return "lat: %s" % by.get("lat")
+        if by.get("counts") is not None:
+            return "counts is taken for a histogram: %s" % by.get("counts")
+        b.goto(BASE + "/?map=lat")
+        slots = hist_oracle("lat")
+        last = max(i for i, v in slots.items() if sum(v) > 0)
+        counts = [str(sum(slots[i])) for i in range(last + 1)]
+        got = b.wait("JSON.stringify([...document.querySelectorAll('#hist rect.bar')].map(r => r.dataset.count))"
+                     " === %s" % json.dumps(json.dumps(counts, separators=(",", ":"))))
+        if not got:
+            return "bars %s, bpftool %s" % (b.js(BARS), counts)
+        labels = json.loads(b.js(BARS))[0]["labels"]
+        if labels != [log2_label(i) for i in range(last + 1)]:
+            return "labels %s" % labels
+    check("a map the served list marks hist=log2 (lat) draws as one, with bpftool's per-CPU sums; "
+          "an unmarked counts map does not", marked)
 
     # ------------------------------------------------------------ events
     tag = "lxpg%d" % os.getpid()

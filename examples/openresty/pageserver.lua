@@ -17,17 +17,16 @@
 -- every served map, whether and how the page draws it as a histogram, and
 -- the histograms of one map with their buckets' bounds (every second).
 --
--- The histogram rule (DESIGN.md, "The live page"): a map is a histogram when
--- the served list marks it (`/sys/fs/bpf/lat,hist=log2`, or hist=linear), or
--- by its layout: an array (plain or per-CPU) of integer counts whose name
--- (kernel name or pin file name) ends in "hist" or "slots", whose entries are
--- the buckets (key i: bucket i); or a map whose value is a struct holding an
--- integer array called "slots", where each entry is one histogram. A log2
--- bucket i holds the values in [2^i, 2^(i+1) - 1] (bucket 0: 0 and 1), as a
--- BPF program computes it with log2(v) and luaebpf.format.log2_hist prints it.
+-- Which maps are histograms, and how they read, is mapserver's and
+-- luaebpf.histogram's (the rule of DESIGN.md, "The live page"): a map the
+-- served list marks (`/sys/fs/bpf/lat,hist=log2`, hist=linear with step=N;
+-- hist=none: not one), else an array or percpu_array of integer counts whose
+-- name ends in "hist" or "slots", or a map whose value struct holds an
+-- integer array `slots` (one histogram per entry). A log2 bucket i holds the
+-- values in [2^i, 2^(i+1) - 1] (bucket 0: 0 and 1).
 local mapserver = require "mapserver"
 local ebpf = require "luaebpf"
-local prom = require "luaebpf.prometheus"
+local histogram = require "luaebpf.histogram"
 
 local M = {}
 
@@ -46,9 +45,6 @@ local FILES = {
 local TWO53 = 9007199254740992
 local SLICE, PAUSE = 1000, 0.001 -- entries per read_batch slice, seconds slept between slices
 
-local INTEGER = { u8 = 1, u16 = 1, u32 = 1, u64 = 1, i8 = 1, i16 = 1, i32 = 1, i64 = 1,
-  be16 = 1, be32 = 1, be64 = 1 }
-local ARRAYS = { array = true, percpu_array = true }
 
 --- in init_by_lua*, after mapserver.init: reads the page's files.
 -- c.dir: the directory of index.html, page.css and page.js (default: page/
@@ -92,42 +88,17 @@ function M.file(name) return serve(name) end
 
 -- ------------------------------------------------------------ histograms
 
-local function ends_hist(name)
-  name = (name or ""):lower()
-  return name:sub(-4) == "hist" or name:sub(-5) == "slots"
-end
-
--- the "slots" field of a struct layout when it is an array of integers
-local function slots_field(l)
-  if not l or l.kind ~= "struct" then return nil end
-  for _, f in ipairs(l.fields or {}) do
-    if f.name == "slots" and f.kind == "array" and f.element and INTEGER[f.element.kind] then
-      return f
-    end
-  end
-end
-
---- how the page draws a served map as a histogram, or nil: { scale = "log2"
--- | "linear", by = "list" | "layout", from = "keys" | "slots" }. e is a
--- served entry of mapserver (m, info, layout, ref, path; hist: the served
--- list's mark, "log2", "linear" or "none", when mapserver keeps it).
+--- how the page draws a served map (a mapserver entry: m, info, layout,
+-- hist = "log2" | "linear" | nil, step) as a histogram, or nil: { scale =
+-- e.hist, by = "layout" (luaebpf.histogram.detect takes it for one) | "list"
+-- (only the served list's mark does) }. Cached in the entry.
 function M.histogram(e)
-  local info, layout = e.info, e.layout or {}
-  local value = layout.value
-  local slots = slots_field(value)
-  local counts = ARRAYS[info.type] and value and INTEGER[value.kind] ~= nil
-  local mark = e.hist
-  if mark == "none" then return nil end
-  if mark then
-    -- marked: its entries are the buckets, or its values hold them
-    return { scale = mark, by = "list", from = slots and "slots" or "keys" }
+  if not e.hist then return nil end
+  if e.page_hist == nil then
+    local ok, kind = pcall(histogram.detect, e.m)
+    e.page_hist = { scale = e.hist, by = (ok and kind == e.hist) and "layout" or "list" }
   end
-  if slots then return { scale = "log2", by = "layout", from = "slots" } end
-  local pin = e.path and e.path:match("([^/]+)$")
-  if counts and (ends_hist(info.name) or ends_hist(pin)) then
-    return { scale = "log2", by = "layout", from = "keys" }
-  end
-  return nil
+  return e.page_hist
 end
 
 -- ------------------------------------------------------------ GET /page/hist/<ref>
@@ -173,80 +144,51 @@ local function bounds(scale, step, i)
 end
 M.bounds = bounds
 
--- a key as the labels of its histogram: { name = text } by struct field, or { key = text }
-local function key_labels(key)
-  local out = {}
-  if type(key) == "table" then
-    local names = {}
-    for k in pairs(key) do names[#names + 1] = tostring(k) end
-    table.sort(names)
-    for _, k in ipairs(names) do
-      local v = key[k]
-      out[#out + 1] = encode(k) .. ":" .. encode(type(v) == "table" and encode(v) or tostring(v))
-    end
-  else
-    out[1] = '"key":' .. encode(tostring(key))
-  end
-  return "{" .. concat(out, ",") .. "}"
+-- a Lua value as a JSON string: its text
+local function jtext(v)
+  return encode(tostring(v))
 end
 
---- the histograms of a served map as JSON, in the shape of
--- luaebpf.histogram's read(): { kind, step, layout = "array" | "slots_value",
--- histograms = [ { labels, buckets = [ { slot, lo, hi, count } ], count } ] };
--- counts summed over CPUs exactly (decimal strings past 2^53)
-function M.read_hist(e, h)
-  local m, info = e.m, e.info
-  local percpu = info.percpu
-  local step = e.step or 1
-  local value = e.layout and e.layout.value
-  local slots = slots_field(value)
-  local unsigned = (slots and slots.element.kind or value and value.kind) == "u64"
-  local groups = {} -- { labels = json, counts = { [slot] = text }, n = slots }
-  local array = { labels = "{}", counts = {}, n = 0 }
-  local cursor, keys, values
-  repeat
-    keys, values, cursor = m:read_batch(cursor, SLICE)
-    for i = 1, #keys do
-      local k, v = keys[i], values[i]
-      if h.from == "slots" then
-        local per = percpu and v or { v }
-        local g = { labels = key_labels(k), counts = {}, n = slots and slots.count or 0 }
-        for s = 1, g.n do
-          local cs = {}
-          for c = 1, #per do cs[c] = per[c].slots and per[c].slots[s] or 0 end
-          g.counts[s - 1] = prom.sum(cs, unsigned, #per)
-        end
-        groups[#groups + 1] = g
-      else
-        local s = tonumber(k)
-        if s and s % 1 == 0 and s >= 0 and s < 65536 then
-          array.counts[s] = percpu and prom.sum(v, unsigned) or prom.number(v, unsigned)
-          if s + 1 > array.n then array.n = s + 1 end
-        end
-      end
-    end
-    if cursor then ngx.sleep(PAUSE) end
-  until cursor == nil
-  if h.from ~= "slots" then
-    if ARRAYS[info.type] then array.n = info.max_entries end
-    groups[1] = array
+-- a count or sum (a number, or a decimal string past 2^53) as JSON
+local function jnum(v)
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return jcount(v % 1 == 0 and format("%.0f", v) or format("%.17g", v))
   end
+  return jcount(tostring(v))
+end
+
+--- the histograms of a served map as JSON: luaebpf.histogram.read's result
+-- ({ map, kind, step, layout = "array" | "slot_key" | "slots_value",
+-- label_names, histograms = [ { labels, buckets = [ { slot, lo, hi, count } ],
+-- count, sum } ] }), read in slices like GET /maps/<ref>, with each bucket's
+-- bounds exact as text past 2^53 (M.bounds) and labels as text
+function M.read_hist(e)
+  local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = SLICE,
+    yield = function() ngx.sleep(PAUSE) end })
+  local step = r.step or 1
   local hs = {}
-  for gi, g in ipairs(groups) do
-    local buckets, texts = {}, {}
-    for s = 0, g.n - 1 do
-      local c = g.counts[s] or "0"
-      texts[#texts + 1] = c
-      local lo, hi = bounds(h.scale, step, s)
-      buckets[#buckets + 1] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', s, jcount(lo),
-        jcount(hi), jcount(c))
+  for gi, h in ipairs(r.histograms) do
+    local buckets = {}
+    for i, b in ipairs(h.buckets) do
+      local lo, hi = bounds(r.kind, step, b.slot)
+      buckets[i] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', b.slot, jcount(lo), jcount(hi),
+        jnum(b.count))
     end
-    hs[gi] = format('{"labels":%s,"buckets":[%s],"count":%s}', g.labels, concat(buckets, ","),
-      jcount(prom.sum(texts) or "0"))
+    local labels = {}
+    for li, name in ipairs(r.label_names or {}) do
+      labels[li] = jtext(name) .. ":" .. jtext(h.labels[name])
+    end
+    hs[gi] = format('{"labels":{%s},"buckets":[%s],"count":%s%s}', concat(labels, ","),
+      concat(buckets, ","), jnum(h.count),
+      h.sum ~= nil and (',"sum":' .. jnum(h.sum)) or "")
   end
-  return format('{"map":{"name":%s,"id":%d,"type":%s},"kind":%s,"step":%s,"layout":%s,"histograms":[%s]}\n',
-    encode(info.name or ""), info.id, encode(info.type or ""), encode(h.scale),
-    h.scale == "linear" and tostring(step) or "null", encode(h.from == "slots" and "slots_value" or "array"),
+  local names = {}
+  for i, n in ipairs(r.label_names or {}) do names[i] = jtext(n) end
+  return format('{"map":{"name":%s,"id":%d,"type":%s},"kind":%s,"step":%s,"layout":%s,'
+    .. '"label_names":[%s],"histograms":[%s]}\n',
+    jtext(r.map.name or ""), r.map.id, jtext(r.map.type or ""), jtext(r.kind),
+    r.kind == "linear" and tostring(step) or "null", jtext(r.layout), concat(names, ","),
     concat(hs, ",\n"))
 end
 
@@ -274,9 +216,8 @@ end
 function M.hist(ref)
   local e, status, reason = served_entry(ref)
   if not e then return fail(status, reason) end
-  local h = M.histogram(e)
-  if not h then return fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
-  local ok, body = pcall(M.read_hist, e, h)
+  if not M.histogram(e) then return fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
+  local ok, body = pcall(M.read_hist, e)
   if not ok then
     local class = type(body) == "table" and body.class
     return fail(class == "permission" and 403 or class == "missing" and 404 or 500,
@@ -290,7 +231,7 @@ end
 -- ------------------------------------------------------------ GET /page/views
 
 --- GET /page/views: { ncpus =, maps = [ { id, name, ref, path, type, percpu,
--- key, value (layout kinds), hist = {scale, by, from} | null } ] } for
+-- key, value (layout kinds), hist = {scale, by} | null } ] } for
 -- every served map, in the served order
 function M.views()
   local parts = {}
@@ -302,7 +243,7 @@ function M.views()
       e.info.id, encode(e.info.name or ""), encode(e.ref or ""), e.path and encode(e.path) or "null",
       encode(e.info.type or ""), e.info.percpu and "true" or "false",
       encode(l.key and l.key.kind or ""), encode(l.value and l.value.kind or ""),
-      h and format('{"scale":%s,"by":%s,"from":%s}', encode(h.scale), encode(h.by), encode(h.from))
+      h and format('{"scale":%s,"by":%s}', encode(h.scale), encode(h.by))
         or "null")
   end
   ngx.header["Content-Type"] = "application/json"

@@ -59,7 +59,9 @@ fi
 
 PORT=$(ngx_free_port)
 EVENTS="$ROOT/bpf/execsnoop.bpf.o,record=struct+event"
-MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/lat_hist,key=u32,value=u64 $FS/proc_lat"
+# lat_hist and proc_lat are histograms by their layout, lat because the list says so
+MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/lat_hist,key=u32,value=u64
+ $FS/proc_lat $FS/lat,hist=log2"
 if ngx_start "$STATE" "$PORT" "$MAPS" "$EVENTS"; then
   ok "nginx started on 127.0.0.1:$PORT"
 else
