@@ -20,7 +20,9 @@ CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 WARN       := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CPPFLAGS   += $(if $(LUA_INCDIR),-I$(LUA_INCDIR)) $(shell pkg-config --cflags libbpf 2>/dev/null)
-BPF_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
+# libelf too: elfsym.c reads ELF symbol tables itself (libbpf links it privately)
+BPF_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) \
+              $(shell pkg-config --libs libelf 2>/dev/null || echo -lelf)
 CBENCH     := $(BUILD)/cbench.so
 SRCS       := $(wildcard luaebpf/*.c)
 OBJS       := $(patsubst luaebpf/%.c,$(BUILD)/%.o,$(SRCS))
