@@ -146,7 +146,7 @@ maps: deps-run all
 
 # what the specs use besides the module: the C baseline, the churn process, the
 # fixtures' BPF programs, the fault injector
-SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/stackbin
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
@@ -188,6 +188,11 @@ test-valgrind: deps-valgrind $(SPEC_FILES)
 	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS) 2>&1 | grep -v 'unhandled eBPF command'; \
 	  exit $${PIPESTATUS[0]}
 
+# a process with a known user stack, for spec/stack_spec.lua: frame pointers
+# kept (the kernel walks user stacks by them), symbols and a build id
+spec/fixtures/stackbin: spec/fixtures/stackbin.c
+	$(CC) -O2 -g -fno-omit-frame-pointer $(WARN) -Wl,--build-id -o $@ $<
+
 # a second process that inserts and deletes keys while the specs read
 spec/churn: spec/churn.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(BPF_LIBS)
@@ -213,11 +218,13 @@ bench: deps-bench all $(CBENCH)
 	sh bench/http.sh
 
 clean:
-	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so
+	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so \
+	  spec/fixtures/stackbin
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
 
 # last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
 $(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(VMLINUX_H) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
+spec/fixtures/stackbin \
 $(FUZZERS): | $(GOAL_DEPS)

@@ -278,9 +278,17 @@ end
 -- returned), innermost first; nil when the map has no such stack, nil, err
 -- when the kernel refuses. opts as for symbolize.
 function M.stack(m, id, opts)
-  local ctx = context(opts, "stack", 3)
+  if type(id) ~= "number" or id ~= math.floor(id) or id < 0 or id > 4294967295 then
+    error("bad argument #1 to 'stack' (expected a stack id (an integer in 0..4294967295, as "
+      .. "bpf_get_stackid returns), got " .. (type(id) == "number" and tostring(id) or type(id))
+      .. ")", 2)
+  end
+  local ctx = context(opts, "stack", 2)
   local raw, build_id = core.stack_read(m, id)
-  if not raw then return raw, build_id end
+  if not raw then
+    if build_id == nil then return nil end -- no such stack
+    return nil, build_id
+  end
   local frames, pending = {}, {}
   for i, e in ipairs(raw) do
     if build_id then
