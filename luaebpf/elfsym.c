@@ -245,6 +245,18 @@ static elffile *file_get(const char *path, int *errnum) {
     return f;
 }
 
+/* Lua 5.4 unloads the module (dlclose) when its state closes: the cache
+ * goes with it rather than stay behind unreachable. */
+__attribute__((destructor)) static void cache_drop(void) {
+    pthread_mutex_lock(&cache_lock);
+    while (cache) {
+        elffile *next = cache->next;
+        file_free(cache);
+        cache = next;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
 /* the address the symbols use for file offset off; 0 when no segment maps it */
 static int to_vaddr(const elffile *f, uint64_t off, uint64_t *vaddr) {
     for (size_t i = 0; i < f->nsegs; i++) {
