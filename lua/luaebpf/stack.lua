@@ -24,9 +24,12 @@ local function is_kernel(addr)
       digits = digits:gsub("^0+", "")
       return #digits == 16 and tonumber(digits:sub(1, 1), 16) >= 8
     end
-    return false -- a decimal string: only ever one beyond 2^53, and user space ends below
+    -- a decimal string (what int64 = "string" reads on LuaJIT): from 2^63 up
+    digits = addr:match("^0*(%d+)$")
+    if not digits then return false end
+    return #digits > 19 or (#digits == 19 and digits >= "9223372036854775808")
   end
-  return addr < 0 -- 5.3+: the top bit set; LuaJIT numbers stay below 2^53
+  return addr < 0 -- 5.3+: the top bit set (check_addr keeps floats within 2^53)
 end
 
 local function hex(addr)
@@ -47,7 +50,14 @@ end
 local function check_addr(addr, i)
   local t = type(addr)
   if t == "number" then
-    if addr == math.floor(addr) then return end
+    if math.type and math.type(addr) == "integer" then return end
+    -- a float is exact up to 2^53 only: beyond, it may not be the address meant
+    if addr == math.floor(addr) and addr >= 0 and addr <= 2 ^ 53 then return end
+    if addr == math.floor(addr) and addr > 2 ^ 53 then
+      error("bad argument #1 to 'symbolize' (address " .. i .. ": " .. string.format("%.0f", addr)
+        .. " is beyond 2^53, where a float is not exact: give it as a string such as "
+        .. "\"0xffffffff81000000\")", 3)
+    end
   elseif t == "string" then
     if addr:match("^0[xX]%x+$") or addr:match("^%d+$") then return end
   end
