@@ -44,6 +44,8 @@ static int core_stack_read(lua_State *L) {
                                                     : luaL_typename(L, 2)));
     uint32_t key = (uint32_t)id, size = m->shape.value_size;
     unsigned char *buf = lua_newuserdata(L, size ? size : 1); /* freed by the collector on a raise */
+    if (m->fd < 0) /* a finalizer the allocation ran closed the map */
+        luaebpf_check_map(L, 1, "stack");
     int r;
     LUAEBPF_RETRY(r, bpf_map_lookup_elem(m->fd, &key, buf), r == 0);
     if (r != 0) {

@@ -363,6 +363,24 @@ describe("bad input", function()
     assert.are.equal("closed", err.class)
   end)
 
+  it("survives a finalizer that closes the map while m:stack runs", function()
+    local out, ok = H.child([[
+local m = ebpf.create{ type = "stack_trace", key_size = 4, value_size = 8 * 127, max_entries = 4 }
+local closed_at, classes = nil, {}
+for round = 1, 5000 do
+  if not closed_at then
+    garbage(function() if not closed_at then closed_at = round; m:close() end end)
+  end
+  local ok, v = pcall(m.stack, m, 1)
+  if not ok then classes[v.class] = true else assert(v == nil) end
+  if closed_at then break end
+end
+-- the one closing round may still read, on an fd closed by then never
+print("done", closed_at ~= nil, classes.closed or false)]])
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("done\ttrue", 1, true), out)
+  end)
+
   it("answers nil, err when the kernel refuses the read", function()
     local m = ebpf.open_id(stacks:info().id, { access = "w" })
     local frames, err = m:stack(uid)
