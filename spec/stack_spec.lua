@@ -240,6 +240,29 @@ describe("m:stack on user stacks", function()
     assert.is_string(stacks:stack(kid, { pid = gone })[2].name)
   end)
 
+  it("names frames from saved maps after the process exited", function()
+    local path = tmp .. "/saved"
+    H.run("cp " .. bin .. " " .. path)
+    local p2, _, p = start(path)
+    local maps = require("luaebpf.stack").maps(p2)
+    local base = assert(load_base(p2, path))
+    os.execute("kill " .. p2)
+    p:close()
+    local syms, addrs = nm_functions(path), {}
+    for _, s in ipairs(syms) do
+      if s.name:match("^stack_level") then addrs[#addrs + 1] = base + s.value + 2 end
+    end
+    assert.are.equal(3, #addrs)
+    local frames = ebpf.symbolize(addrs, { maps = maps })
+    for i, fr in ipairs(frames) do
+      assert.are.equal(nm_holding(syms, addrs[i] - base).name, fr.name)
+      assert.are.equal(2, fr.offset)
+    end
+    local fr = ebpf.symbolize({ 4096 }, { maps = maps })[1]
+    H.mentions(fr.error, { "in no file mapped by the maps given" })
+    H.mentions(select(2, raised(ebpf.symbolize, addrs, { maps = "x" })), { "maps", "got string" })
+  end)
+
   it("marks frames of a file deleted since it was mapped", function()
     local path = tmp .. "/deleted"
     H.run("cp " .. bin .. " " .. path)

@@ -155,8 +155,8 @@ end
 -- user frames for addresses, through the maps of opts.pid (read at most once)
 local function user_frame(addr, ctx, pending)
   local fr = { addr = addr, kernel = false }
-  if not ctx.pid then
-    fr.error = "a user address: give opts.pid to name it"
+  if not ctx.who then
+    fr.error = "a user address: give opts.pid (or opts.maps) to name it"
     return fr
   end
   if ctx.maps == nil then
@@ -170,12 +170,12 @@ local function user_frame(addr, ctx, pending)
   local a = user_number(addr)
   local m = a and mapping_of(ctx.maps, a)
   if not m then
-    fr.error = "in no file mapped by process " .. ctx.pid
+    fr.error = "in no file mapped by " .. ctx.who
     return fr
   end
   fr.file, fr.file_offset = m.path, a - m.start + m.offset
   if m.deleted then
-    fr.error = m.path .. ": deleted since process " .. ctx.pid .. " mapped it"
+    fr.error = m.path .. ": deleted since " .. ctx.who .. " mapped it"
   else
     add_pending(pending, m.path, fr)
   end
@@ -187,7 +187,7 @@ end
 local function file_of_build_id(bid, ctx)
   if ctx.by_build_id == nil then
     ctx.by_build_id = {}
-    if ctx.pid then
+    if ctx.who then
       if ctx.maps == nil then
         ctx.maps, ctx.maps_error = M.maps(ctx.pid)
         ctx.maps = ctx.maps or false
@@ -219,13 +219,13 @@ local function build_id_frame(e, ctx, pending)
     fr.file = path
     add_pending(pending, path, fr)
   else
-    fr.error = "no file with build id " .. e.build_id .. (ctx.pid and " mapped by process "
-      .. ctx.pid .. " nor" or "") .. " under " .. ctx.debug_dir .. "/.build-id"
+    fr.error = "no file with build id " .. e.build_id .. (ctx.who and " mapped by "
+      .. ctx.who .. " nor" or "") .. " under " .. ctx.debug_dir .. "/.build-id"
   end
   return fr
 end
 
-local known = { pid = true, kernel = true, debug_dir = true }
+local known = { pid = true, kernel = true, debug_dir = true, maps = true }
 
 local function context(opts, fname, argn)
   local ctx = { debug_dir = DEBUG_DIR }
@@ -237,7 +237,7 @@ local function context(opts, fname, argn)
   for k in pairs(opts) do
     if not known[k] then
       error("bad argument #" .. argn .. " to '" .. fname .. "' (unknown option '" .. tostring(k)
-        .. "'; known: debug_dir, kernel, pid)", 3)
+        .. "'; known: debug_dir, kernel, maps, pid)", 3)
     end
   end
   local pid = opts.pid
@@ -252,7 +252,13 @@ local function context(opts, fname, argn)
     error("bad option 'debug_dir' to '" .. fname .. "': a string expected, got "
       .. type(opts.debug_dir), 3)
   end
-  ctx.pid, ctx.kernel = pid, opts.kernel
+  if opts.maps ~= nil and type(opts.maps) ~= "table" then
+    error("bad option 'maps' to '" .. fname .. "': a table from maps(pid) expected, got "
+      .. type(opts.maps), 3)
+  end
+  ctx.pid, ctx.kernel, ctx.maps = pid, opts.kernel, opts.maps
+  -- for messages: whose mappings name user addresses
+  ctx.who = pid and "process " .. pid or ctx.maps and "the maps given"
   if opts.debug_dir then ctx.debug_dir = opts.debug_dir end
   return ctx
 end
