@@ -185,7 +185,8 @@ static void load(elffile *f, int fd) {
 /* The cached file for path, read now when it is new or changed on disk.
  * Called with cache_lock held. NULL with *errnum when it cannot be opened. */
 static elffile *file_get(const char *path, int *errnum) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given as the path must not hang the caller */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         *errnum = errno;
@@ -193,8 +194,7 @@ static elffile *file_get(const char *path, int *errnum) {
         return NULL;
     }
     elffile **pp = &cache, *f;
-    size_t n = 0;
-    for (; (f = *pp) != NULL; pp = &f->next, n++) {
+    for (; (f = *pp) != NULL; pp = &f->next) {
         if (strcmp(f->path, path) != 0) continue;
         *pp = f->next; /* unlinked: back in front when current, else dropped */
         if (f->dev == st.st_dev && f->ino == st.st_ino && f->size == st.st_size &&
@@ -229,7 +229,7 @@ static elffile *file_get(const char *path, int *errnum) {
     f->next = cache;
     cache = f;
     /* keep at most ELFSYM_CACHE_MAX: drop the tail */
-    n = 0;
+    size_t n = 0;
     for (pp = &cache; *pp; pp = &(*pp)->next) {
         if (++n > ELFSYM_CACHE_MAX) {
             elffile *rest = *pp;

@@ -344,6 +344,11 @@ describe("ELF symbols", function()
     names, why = ebpf.elf_symbolize(tmp .. "/absent", { 0 })
     assert.is_nil(names)
     H.mentions(why, { tmp .. "/absent", "No such file" })
+    local fifo = tmp .. "/fifo"
+    H.run("mkfifo " .. fifo)
+    names, why = ebpf.elf_symbolize(fifo, { 0 }) -- answers at once: no writer awaited
+    assert.is_nil(names)
+    H.mentions(why, { fifo, "not a regular file" })
     -- an offset in no segment or function: false, not an error
     names = ebpf.elf_symbolize(bin, { 0, 2 ^ 40 })
     assert.are.same({ false, false }, names)
