@@ -146,7 +146,8 @@ maps: deps-run all
 
 # what the specs use besides the module: the C baseline, the churn process, the
 # fixtures' BPF programs, the fault injector
-SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/stackbin
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/stackbin \
+              spec/fixtures/stackbin-nopie
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
@@ -193,6 +194,9 @@ test-valgrind: deps-valgrind $(SPEC_FILES)
 # kept (the kernel walks user stacks by them), symbols and a build id
 spec/fixtures/stackbin: spec/fixtures/stackbin.c
 	$(CC) -O2 -g -fno-omit-frame-pointer $(WARN) -Wl,--build-id -o $@ $<
+# the same at a fixed address, where file offsets and symbol addresses differ
+spec/fixtures/stackbin-nopie: spec/fixtures/stackbin.c
+	$(CC) -O2 -g -fno-omit-frame-pointer $(WARN) -Wl,--build-id -fno-pie -no-pie -o $@ $<
 
 # a second process that inserts and deletes keys while the specs read
 spec/churn: spec/churn.c
@@ -220,12 +224,12 @@ bench: deps-bench all $(CBENCH)
 
 clean:
 	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so \
-	  spec/fixtures/stackbin
+	  spec/fixtures/stackbin spec/fixtures/stackbin-nopie
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
 
 # last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
 $(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(VMLINUX_H) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
-spec/fixtures/stackbin \
+spec/fixtures/stackbin spec/fixtures/stackbin-nopie \
 $(FUZZERS): | $(GOAL_DEPS)

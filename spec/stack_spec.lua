@@ -263,6 +263,38 @@ describe("m:stack on user stacks", function()
     H.mentions(select(2, raised(ebpf.symbolize, addrs, { maps = "x" })), { "maps", "got string" })
   end)
 
+  it("translates file offsets through the segments of a non-PIE binary", function()
+    -- loaded at its link address: nm's values are the running addresses,
+    -- while file offsets are 0x400000 lower
+    local path = tmp .. "/nopie"
+    H.run("cp spec/fixtures/stackbin-nopie " .. path)
+    local p2, _, p = start(path)
+    local syms, addrs, want = nm_functions(path), {}, {}
+    for _, s in ipairs(syms) do
+      if s.name:match("^stack_") or s.name == "main" then
+        addrs[#addrs + 1] = s.value + 3
+        want[#want + 1] = s.name
+      end
+    end
+    local frames = ebpf.symbolize(addrs, { pid = p2 })
+    os.execute("kill " .. p2)
+    p:close()
+    assert.are.equal(5, #addrs)
+    for i, fr in ipairs(frames) do
+      assert.are.equal(want[i], fr.name)
+      assert.are.equal(3, fr.offset)
+      assert.are.equal(path, fr.file)
+      assert.is_true(fr.file_offset < fr.addr)
+    end
+    -- its separate debug file gives the same names for the same file offsets
+    local dbg = tmp .. "/nopie.debug"
+    H.run("objcopy --only-keep-debug " .. path .. " " .. dbg)
+    local offs = {}
+    for i, fr in ipairs(frames) do offs[i] = fr.file_offset end
+    assert.are.same(ebpf.elf_symbolize(path, offs), ebpf.elf_symbolize(dbg, offs))
+    assert.are.same(want, (ebpf.elf_symbolize(dbg, offs)))
+  end)
+
   it("marks frames of a file deleted since it was mapped", function()
     local path = tmp .. "/deleted"
     H.run("cp " .. bin .. " " .. path)
