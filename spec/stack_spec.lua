@@ -143,19 +143,20 @@ describe("m:stack on kernel stacks", function()
       local a = hex16(fr.addr)
       local sym, names = kallsyms_holding(a)
       assert(sym, "no kallsyms symbol below " .. a)
-      if fr.name then
+      if sym.module == "[bpf]" then
+        -- a BPF program (this fixture's own is the first frame): kallsyms
+        -- is read once a process, so one loaded after that first read is
+        -- unknown, or its address may even fall near a program since gone
+        assert.is_string(fr.text)
+      elseif fr.name then
         assert(names[fr.name], "frame " .. i .. " " .. a .. ": " .. fr.name .. ", kallsyms says "
           .. sym.name)
         assert.are.equal(diff(a, sym.addr), fr.offset)
         assert.are.equal(string.format("%s+0x%x", fr.name, fr.offset), fr.text)
         named = named + 1
       else
-        -- kallsyms is read once a process: only a BPF program loaded after
-        -- that may be missing (this fixture's own program is the first frame)
-        assert.are.equal("[bpf]", sym.module, "frame " .. i .. " " .. a .. " unnamed, kallsyms: "
+        error("frame " .. i .. " " .. a .. " unnamed (" .. tostring(fr.error) .. "), kallsyms: "
           .. sym.name)
-        assert.is_string(fr.error)
-        assert.are.equal("0x" .. a, fr.text)
       end
     end
     assert.is_true(named >= #frames - 1)
@@ -174,6 +175,12 @@ describe("m:stack on kernel stacks", function()
     local a = hex16(frames[#frames].addr)
     local s = ebpf.symbolize({ "0x" .. a })
     assert.are.equal(frames[#frames].text, s[1].text)
+    -- an address in no symbol (kallsyms' last one lies far below) keeps its hex
+    local top = ebpf.symbolize({ "0xFFFFFFFFFFFFFF00" })[1]
+    assert.is_true(top.kernel)
+    assert.is_nil(top.name)
+    H.mentions(top.error, { "no kernel symbol" })
+    assert.are.equal("0xffffffffffffff00", top.text)
     -- and in decimal, what int64 = "string" reads (printf converts)
     s = ebpf.symbolize({ (H.run("printf %u 0x" .. a)) })
     assert.is_true(s[1].kernel)
