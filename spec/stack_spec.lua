@@ -268,6 +268,10 @@ describe("m:stack on user stacks", function()
     local fr = ebpf.symbolize({ 4096 }, { maps = maps })[1]
     H.mentions(fr.error, { "in no file mapped by the maps given" })
     H.mentions(select(2, raised(ebpf.symbolize, addrs, { maps = "x" })), { "maps", "got string" })
+    H.mentions(select(2, raised(require("luaebpf.stack").maps, "1")), { "'maps'", "process id", "got string" })
+    local none, why = require("luaebpf.stack").maps(p2) -- exited
+    assert.is_nil(none)
+    H.mentions(why, { "process " .. p2, "No such file" })
   end)
 
   it("translates file offsets through the segments of a non-PIE binary", function()

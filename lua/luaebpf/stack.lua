@@ -72,6 +72,10 @@ end
 -- start: { start =, stop =, offset =, path =, deleted = bool }; or nil, why.
 -- Only mappings of files: anonymous memory, the stack, [vdso] are left out.
 function M.maps(pid)
+  if type(pid) ~= "number" or pid ~= math.floor(pid) or pid < 1 then
+    error("bad argument #1 to 'maps' (a process id expected, got "
+      .. (type(pid) == "number" and tostring(pid) or type(pid)) .. ")", 2)
+  end
   local f, why = io.open("/proc/" .. string.format("%d", pid) .. "/maps", "r")
   if not f then
     return nil, "process " .. string.format("%d", pid) .. ": " .. tostring(why)
