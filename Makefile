@@ -20,7 +20,9 @@ CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 WARN       := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CPPFLAGS   += $(if $(LUA_INCDIR),-I$(LUA_INCDIR)) $(shell pkg-config --cflags libbpf 2>/dev/null)
-BPF_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf)
+# libelf too: elfsym.c reads ELF symbol tables itself (libbpf links it privately)
+BPF_LIBS    = $(shell pkg-config --libs libbpf 2>/dev/null || echo -lbpf) \
+              $(shell pkg-config --libs libelf 2>/dev/null || echo -lelf)
 CBENCH     := $(BUILD)/cbench.so
 SRCS       := $(wildcard luaebpf/*.c)
 OBJS       := $(patsubst luaebpf/%.c,$(BUILD)/%.o,$(SRCS))
@@ -149,7 +151,8 @@ maps: deps-run all
 
 # what the specs use besides the module: the C baseline, the churn process, the
 # fixtures' BPF programs, the fault injector
-SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/stackbin \
+              spec/fixtures/stackbin-nopie
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
@@ -184,12 +187,21 @@ test-asan: deps-test $(SPEC_FILES) $(ASAN_SO)
 VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/read_batch_spec.lua \
                   spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
-                  spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua
+                  spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua \
+                  spec/stack_spec.lua
 test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
 	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS) 2>&1 | grep -v 'unhandled eBPF command'; \
 	  exit $${PIPESTATUS[0]}
+
+# a process with a known user stack, for spec/stack_spec.lua: frame pointers
+# kept (the kernel walks user stacks by them), symbols and a build id
+spec/fixtures/stackbin: spec/fixtures/stackbin.c
+	$(CC) -O2 -g -fno-omit-frame-pointer $(WARN) -Wl,--build-id -o $@ $<
+# the same at a fixed address, where file offsets and symbol addresses differ
+spec/fixtures/stackbin-nopie: spec/fixtures/stackbin.c
+	$(CC) -O2 -g -fno-omit-frame-pointer $(WARN) -Wl,--build-id -fno-pie -no-pie -o $@ $<
 
 # a second process that inserts and deletes keys while the specs read
 spec/churn: spec/churn.c
@@ -216,11 +228,13 @@ bench: deps-bench all $(CBENCH)
 	sh bench/http.sh
 
 clean:
-	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so
+	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so \
+	  spec/fixtures/stackbin spec/fixtures/stackbin-nopie
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
 
 # last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
 $(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(VMLINUX_H) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
+spec/fixtures/stackbin spec/fixtures/stackbin-nopie \
 $(FUZZERS): | $(GOAL_DEPS)

@@ -23,7 +23,7 @@ FUZZ_REPLAY_SECONDS ?= 5
 FUZZ_CC      := clang
 FUZZ_CFLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -I$(LUA_INCDIR) $(shell pkg-config --cflags libbpf 2>/dev/null)
-FUZZ_LIBS    = $(shell pkg-config --libs $(LUA_PC) libbpf 2>/dev/null)
+FUZZ_LIBS    = $(shell pkg-config --libs $(LUA_PC) libbpf libelf 2>/dev/null)
 FUZZERS      := fuzz/fuzz_codec fuzz/fuzz_btf
 
 fuzz/fuzz_%: fuzz/fuzz_%.c $(SRCS) $(wildcard luaebpf/*.h)

@@ -17,6 +17,8 @@ LUAEBPF_API int luaopen_luaebpf_core(lua_State *L) {
     luaebpf_perfbuf_open(L);
     luaebpf_system_open(L);
     luaebpf_ksym_open(L);
+    luaebpf_elfsym_open(L);
+    luaebpf_stack_open(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");
     return 1;

@@ -101,6 +101,11 @@ const char *luaebpf_ksym(uint64_t addr, uint64_t *off);
 size_t luaebpf_ksym_count(void); /* symbols known; 0: every address stays a number */
 void luaebpf_ksym_open(lua_State *L); /* core.ksym */
 
+/* elfsym.c: function symbols and build ids of ELF files, cached per file */
+void luaebpf_elfsym_open(lua_State *L); /* core.elf_symbolize, core.elf_build_id */
+/* stack.c: the raw entries of a stack_trace map */
+void luaebpf_stack_open(lua_State *L);  /* core.stack_read */
+
 /* ---- shape.c: what a map holds, apart from any handle ---- */
 /* Sizes, the per-CPU stride and the codecs of keys and values, for a Map now
  * and for records with no map behind them later. It is embedded in its owner,

@@ -22,6 +22,7 @@ dependencies = {
 }
 external_dependencies = {
   LIBBPF = { header = "bpf/libbpf.h", library = "bpf" },
+  LIBELF = { header = "libelf.h", library = "elf" },
 }
 build = {
   type = "builtin",
@@ -30,20 +31,21 @@ build = {
       sources = {
         "luaebpf/auxlib.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
         "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/events.c",
-        "luaebpf/expect.c", "luaebpf/ksym.c",
+        "luaebpf/elfsym.c", "luaebpf/expect.c", "luaebpf/ksym.c",
         "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
         "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
-        "luaebpf/ringbuf.c", "luaebpf/shape.c",
+        "luaebpf/ringbuf.c", "luaebpf/shape.c", "luaebpf/stack.c",
         "luaebpf/system.c",
       },
-      libraries = { "bpf" },
-      incdirs = { "$(LIBBPF_INCDIR)" },
-      libdirs = { "$(LIBBPF_LIBDIR)" },
+      libraries = { "bpf", "elf" },
+      incdirs = { "$(LIBBPF_INCDIR)", "$(LIBELF_INCDIR)" },
+      libdirs = { "$(LIBBPF_LIBDIR)", "$(LIBELF_LIBDIR)" },
     },
     ["luaebpf"] = "lua/luaebpf/init.lua",
     ["luaebpf.aggregate"] = "lua/luaebpf/aggregate.lua",
     ["luaebpf.format"] = "lua/luaebpf/format.lua",
     ["luaebpf.prometheus"] = "lua/luaebpf/prometheus.lua",
     ["luaebpf.histogram"] = "lua/luaebpf/histogram.lua",
+    ["luaebpf.stack"] = "lua/luaebpf/stack.lua",
   },
 }

@@ -53,6 +53,12 @@ end
 if core.ringbuf then core.Object.ringbuf = consumer_of(core.ringbuf) end
 if core.perfbuf then core.Object.perfbuf = consumer_of(core.perfbuf) end
 
+--- m:stack(id [, opts]) on stack_trace maps, and ebpf.symbolize(addrs [, opts]):
+-- symbolised stack frames (lua/luaebpf/stack.lua)
+local stack = require "luaebpf.stack"
+core.Map.stack = stack.stack
+M.symbolize = stack.symbolize
+
 local aggregate = require "luaebpf.aggregate"
 M.sum, M.min, M.max, M.avg = aggregate.sum, aggregate.min, aggregate.max, aggregate.avg
 M.snapshot, M.delta = aggregate.snapshot, aggregate.delta

@@ -1,0 +1,416 @@
+/* elfsym.c: function symbols of ELF files, for user stack frames. A frame
+ * gives a file offset (the address minus its mapping's start, plus the
+ * mapping's file offset, or the offset of a build-id frame); this file turns
+ * it into the address the file's symbols use, through the PT_LOAD segments,
+ * and finds the function whose range holds it, from .symtab or else .dynsym.
+ * It also reads the file's GNU build id, to find the file a build-id frame
+ * names. Files are read with libelf once and kept in a small process-wide
+ * cache, keyed by path and by the file's device, inode, size and mtime, so a
+ * file replaced on disk is read again; the cache holds at most
+ * ELFSYM_CACHE_MAX files and drops the least recently used. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "luaebpf.h"
+
+#define ELFSYM_CACHE_MAX 64
+#define ELFSYM_MAX_QUERIES (1 << 20) /* offsets one call may ask about */
+
+typedef struct elfsym {
+    uint64_t addr, size;
+    const char *name; /* into the file's names block */
+} elfsym;
+
+typedef struct elfseg {
+    uint64_t vaddr, offset, filesz, memsz;
+    int exec;
+} elfseg;
+
+typedef struct elffile {
+    struct elffile *next;
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    const char *why;        /* NULL, or why the file gave no symbols (static text) */
+    int bad;                /* with why: not an ELF file at all (no build id either) */
+    elfsym *syms;
+    size_t nsyms;
+    char *names;
+    elfseg *segs;
+    size_t nsegs;
+    int debug_only;         /* code segments without file bytes: a separate debug file */
+    unsigned char build_id[64];
+    size_t build_id_len;
+} elffile;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static elffile *cache;      /* most recently used first */
+
+static void file_free(elffile *f) {
+    free(f->path);
+    free(f->syms);
+    free(f->names);
+    free(f->segs);
+    free(f);
+}
+
+static int by_addr(const void *a, const void *b) {
+    const elfsym *x = a, *y = b;
+    if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
+    /* aliases at one address: the longer range first, then by name, so the
+     * choice does not depend on the order of the table */
+    if (x->size != y->size) return x->size > y->size ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* the NT_GNU_BUILD_ID note of any SHT_NOTE section */
+static void read_build_id(Elf *e, elffile *f) {
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(e, scn)) != NULL) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE) continue;
+        Elf_Data *d = elf_getdata(scn, NULL);
+        if (!d) continue;
+        GElf_Nhdr nh;
+        size_t off = 0, name_off, desc_off, next;
+        while ((next = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+            if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+                memcmp((char *)d->d_buf + name_off, "GNU", 4) == 0 &&
+                nh.n_descsz > 0 && nh.n_descsz <= sizeof f->build_id) {
+                memcpy(f->build_id, (char *)d->d_buf + desc_off, nh.n_descsz);
+                f->build_id_len = nh.n_descsz;
+                return;
+            }
+            off = next;
+        }
+    }
+}
+
+static const char *read_segments(Elf *e, elffile *f) {
+    size_t n;
+    if (elf_getphdrnum(e, &n) != 0) return "the file has no program headers";
+    f->segs = calloc(n ? n : 1, sizeof *f->segs);
+    if (!f->segs) return "out of memory";
+    int code_without_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD) continue;
+        elfseg *s = &f->segs[f->nsegs++];
+        s->vaddr = ph.p_vaddr;
+        s->offset = ph.p_offset;
+        s->filesz = ph.p_filesz;
+        s->memsz = ph.p_memsz;
+        s->exec = (ph.p_flags & PF_X) != 0;
+        /* a separate debug file keeps the code segment's size, not its bytes */
+        code_without_bytes |= s->exec && s->filesz == 0 && s->memsz > 0;
+    }
+    f->debug_only = code_without_bytes;
+    return NULL;
+}
+
+/* the functions of .symtab, or of .dynsym when the file was stripped: only
+ * defined functions with a size, so an address past the end of one is not
+ * taken for the function before it */
+static const char *read_symbols(Elf *e, elffile *f) {
+    Elf_Scn *scn = NULL, *symtab = NULL, *dynsym = NULL;
+    GElf_Shdr sh;
+    while ((scn = elf_nextscn(e, scn)) != NULL) {
+        if (!gelf_getshdr(scn, &sh)) continue;
+        if (sh.sh_type == SHT_SYMTAB) symtab = scn;
+        if (sh.sh_type == SHT_DYNSYM) dynsym = scn;
+    }
+    scn = symtab ? symtab : dynsym;
+    if (!scn) return "the file has no symbol table";
+    if (!gelf_getshdr(scn, &sh) || sh.sh_entsize == 0) return "unreadable symbol table";
+    Elf_Data *d = elf_getdata(scn, NULL);
+    if (!d || sh.sh_type == SHT_NOBITS) return "unreadable symbol table";
+    size_t count = sh.sh_size / sh.sh_entsize, total = 0, n = 0;
+    f->syms = calloc(count ? count : 1, sizeof *f->syms);
+    if (!f->syms) return "out of memory";
+    for (size_t i = 0; i < count; i++) {
+        GElf_Sym s;
+        if (!gelf_getsym(d, (int)i, &s)) continue;
+        int type = GELF_ST_TYPE(s.st_info);
+        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s.st_shndx == SHN_UNDEF ||
+            s.st_size == 0)
+            continue;
+        const char *name = elf_strptr(e, sh.sh_link, s.st_name);
+        if (!name || !*name) continue;
+        f->syms[n].addr = s.st_value;
+        f->syms[n].size = s.st_size;
+        f->syms[n++].name = name; /* libelf's, until the copy below */
+        total += strlen(name) + 1;
+    }
+    f->names = malloc(total ? total : 1);
+    if (!f->names) return "out of memory";
+    char *p = f->names;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(f->syms[i].name) + 1;
+        memcpy(p, f->syms[i].name, len);
+        f->syms[i].name = p;
+        p += len;
+    }
+    f->nsyms = n;
+    qsort(f->syms, n, sizeof *f->syms, by_addr);
+    return NULL;
+}
+
+static pthread_once_t version_once = PTHREAD_ONCE_INIT;
+static void set_version(void) {
+    elf_version(EV_CURRENT);
+}
+
+static void load(elffile *f, int fd) {
+    pthread_once(&version_once, set_version);
+    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+    if (!e || elf_kind(e) != ELF_K_ELF) {
+        f->why = "not an ELF file";
+        f->bad = 1;
+    } else {
+        read_build_id(e, f);
+        f->why = read_segments(e, f);
+        if (!f->why) f->why = read_symbols(e, f);
+    }
+    if (e) elf_end(e);
+}
+
+/* The cached file for path, read now when it is new or changed on disk.
+ * Called with cache_lock held. NULL with *errnum when it cannot be opened. */
+static elffile *file_get(const char *path, int *errnum) {
+    /* O_NONBLOCK: a FIFO given as the path must not hang the caller */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        *errnum = errno;
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    elffile **pp = &cache, *f;
+    for (; (f = *pp) != NULL; pp = &f->next) {
+        if (strcmp(f->path, path) != 0) continue;
+        *pp = f->next; /* unlinked: back in front when current, else dropped */
+        if (f->dev == st.st_dev && f->ino == st.st_ino && f->size == st.st_size &&
+            f->mtime.tv_sec == st.st_mtim.tv_sec && f->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+            close(fd);
+            f->next = cache;
+            cache = f;
+            return f;
+        }
+        file_free(f);
+        break;
+    }
+    f = calloc(1, sizeof *f);
+    if (f) f->path = strdup(path);
+    if (!f || !f->path) {
+        if (f) free(f);
+        close(fd);
+        *errnum = ENOMEM;
+        return NULL;
+    }
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+    f->size = st.st_size;
+    f->mtime = st.st_mtim;
+    if (S_ISREG(st.st_mode)) {
+        load(f, fd);
+    } else {
+        f->why = "not a regular file";
+        f->bad = 1;
+    }
+    close(fd);
+    f->next = cache;
+    cache = f;
+    /* keep at most ELFSYM_CACHE_MAX: drop the tail */
+    size_t n = 0;
+    for (pp = &cache; *pp; pp = &(*pp)->next) {
+        if (++n > ELFSYM_CACHE_MAX) {
+            elffile *rest = *pp;
+            *pp = NULL;
+            while (rest) {
+                elffile *next = rest->next;
+                file_free(rest);
+                rest = next;
+            }
+            break;
+        }
+    }
+    return f;
+}
+
+/* Lua 5.4 unloads the module (dlclose) when its state closes: the cache
+ * goes with it rather than stay behind unreachable. */
+__attribute__((destructor)) static void cache_drop(void) {
+    pthread_mutex_lock(&cache_lock);
+    while (cache) {
+        elffile *next = cache->next;
+        file_free(cache);
+        cache = next;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* the address the symbols use for file offset off; 0 when no segment maps it */
+static int to_vaddr(const elffile *f, uint64_t off, uint64_t *vaddr) {
+    for (size_t i = 0; i < f->nsegs; i++) {
+        const elfseg *s = &f->segs[i];
+        if (!f->debug_only) {
+            if (off >= s->offset && off - s->offset < s->filesz) {
+                *vaddr = off - s->offset + s->vaddr;
+                return 1;
+            }
+        } else if (s->exec) {
+            /* A separate debug file keeps the segments' addresses but not
+             * their file offsets. Linkers (GNU ld, gold) place code at the
+             * same distance from the file's start as from the first
+             * segment's page, which is what this assumes. */
+            uint64_t base = f->segs[0].vaddr & ~(uint64_t)0xfff;
+            uint64_t v = off + base;
+            if (v >= s->vaddr && v - s->vaddr < s->memsz) {
+                *vaddr = v;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* the function holding vaddr, or NULL */
+static const elfsym *find(const elffile *f, uint64_t vaddr) {
+    size_t lo = 0, hi = f->nsyms; /* the last symbol starting at or below vaddr */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->syms[mid].addr <= vaddr) lo = mid + 1; else hi = mid;
+    }
+    /* a few symbols back: a short one (an alias, a local label with a size)
+     * may start inside a longer function that holds vaddr */
+    for (size_t i = lo, steps = 0; i > 0 && steps < 16; i--, steps++) {
+        const elfsym *s = &f->syms[i - 1];
+        if (vaddr - s->addr < s->size) {
+            /* among aliases of s, the first in sort order (the longest range) */
+            while (i > 1 && f->syms[i - 2].addr == s->addr && vaddr - s->addr < f->syms[i - 2].size)
+                s = &f->syms[--i - 1];
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static const char *check_path(lua_State *L, int i) {
+    const char *path = luaL_checkstring(L, i);
+    if (!luaebpf_tostring_nonul(L, i) || !*path)
+        luaL_argerror(L, i, "expected a file path without NUL bytes");
+    return path;
+}
+
+/* pushes nil, "path: why" and returns 2 */
+static int failed(lua_State *L, const char *path, const char *why, int errnum) {
+    lua_pushnil(L);
+    if (errnum)
+        lua_pushfstring(L, "%s: %s", path, strerror(errnum));
+    else
+        lua_pushfstring(L, "%s: %s", path, why);
+    return 2;
+}
+
+/* core.elf_symbolize(path, offsets): for each file offset in the array
+ * offsets, the name of the function holding it (false when none) and the
+ * offset into that function; as two arrays names, offsets. nil, message when
+ * the file cannot be read or has no symbols. */
+static int core_elf_symbolize(lua_State *L) {
+    const char *path = check_path(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = lua_rawlen(L, 2);
+    if (n > ELFSYM_MAX_QUERIES)
+        luaL_argerror(L, 2, "too many offsets (at most 1048576 a call)");
+    /* the offsets first: nothing below may raise while the lock is held */
+    uint64_t *offs = lua_newuserdata(L, (n ? n : 1) * sizeof *offs);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (lua_Integer)i + 1);
+        lua_Integer v;
+        if (!luaebpf_tointeger_in(L, -1, 0, (lua_Integer)1 << 53, &v))
+            luaL_argerror(L, 2, lua_pushfstring(L, "offset %d: expected an integer in "
+                          "0..2^53, got %s", (int)i + 1, luaL_typename(L, -1)));
+        lua_pop(L, 1);
+        offs[i] = (uint64_t)v;
+    }
+    lua_createtable(L, (int)n, 0);
+    lua_createtable(L, (int)n, 0);
+    int names = lua_gettop(L) - 1;
+    int errnum = 0;
+    pthread_mutex_lock(&cache_lock);
+    elffile *f = file_get(path, &errnum);
+    if (!f || f->why) {
+        const char *why = f ? f->why : NULL;
+        pthread_mutex_unlock(&cache_lock);
+        return failed(L, path, why, errnum);
+    }
+    /* lua_push* may only fail for memory, and then the lock must not stay
+     * held: names go through a C buffer first, pushed after unlocking */
+    uint64_t *delta = malloc((n ? n : 1) * sizeof *delta);
+    char **copies = calloc(n ? n : 1, sizeof *copies);
+    int oom = !delta || !copies;
+    for (size_t i = 0; !oom && i < n; i++) {
+        uint64_t vaddr;
+        const elfsym *s = to_vaddr(f, offs[i], &vaddr) ? find(f, vaddr) : NULL;
+        if (s) {
+            delta[i] = vaddr - s->addr;
+            copies[i] = strdup(s->name);
+            if (!copies[i]) oom = 1;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+    for (size_t i = 0; !oom && i < n; i++) {
+        if (copies[i]) {
+            lua_pushstring(L, copies[i]);
+            lua_rawseti(L, names, (lua_Integer)i + 1);
+            lua_pushinteger(L, (lua_Integer)delta[i]); /* within a symbol's size */
+        } else {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, names, (lua_Integer)i + 1);
+            lua_pushboolean(L, 0);
+        }
+        lua_rawseti(L, names + 1, (lua_Integer)i + 1);
+    }
+    for (size_t i = 0; copies && i < n; i++) free(copies[i]);
+    free(copies);
+    free(delta);
+    if (oom) return luaL_error(L, "out of memory");
+    return 2;
+}
+
+/* core.elf_build_id(path): the file's GNU build id as lowercase hex, false
+ * when it has none, or nil, message when it cannot be read */
+static int core_elf_build_id(lua_State *L) {
+    const char *path = check_path(L, 1);
+    char hex[2 * sizeof ((elffile *)0)->build_id + 1];
+    int errnum = 0;
+    pthread_mutex_lock(&cache_lock);
+    elffile *f = file_get(path, &errnum);
+    int ok = f && !f->bad; /* a file without symbols may still have a build id */
+    const char *why = f ? f->why : NULL;
+    size_t len = f ? f->build_id_len : 0;
+    for (size_t i = 0; ok && i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", f->build_id[i]);
+    pthread_mutex_unlock(&cache_lock);
+    if (!ok) return failed(L, path, why, errnum);
+    if (len == 0)
+        lua_pushboolean(L, 0);
+    else
+        lua_pushlstring(L, hex, 2 * len);
+    return 1;
+}
+
+void luaebpf_elfsym_open(lua_State *L) {
+    lua_pushcfunction(L, core_elf_symbolize);
+    lua_setfield(L, -2, "elf_symbolize");
+    lua_pushcfunction(L, core_elf_build_id);
+    lua_setfield(L, -2, "elf_build_id");
+}

@@ -1,0 +1,476 @@
+-- spec/stack_spec.lua: stack traces read as symbolised frames. A copy of
+-- spec/fixtures/stackbin (main -> stack_level_one -> stack_level_two ->
+-- stack_level_three, which makes getppid in a loop) runs while
+-- spec/fixtures/stacks.bpf.o stores its kernel and user stacks at that call
+-- in a stack_trace map, and its user stack again in a stack_build_id map.
+-- Oracles: /proc/kallsyms for kernel frames; nm, addr2line and readelf on the
+-- binary, and the process's /proc/PID/maps read here, for user frames.
+-- 5.1 syntax.
+local ebpf, H = require "luaebpf", require "spec.helpers"
+
+local FIXTURE = "spec/fixtures/stacks.bpf.o"
+local LEVELS = { "stack_level_three", "stack_level_two", "stack_level_one", "main" }
+
+local raised = H.raised
+local tmp, bin, proc, pid, obj, stacks, build_ids, ids
+local kid, uid, bid -- the stack ids the program stored
+
+-- --------------------------------------------------------------- oracles
+
+--- an address as 16 lowercase hex digits (compares as the number does)
+local function hex16(a)
+  if type(a) == "string" then return (a:gsub("^0x", ""):lower()) end
+  if a < 0 then return string.format("%016x", a) end -- 5.3+: kernel addresses
+  local hi = math.floor(a / 2 ^ 32)
+  return string.format("%08x%08x", hi, a - hi * 2 ^ 32)
+end
+
+--- low - sym of two hex16 addresses less than 2^32 apart
+local function diff(a, s)
+  return (tonumber(a:sub(9), 16) - tonumber(s:sub(9), 16)) % 2 ^ 32
+end
+
+local kallsyms -- sorted { addr = hex16, name =, module = } of text symbols
+local function kallsyms_holding(a)
+  if not kallsyms then
+    kallsyms = {}
+    for line in io.lines("/proc/kallsyms") do
+      local addr, t, name, mod = line:match("^(%x+) (%a) (%S+)%s*(%S*)")
+      if addr and t:match("[tTwW]") and addr ~= "0000000000000000" then
+        kallsyms[#kallsyms + 1] = { addr = addr, name = name, module = mod }
+      end
+    end
+    table.sort(kallsyms, function(x, y) return x.addr < y.addr end)
+  end
+  local lo, hi = 1, #kallsyms
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    if kallsyms[mid].addr <= a then lo = mid + 1 else hi = mid - 1 end
+  end
+  local s = kallsyms[hi]
+  if not s then return nil end
+  local names = {}
+  for i = hi, 1, -1 do -- every alias at that address
+    if kallsyms[i].addr ~= s.addr then break end
+    names[kallsyms[i].name] = true
+  end
+  return s, names
+end
+
+--- nm's function symbols of a file: sorted { value =, size =, name = }
+local function nm_functions(path)
+  local t = {}
+  for line in H.run("nm -S " .. path):gmatch("[^\n]+") do
+    local v, s, ty, name = line:match("^(%x+) (%x+) (%a) (%S+)$")
+    if v and ty:match("[tTwW]") then
+      t[#t + 1] = { value = tonumber(v, 16), size = tonumber(s, 16), name = name }
+    end
+  end
+  return t
+end
+
+local function nm_holding(syms, vaddr)
+  for _, s in ipairs(syms) do
+    if vaddr >= s.value and vaddr < s.value + s.size then return s end
+  end
+end
+
+--- the start of the process's mapping of path at file offset 0 (read here,
+-- not through luaebpf's parser)
+local function load_base(p, path)
+  for line in io.lines("/proc/" .. p .. "/maps") do
+    local s, off, file = line:match("^(%x+)%-%x+ %S+ (%x+) %S+ %d+%s+(%S+)$")
+    if file == path and tonumber(off, 16) == 0 then return tonumber(s, 16) end
+  end
+end
+
+local function build_id_of(path)
+  return H.run("readelf -n " .. path):match("Build ID: (%x+)")
+end
+
+-- ------------------------------------------------------------- fixtures
+
+--- starts a copy of stackbin at path; its pid and syscall number, and its pipe
+local function start(path, rounds)
+  local p = io.popen("exec env -u LD_PRELOAD " .. path .. " " .. (rounds or ""))
+  local line = p:read("*l")
+  local a, b = line:match("^(%d+) (%d+)$")
+  return tonumber(a), tonumber(b), p
+end
+
+local function id_at(slot) return ids:lookup(slot) end
+
+setup(function()
+  tmp = H.tmpdir("luaebpf-stack")
+  bin = tmp .. "/stackbin"
+  H.run("cp spec/fixtures/stackbin " .. bin)
+  local nr
+  pid, nr, proc = start(bin)
+  obj = ebpf.load(FIXTURE)
+  local config = obj:map("config")
+  config:codec{ key = "u32", value = { { "pid", "u32" }, { "nr", "u32" } } }
+  ids = obj:map("ids")
+  ids:codec{ key = "u32", value = "i64" }
+  assert(config:update(0, { pid = pid, nr = nr }))
+  local link = obj:attach("on_enter")
+  for _ = 1, 50 do
+    if id_at(3) >= 3 then break end
+    H.run("sleep 0.1")
+  end
+  link:close() -- the stacks stay in the maps
+  kid, uid, bid = id_at(0), id_at(1), id_at(2)
+  assert(id_at(3) >= 3, "the program saw no getppid of the fixture process")
+  assert(kid >= 0 and uid >= 0 and bid >= 0, "bpf_get_stackid failed: " .. kid .. " " .. uid .. " " .. bid)
+  stacks, build_ids = obj:map("stacks"), obj:map("build_ids")
+end)
+
+teardown(function()
+  if pid then os.execute("kill " .. pid) end
+  if proc then proc:close() end
+  if obj then obj:close() end
+  if tmp then H.run("rm -rf " .. tmp) end
+end)
+
+-- ----------------------------------------------------------------- tests
+
+describe("m:stack on kernel stacks", function()
+  it("names every frame as /proc/kallsyms does", function()
+    local frames = stacks:stack(kid)
+    assert.is_true(#frames >= 3, "a stack of " .. #frames .. " frames")
+    local named = 0
+    for i, fr in ipairs(frames) do
+      assert.is_true(fr.kernel, "frame " .. i)
+      local a = hex16(fr.addr)
+      local sym, names = kallsyms_holding(a)
+      assert(sym, "no kallsyms symbol below " .. a)
+      if sym.module == "[bpf]" then
+        -- a BPF program (this fixture's own is the first frame): kallsyms
+        -- is read once a process, so one loaded after that first read is
+        -- unknown, or its address may even fall near a program since gone
+        assert.is_string(fr.text)
+      elseif fr.name then
+        assert(names[fr.name], "frame " .. i .. " " .. a .. ": " .. fr.name .. ", kallsyms says "
+          .. sym.name)
+        assert.are.equal(diff(a, sym.addr), fr.offset)
+        assert.are.equal(string.format("%s+0x%x", fr.name, fr.offset), fr.text)
+        named = named + 1
+      else
+        error("frame " .. i .. " " .. a .. " unnamed (" .. tostring(fr.error) .. "), kallsyms: "
+          .. sym.name)
+      end
+    end
+    assert.is_true(named >= #frames - 1)
+  end)
+
+  it("gives the same frames through ebpf.symbolize", function()
+    local frames = stacks:stack(kid)
+    local addrs = {}
+    for i, fr in ipairs(frames) do addrs[i] = fr.addr end
+    local again = ebpf.symbolize(addrs)
+    for i, fr in ipairs(frames) do
+      assert.are.equal(fr.text, again[i].text)
+      assert.is_true(again[i].kernel)
+    end
+    -- a kernel address as a string, the form LuaJIT needs
+    local a = hex16(frames[#frames].addr)
+    local s = ebpf.symbolize({ "0x" .. a })
+    assert.are.equal(frames[#frames].text, s[1].text)
+    -- an address in no symbol (kallsyms' last one lies far below) keeps its hex
+    local top = ebpf.symbolize({ "0xFFFFFFFFFFFFFF00" })[1]
+    assert.is_true(top.kernel)
+    assert.is_nil(top.name)
+    H.mentions(top.error, { "no kernel symbol" })
+    assert.are.equal("0xffffffffffffff00", top.text)
+    -- and in decimal, what int64 = "string" reads (printf converts)
+    s = ebpf.symbolize({ (H.run("printf %u 0x" .. a)) })
+    assert.is_true(s[1].kernel)
+    assert.are.equal(frames[#frames].text, s[1].text)
+  end)
+end)
+
+describe("m:stack on user stacks", function()
+  local function check_user(frames, p, path)
+    local syms = nm_functions(path)
+    local base = assert(load_base(p, path))
+    assert.is_true(#frames >= #LEVELS)
+    for i, want in ipairs(LEVELS) do
+      local fr = frames[i]
+      assert.is_false(fr.kernel)
+      local vaddr = fr.addr - base
+      local s = assert(nm_holding(syms, vaddr), "nm has no function at " .. vaddr)
+      assert.are.equal(want, s.name) -- the fixture's chain, innermost first
+      assert.are.equal(s.name, fr.name)
+      assert.are.equal(vaddr - s.value, fr.offset)
+      assert.are.equal(path, fr.file)
+      assert.are.equal(fr.addr - base, fr.file_offset) -- a PIE maps offset 0 at base
+      assert.are.equal(string.format("%s+0x%x", fr.name, fr.offset), fr.text)
+      local a2l = H.run(string.format("addr2line -f -e %s 0x%x", path, vaddr))
+      assert.are.equal(fr.name, a2l:match("^(%S+)"))
+    end
+  end
+
+  it("names the test binary's functions as nm and addr2line do", function()
+    check_user(stacks:stack(uid, { pid = pid }), pid, bin)
+  end)
+
+  it("says why when no pid is given, and keeps the address", function()
+    local frames = stacks:stack(uid)
+    for _, fr in ipairs(frames) do
+      assert.is_nil(fr.name)
+      H.mentions(fr.error, { "pid" })
+      assert.are.equal(string.format("0x%x", fr.addr), fr.text)
+    end
+  end)
+
+  it("symbolize names the same addresses", function()
+    local frames = stacks:stack(uid, { pid = pid })
+    local addrs = {}
+    for i, fr in ipairs(frames) do addrs[i] = fr.addr end
+    local again = ebpf.symbolize(addrs, { pid = pid })
+    for i, fr in ipairs(frames) do assert.are.equal(fr.text, again[i].text) end
+    -- kernel = true: the same addresses as kernel ones name nothing
+    for _, fr in ipairs(ebpf.symbolize(addrs, { kernel = true })) do
+      assert.is_true(fr.kernel)
+      assert.is_nil(fr.name)
+    end
+  end)
+
+  it("marks frames of a process that exited, kernel frames still named", function()
+    local gone, _, p = start(bin, 1)
+    p:close() -- waits for it
+    local frames = stacks:stack(uid, { pid = gone })
+    for _, fr in ipairs(frames) do
+      assert.is_nil(fr.name)
+      H.mentions(fr.error, { "process " .. gone })
+      assert.is_number(fr.addr)
+    end
+    assert.is_string(stacks:stack(kid, { pid = gone })[2].name)
+  end)
+
+  it("names frames from saved maps after the process exited", function()
+    local path = tmp .. "/saved"
+    H.run("cp " .. bin .. " " .. path)
+    local p2, _, p = start(path)
+    local maps = require("luaebpf.stack").maps(p2)
+    local base = assert(load_base(p2, path))
+    os.execute("kill " .. p2)
+    p:close()
+    local syms, addrs = nm_functions(path), {}
+    for _, s in ipairs(syms) do
+      if s.name:match("^stack_level") then addrs[#addrs + 1] = base + s.value + 2 end
+    end
+    assert.are.equal(3, #addrs)
+    local frames = ebpf.symbolize(addrs, { maps = maps })
+    for i, fr in ipairs(frames) do
+      assert.are.equal(nm_holding(syms, addrs[i] - base).name, fr.name)
+      assert.are.equal(2, fr.offset)
+    end
+    local fr = ebpf.symbolize({ 4096 }, { maps = maps })[1]
+    H.mentions(fr.error, { "in no file mapped by the maps given" })
+    H.mentions(select(2, raised(ebpf.symbolize, addrs, { maps = "x" })), { "maps", "got string" })
+    H.mentions(select(2, raised(require("luaebpf.stack").maps, "1")), { "'maps'", "process id", "got string" })
+    local none, why = require("luaebpf.stack").maps(p2) -- exited
+    assert.is_nil(none)
+    H.mentions(why, { "process " .. p2, "No such file" })
+  end)
+
+  it("translates file offsets through the segments of a non-PIE binary", function()
+    -- loaded at its link address: nm's values are the running addresses,
+    -- while file offsets are 0x400000 lower
+    local path = tmp .. "/nopie"
+    H.run("cp spec/fixtures/stackbin-nopie " .. path)
+    local p2, _, p = start(path)
+    local syms, addrs, want = nm_functions(path), {}, {}
+    for _, s in ipairs(syms) do
+      if s.name:match("^stack_") or s.name == "main" then
+        addrs[#addrs + 1] = s.value + 3
+        want[#want + 1] = s.name
+      end
+    end
+    local frames = ebpf.symbolize(addrs, { pid = p2 })
+    os.execute("kill " .. p2)
+    p:close()
+    assert.are.equal(5, #addrs)
+    for i, fr in ipairs(frames) do
+      assert.are.equal(want[i], fr.name)
+      assert.are.equal(3, fr.offset)
+      assert.are.equal(path, fr.file)
+      assert.is_true(fr.file_offset < fr.addr)
+    end
+    -- its separate debug file gives the same names for the same file offsets
+    local dbg = tmp .. "/nopie.debug"
+    H.run("objcopy --only-keep-debug " .. path .. " " .. dbg)
+    local offs = {}
+    for i, fr in ipairs(frames) do offs[i] = fr.file_offset end
+    assert.are.same(ebpf.elf_symbolize(path, offs), ebpf.elf_symbolize(dbg, offs))
+    assert.are.same(want, (ebpf.elf_symbolize(dbg, offs)))
+  end)
+
+  it("marks frames of a file deleted since it was mapped", function()
+    local path = tmp .. "/deleted"
+    H.run("cp " .. bin .. " " .. path)
+    local p2, _, p = start(path)
+    local base = assert(load_base(p2, path))
+    local two
+    for _, s in ipairs(nm_functions(path)) do
+      if s.name == "stack_level_two" then two = s end
+    end
+    os.remove(path)
+    local fr = ebpf.symbolize({ base + two.value + 1 }, { pid = p2 })[1]
+    os.execute("kill " .. p2)
+    p:close()
+    assert.is_nil(fr.name)
+    assert.are.equal(path, fr.file)
+    assert.are.equal(two.value + 1, fr.file_offset)
+    H.mentions(fr.error, { path, "deleted" })
+    assert.are.equal(string.format("%s+0x%x", path, two.value + 1), fr.text)
+  end)
+end)
+
+describe("m:stack on build-id stacks", function()
+  it("finds the binary among the process's files and names the frames", function()
+    local plain = stacks:stack(uid, { pid = pid })
+    local frames = build_ids:stack(bid, { pid = pid })
+    local want_id = build_id_of(bin)
+    assert.is_string(want_id)
+    for i = 1, #LEVELS do
+      local fr = frames[i]
+      assert.are.equal(want_id, fr.build_id)
+      assert.are.equal(bin, fr.file)
+      assert.are.equal(plain[i].file_offset, fr.file_offset)
+      assert.are.equal(LEVELS[i], fr.name)
+      assert.are.equal(plain[i].offset, fr.offset)
+      assert.are.equal(plain[i].text, fr.text)
+    end
+  end)
+
+  it("finds a separate debug file by build id, without a pid", function()
+    local plain = stacks:stack(uid, { pid = pid })
+    local id = build_id_of(bin)
+    local dir = tmp .. "/debug"
+    H.run("mkdir -p " .. dir .. "/.build-id/" .. id:sub(1, 2))
+    H.run("objcopy --only-keep-debug " .. bin .. " " .. dir .. "/.build-id/" .. id:sub(1, 2) .. "/"
+      .. id:sub(3) .. ".debug")
+    local frames = build_ids:stack(bid, { debug_dir = dir })
+    for i = 1, #LEVELS do
+      assert.are.equal(LEVELS[i], frames[i].name)
+      assert.are.equal(plain[i].text, frames[i].text)
+    end
+  end)
+
+  it("says the build id and offset when no file has it", function()
+    local frames = build_ids:stack(bid, { debug_dir = tmp .. "/nothing" })
+    local id = build_id_of(bin)
+    local fr = frames[1]
+    assert.is_nil(fr.name)
+    assert.are.equal(id, fr.build_id)
+    H.mentions(fr.error, { id, tmp .. "/nothing/.build-id" })
+    assert.are.equal(string.format("%s+0x%x", id, fr.file_offset), fr.text)
+  end)
+end)
+
+describe("ELF symbols", function()
+  it("reads a file again when it is replaced", function()
+    local path = tmp .. "/replaced"
+    H.run("cp " .. bin .. " " .. path)
+    assert.are.equal(build_id_of(path), ebpf.elf_build_id(path))
+    local other = H.run("command -v lua5.4 luajit | head -1"):gsub("%s+$", "")
+    H.run("sleep 0.01; cp -L " .. other .. " " .. path) -- same inode, new size and mtime
+    assert.are.equal(build_id_of(path), ebpf.elf_build_id(path))
+    assert.are_not.equal(build_id_of(bin), ebpf.elf_build_id(path))
+  end)
+
+  it("says why a file gives no symbols", function()
+    local names, why = ebpf.elf_symbolize("/etc/hostname", { 0 })
+    assert.is_nil(names)
+    H.mentions(why, { "/etc/hostname", "not an ELF file" })
+    names, why = ebpf.elf_symbolize(tmp .. "/absent", { 0 })
+    assert.is_nil(names)
+    H.mentions(why, { tmp .. "/absent", "No such file" })
+    local fifo = tmp .. "/fifo"
+    H.run("mkfifo " .. fifo)
+    names, why = ebpf.elf_symbolize(fifo, { 0 }) -- answers at once: no writer awaited
+    assert.is_nil(names)
+    H.mentions(why, { fifo, "not a regular file" })
+    -- an offset in no segment or function: false, not an error
+    names = ebpf.elf_symbolize(bin, { 0, 2 ^ 40 })
+    assert.are.same({ false, false }, names)
+  end)
+end)
+
+describe("bad input", function()
+  it("answers nil for a stack id the map does not hold (bpftool: not there)", function()
+    local held = {}
+    for _, e in ipairs(require("cjson").decode(H.run("bpftool -j map dump id " .. stacks:info().id))) do
+      held[H.uint(H.from_hex_list(e.key))] = true
+    end
+    assert.is_true(held[kid] and held[uid])
+    local free
+    for id = 0, 63 do if not held[id] then free = id; break end end
+    assert.is_nil(stacks:stack(free))
+    assert.are.equal(1, select("#", stacks:stack(free)))
+    assert.is_nil(stacks:stack(4294967295))
+  end)
+
+  it("refuses an id that is not a u32", function()
+    for _, bad in ipairs({ -1, 4294967296, 1.5, "1" }) do
+      local _, msg = raised(stacks.stack, stacks, bad)
+      H.mentions(msg, { "stack id", "0..4294967295" })
+    end
+    local _, msg = raised(stacks.stack, stacks)
+    H.mentions(msg, { "bad argument #1 to 'stack'", "stack id", "got nil" })
+  end)
+
+  it("refuses a map that is not a stack_trace map", function()
+    local err, msg = raised(ids.stack, ids, 0)
+    assert.are.equal("invalid", err.class)
+    H.mentions(msg, { "stack", "'ids'", "\"stack_trace\" expected", "\"array\"" })
+  end)
+
+  it("refuses a closed map", function()
+    local m = ebpf.open_id(stacks:info().id)
+    m:close()
+    local err = raised(m.stack, m, uid)
+    assert.are.equal("closed", err.class)
+  end)
+
+  it("survives a finalizer that closes the map while m:stack runs", function()
+    local out, ok = H.child([[
+local m = ebpf.create{ type = "stack_trace", key_size = 4, value_size = 8 * 127, max_entries = 4 }
+local closed_at, classes = nil, {}
+for round = 1, 5000 do
+  if not closed_at then
+    garbage(function() if not closed_at then closed_at = round; m:close() end end)
+  end
+  local ok, v = pcall(m.stack, m, 1)
+  if not ok then classes[v.class] = true else assert(v == nil) end
+  if closed_at then break end
+end
+-- the one closing round may still read, on an fd closed by then never
+print("done", closed_at ~= nil, classes.closed or false)]])
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("done\ttrue", 1, true), out)
+  end)
+
+  it("answers nil, err when the kernel refuses the read", function()
+    local m = ebpf.open_id(stacks:info().id, { access = "w" })
+    local frames, err = m:stack(uid)
+    m:close()
+    assert.is_nil(frames)
+    assert.are.equal("EPERM", err.code)
+  end)
+
+  it("refuses bad options and addresses", function()
+    H.mentions(select(2, raised(stacks.stack, stacks, uid, { pid = -1 })), { "pid", "got -1" })
+    H.mentions(select(2, raised(stacks.stack, stacks, uid, { pid = "1" })), { "pid", "got string" })
+    H.mentions(select(2, raised(stacks.stack, stacks, uid, { depth = 3 })), { "unknown option 'depth'" })
+    H.mentions(select(2, raised(stacks.stack, stacks, uid, 5)), { "table expected, got number" })
+    H.mentions(select(2, raised(ebpf.symbolize, "0x1")), { "table of addresses expected" })
+    H.mentions(select(2, raised(ebpf.symbolize, { 1, "zz" })), { "address 2", '"zz"' })
+    H.mentions(select(2, raised(ebpf.symbolize, { 1.5 })), { "address 1" })
+    H.mentions(select(2, raised(ebpf.symbolize, { 2 ^ 63 })), { "address 1", "beyond 2^53", "string" })
+    H.mentions(select(2, raised(ebpf.symbolize, { 1 }, { kernel = 1 })), { "kernel", "boolean" })
+    H.mentions(select(2, raised(ebpf.elf_symbolize, bin, { -1 })), { "offset 1" })
+    H.mentions(select(2, raised(ebpf.elf_symbolize, "a\0b", {})), { "without NUL" })
+  end)
+end)
