@@ -103,6 +103,10 @@ bpf/%.bpf.o: bpf/%.bpf.c
 spec/fixtures/%.bpf.o: spec/fixtures/%.bpf.c
 	clang $(BPF_CFLAGS) -c -o $@ $<
 
+# a process with a function to put uprobes on, for spec/attach_spec.lua
+spec/fixtures/uprobe_target: spec/fixtures/uprobe_target.c
+	$(CC) $(CFLAGS) $(WARN) -o $@ $<
+
 # fails chosen bpf() calls on purpose (LD_PRELOAD), for spec/fault_spec.lua
 spec/fixtures/libfault.so: spec/fixtures/fault.c
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -o $@ $< -ldl
@@ -144,7 +148,7 @@ maps: deps-run all
 
 # what the specs use besides the module: the C baseline, the churn process, the
 # fixtures' BPF programs, the fault injector
-SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/uprobe_target
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
@@ -211,11 +215,12 @@ bench: deps-bench all $(CBENCH)
 	sh bench/http.sh
 
 clean:
-	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so
+	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so \
+	  spec/fixtures/uprobe_target
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
 
 # last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
 $(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(VMLINUX_H) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
-$(FUZZERS): | $(GOAL_DEPS)
+spec/fixtures/uprobe_target $(FUZZERS): | $(GOAL_DEPS)

@@ -1,10 +1,12 @@
-/* object.c: BPF objects and links. ebpf.load(path [, opts]) opens and loads an
- * ELF object with libbpf; obj:map(name) and obj:maps() give Maps (each owns a
- * dup of libbpf's fd, so it outlives obj:close()); obj:programs() lists the
- * programs; obj:attach(name) and obj:attach_all() give Links that detach on
- * close or GC. libbpf's log is captured while luaebpf calls it: it goes to
- * opts.log when given, and its last lines (the verifier's reason) into the
- * error of a failed load. */
+/* object.c: BPF objects. ebpf.load(path [, opts]) opens and loads an ELF
+ * object with libbpf (or only opens it: opts.load = false, then obj:load());
+ * obj:map(name) and obj:maps() give Maps (each owns a dup of libbpf's fd, so
+ * it outlives obj:close()); obj:programs() lists the programs, obj:program(name)
+ * gives one as a Program (program.c); obj:attach(name [, uprobe options]) and
+ * obj:attach_all() attach them, as Links (link.c) that detach on close or GC;
+ * obj:global(name [, value]) is globals.c's. libbpf's log is captured while
+ * luaebpf calls it: it goes to opts.log when given, and its last lines (the
+ * verifier's reason) into the error of a failed load. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,17 +17,6 @@
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
 #include "valgrind.h"
-
-typedef struct luaebpf_object {
-    struct bpf_object *obj; /* NULL once closed */
-    int busy;               /* methods holding libbpf pointers across Lua allocations */
-    int close_pending;      /* close() came while busy: done when the last one ends */
-} luaebpf_object;
-
-typedef struct luaebpf_link {
-    struct bpf_link *link;  /* NULL once detached */
-    char prog[64];
-} luaebpf_link;
 
 /* ------------------------------------------------------- libbpf's log */
 
@@ -190,6 +181,7 @@ static void object_release(luaebpf_object *o) {
     struct bpf_object *obj = o->obj;
     o->obj = NULL;
     o->close_pending = 0;
+    luaebpf_mappings_release(&o->mappings);
     if (obj)
         bpf_object__close(obj); /* Maps and Links made from it hold their own references */
 }
@@ -261,14 +253,43 @@ static int raise_load_failure(lua_State *L, const char *path, int no, int log_id
     return lua_error(L);
 }
 
-/* core.load(path [, { log = function(line) end }]) */
+/* Loads the opened object o: libbpf's log goes to the function at logfn (0:
+ * none), the path at index path names the object; on failure the object is
+ * closed and the error raised. Nothing allocates from the caller's check of
+ * the object to the load. */
+static void object_load_now(lua_State *L, luaebpf_object *o, int logfn, int path) {
+    struct bpf_object *obj = o->obj;
+    log_begin();
+    int rc = bpf_object__load(obj);
+    int no = errno;
+    if (rc != 0) {
+        o->obj = NULL; /* libbpf's object is of no use after a failed load */
+        bpf_object__close(obj);
+    } else {
+        o->loaded = 1;
+    }
+    log_end(L); /* libbpf's log of the load, the verifier's among it */
+    int log = lua_gettop(L);
+    log_deliver(L, logfn, log);
+    if (rc != 0)
+        raise_load_failure(L, lua_tostring(L, path), no, log);
+    lua_pop(L, 1);
+}
+
+/* core.load(path [, { log = function(line) end, load = false }]) */
 static int core_load(lua_State *L) {
-    static const char *const known[] = {"log", NULL};
-    const char *path = luaL_checkstring(L, 1);
-    int logfn = 0;
-    if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = {"log", "load", NULL};
+    luaL_checkstring(L, 1);
+    lua_settop(L, 2);
+    int logfn = 0, load = 1;
+    if (!lua_isnil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         luaebpf_check_options(L, 2, "load options", known);
+        lua_getfield(L, 2, "load");
+        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            return luaL_error(L, "bad option 'load': a boolean expected, got %s",
+                              luaL_typename(L, -1));
+        load = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_getfield(L, 2, "log");
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
             return luaL_error(L, "bad option 'log': a function expected, got %s",
@@ -279,33 +300,7 @@ static int core_load(lua_State *L) {
     memset(o, 0, sizeof *o);
     luaL_setmetatable(L, LUAEBPF_OBJECT);
     int self = lua_gettop(L);
-    log_begin();
-    struct bpf_object *obj = bpf_object__open_file(path, NULL);
-    int no = errno;
-    o->obj = obj; /* from here on the GC closes it */
-    log_end(L);   /* self + 1: libbpf's log of the open */
-    if (!obj) {
-        size_t len;
-        const char *log = lua_tolstring(L, self + 1, &len);
-        log_deliver(L, logfn, self + 1);
-        push_log_lines(L, log, len, 2);
-        luaebpf_pusherror_about(L, "load", no, "object", path, lua_rawlen(L, -1)
-                                ? lua_tostring(L, -1) : "cannot open the object file");
-        return lua_error(L);
-    }
-    log_begin();
-    int rc = bpf_object__load(obj);
-    no = errno;
-    if (rc != 0) {
-        o->obj = NULL;
-        bpf_object__close(obj);
-    }
-    log_end(L);   /* self + 2: libbpf's log of the load, the verifier's among it */
-    lua_concat(L, 2);
-    log_deliver(L, logfn, self + 1);
-    if (rc != 0)
-        return raise_load_failure(L, path, no, self + 1);
-    lua_createtable(L, 0, 2); /* user value: the path, for messages; the live links */
+    lua_createtable(L, 0, 3); /* user value: the path, for messages; the live links; the log */
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "path");
     lua_newtable(L);
@@ -314,9 +309,61 @@ static int core_load(lua_State *L) {
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_setfield(L, -2, "links");
+    if (logfn) {
+        lua_pushvalue(L, logfn);
+        lua_setfield(L, -2, "log"); /* for obj:load() */
+    }
     luaebpf_setuservalue(L, self);
+    const char *path = lua_tostring(L, 1);
+    log_begin();
+    struct bpf_object *obj = bpf_object__open_file(path, NULL);
+    int no = errno;
+    o->obj = obj; /* from here on the GC closes it */
+    log_end(L);   /* self + 1: libbpf's log of the open */
+    log_deliver(L, logfn, self + 1);
+    if (!obj) {
+        size_t len;
+        const char *log = lua_tolstring(L, self + 1, &len);
+        push_log_lines(L, log, len, 2);
+        luaebpf_pusherror_about(L, "load", no, "object", path, lua_rawlen(L, -1)
+                                ? lua_tostring(L, -1) : "cannot open the object file");
+        return lua_error(L);
+    }
+    if (load) {
+        check_object(L, self, "load"); /* a finalizer run by the log may have closed it */
+        object_load_now(L, o, logfn, 1);
+    }
     lua_settop(L, self);
     return 1;
+}
+
+/* obj:load(): loads an object opened with { load = false } */
+static int object_load(lua_State *L) {
+    check_object(L, 1, "load");
+    lua_settop(L, 1);
+    luaebpf_getuservalue(L, 1);
+    lua_getfield(L, 2, "log");  /* 3 */
+    lua_getfield(L, 2, "path"); /* 4 */
+    luaebpf_object *o = check_object(L, 1, "load");
+    if (o->loaded) {
+        luaebpf_pusherror_about(L, "load", EINVAL, "object", lua_tostring(L, 4),
+                                "the object is loaded already");
+        return lua_error(L);
+    }
+    object_load_now(L, o, lua_isnil(L, 3) ? 0 : 3, 4);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* raises for op on an object opened with { load = false } and not loaded yet */
+static void check_loaded(lua_State *L, luaebpf_object *o, int self, const char *op) {
+    if (o->loaded)
+        return;
+    luaebpf_getuservalue(L, self);
+    lua_getfield(L, -1, "path");
+    luaebpf_pusherror_about(L, op, EINVAL, "object", lua_tostring(L, -1),
+                            "the object is not loaded: call obj:load() first");
+    lua_error(L);
 }
 
 /* a Map for one of the object's maps: a dup of its fd, keeping obj alive too;
@@ -369,7 +416,7 @@ static int object_map_body(lua_State *L) {
 }
 
 static int object_map(lua_State *L) {
-    check_object(L, 1, "map");
+    check_loaded(L, check_object(L, 1, "map"), 1, "map");
     luaL_checkstring(L, 2);
     lua_settop(L, 2);
     return object_run(L, "map", object_map_body);
@@ -405,7 +452,7 @@ static int object_maps_step(lua_State *L) {
 
 /* for name, m in obj:maps() do ... end */
 static int object_maps(lua_State *L) {
-    check_object(L, 1, "maps");
+    check_loaded(L, check_object(L, 1, "maps"), 1, "maps");
     lua_pushvalue(L, 1);
     lua_pushinteger(L, 0);
     lua_pushcclosure(L, object_maps_step, 2);
@@ -492,58 +539,99 @@ luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name) {
 
 /* ---------------------------------------------------------------- links */
 
-static void link_detach(luaebpf_link *k) {
-    struct bpf_link *link = k->link;
-    k->link = NULL;
-    if (link)
-        bpf_link__destroy(link);
+/* where a uprobe goes: obj:attach(name, opts) */
+typedef struct uprobe_target {
+    const char *binary, *func; /* anchored in the options table, on the stack */
+    size_t offset;
+    int pid;                   /* -1: every process */
+    int retprobe;
+} uprobe_target;
+
+static int is_uprobe(const struct bpf_program *prog) {
+    const char *sec = bpf_program__section_name(prog);
+    return bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE &&
+           (strncmp(sec, "uprobe", 6) == 0 || strncmp(sec, "uretprobe", 9) == 0);
 }
 
-static int link_close(lua_State *L) { /* close, __close, __gc: detaches */
-    link_detach(luaL_checkudata(L, 1, LUAEBPF_LINK));
-    return 0;
+/* reads the attach options at idx into u; the strings stay on the stack */
+static void check_uprobe_options(lua_State *L, int idx, const struct bpf_program *prog,
+                                 uprobe_target *u) {
+    static const char *const known[] = {"binary", "func", "offset", "pid", "retprobe", NULL};
+    const char *pname = bpf_program__name(prog);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    luaebpf_check_options(L, idx, "attach options", known);
+    if (!is_uprobe(prog)) {
+        const char *t = libbpf_bpf_prog_type_str(bpf_program__type(prog));
+        luaL_error(L, "attach options are for uprobe programs (SEC(\"uprobe\") or "
+                   "SEC(\"uretprobe\")); '%s' is a %s program in section '%s'", pname,
+                   t ? t : "unknown", bpf_program__section_name(prog));
+    }
+    lua_getfield(L, idx, "binary");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "bad option 'binary': a path expected, got %s", luaL_typename(L, -1));
+    u->binary = lua_tostring(L, -1);
+    lua_getfield(L, idx, "func");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "bad option 'func': a function name expected, got %s",
+                   luaL_typename(L, -1));
+    u->func = lua_tostring(L, -1);
+    lua_Integer v = 0;
+    lua_getfield(L, idx, "offset");
+    if (!lua_isnil(L, -1) && !luaebpf_tointeger_in(L, -1, 0, INT64_MAX, &v))
+        luaL_error(L, "bad option 'offset': an integer >= 0 expected, got %s",
+                   lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    u->offset = (size_t)v;
+    if (!u->func && lua_isnil(L, -1))
+        luaL_error(L, "attach options need 'func' (a function name) or 'offset' (in the binary)");
+    lua_pop(L, 1);
+    v = -1;
+    lua_getfield(L, idx, "pid");
+    if (!lua_isnil(L, -1) && !luaebpf_tointeger_in(L, -1, -1, INT32_MAX, &v))
+        luaL_error(L, "bad option 'pid': a process id (or -1: every process) expected, got %s",
+                   lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    u->pid = (int)v;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "retprobe");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "bad option 'retprobe': a boolean expected, got %s", luaL_typename(L, -1));
+    u->retprobe = lua_isnil(L, -1)
+                      ? strncmp(bpf_program__section_name(prog), "uretprobe", 9) == 0
+                      : lua_toboolean(L, -1);
+    lua_pop(L, 1);
 }
 
-static int link_tostring(lua_State *L) {
-    luaebpf_link *k = luaL_checkudata(L, 1, LUAEBPF_LINK);
-    lua_pushfstring(L, "luaebpf.Link: %s (%s)", k->prog, k->link ? "attached" : "detached");
-    return 1;
-}
-
-/* link:attached() */
-static int link_attached(lua_State *L) {
-    luaebpf_link *k = luaL_checkudata(L, 1, LUAEBPF_LINK);
-    lua_pushboolean(L, k->link != NULL);
-    return 1;
-}
-
-/* pushes a link for prog, attached; refuses a program whose link is still live,
- * since a second attachment would count every event twice. The caller holds
- * the object busy: prog and its name belong to the object. */
-static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
+/* pushes a link for prog, attached, to the uprobe target u when not NULL.
+ * Without u, refuses a program whose link is still live, since a second
+ * attachment would count every event twice (a uprobe program may go on
+ * several functions). The caller holds the object busy: prog and its name
+ * belong to the object. */
+static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog,
+                      const uprobe_target *u) {
     const char *pname = bpf_program__name(prog);
     luaebpf_getuservalue(L, obj_idx);
     lua_getfield(L, -1, "links");
     lua_getfield(L, -1, pname); /* uv, links, link or nil */
     luaebpf_link *old = luaL_testudata(L, -1, LUAEBPF_LINK);
-    if (old && old->link) {
+    if (old && old->fd >= 0 && !u) {
         luaebpf_pusherror_about(L, "attach", EEXIST, "program", pname,
                                 "already attached by this object: close that link first");
         lua_error(L);
     }
     lua_pop(L, 1);
-    luaebpf_link *k = luaebpf_newuserdata(L, sizeof *k);
-    k->link = NULL;
-    snprintf(k->prog, sizeof k->prog, "%s", pname);
-    luaL_setmetatable(L, LUAEBPF_LINK);
-    lua_createtable(L, 0, 1);
-    lua_pushvalue(L, obj_idx);
-    lua_setfield(L, -2, "owner");
-    luaebpf_setuservalue(L, -2);
+    luaebpf_link *k = luaebpf_link_push(L, obj_idx, pname);
     log_begin();
-    struct bpf_link *link = bpf_program__attach(prog);
+    struct bpf_link *link;
+    if (u) {
+        LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = u->retprobe, .func_name = u->func);
+        link = bpf_program__attach_uprobe_opts(prog, u->pid, u->binary, u->offset, &uo);
+    } else {
+        link = bpf_program__attach(prog);
+    }
     int no = errno;
-    k->link = link; /* from here on the GC detaches it */
+    if (link) { /* from here on the GC detaches it */
+        k->link = link;
+        k->fd = bpf_link__fd(link);
+    }
     log_end(L);     /* uv, links, link, log */
     if (!link) {
         size_t len;
@@ -555,16 +643,17 @@ static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
         lua_error(L);
     }
     lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, pname); /* uv, links, link */
+    if (!u) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, pname); /* uv, links, link */
+    }
     lua_replace(L, -3);
     lua_pop(L, 1);              /* link */
 }
 
-/* obj:attach(name), busy: obj, name -> link */
-static int object_attach_body(lua_State *L) {
-    luaebpf_object *o = lua_touserdata(L, 1);
-    const char *name = lua_tostring(L, 2);
+/* the program called name, or a raise listing the object's programs */
+static struct bpf_program *find_program(lua_State *L, luaebpf_object *o, const char *op,
+                                        const char *name) {
     struct bpf_program *prog = bpf_object__find_program_by_name(o->obj, name);
     if (!prog) {
         lua_newtable(L);
@@ -573,17 +662,62 @@ static int object_attach_body(lua_State *L) {
             lua_pushstring(L, bpf_program__name(prog));
             lua_rawseti(L, -2, ++n);
         }
-        return raise_not_found(L, "attach", "program", name);
+        raise_not_found(L, op, "program", name);
     }
-    push_link(L, 1, prog);
+    return prog;
+}
+
+/* obj:attach(name [, opts]), busy: obj, name, opts -> link */
+static int object_attach_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    struct bpf_program *prog = find_program(L, o, "attach", lua_tostring(L, 2));
+    uprobe_target u;
+    if (!lua_isnil(L, 3))
+        check_uprobe_options(L, 3, prog, &u);
+    push_link(L, 1, prog, lua_isnil(L, 3) ? NULL : &u);
     return 1;
 }
 
 static int object_attach(lua_State *L) {
-    check_object(L, 1, "attach");
+    check_loaded(L, check_object(L, 1, "attach"), 1, "attach");
+    luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    return object_run(L, "attach", object_attach_body);
+}
+
+/* obj:program(name), busy: obj, name -> Program */
+static int object_program_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    struct bpf_program *prog = find_program(L, o, "program", lua_tostring(L, 2));
+    if (bpf_program__fd(prog) < 0) {
+        luaebpf_pusherror_about(L, "program", ENOENT, "program", bpf_program__name(prog),
+                                "the program was not loaded (autoload is off)");
+        return lua_error(L);
+    }
+    luaebpf_program_push(L, 1, bpf_program__fd(prog), bpf_program__name(prog));
+    return 1;
+}
+
+static int object_program(lua_State *L) {
+    check_loaded(L, check_object(L, 1, "program"), 1, "program");
     luaL_checkstring(L, 2);
     lua_settop(L, 2);
-    return object_run(L, "attach", object_attach_body);
+    return object_run(L, "program", object_program_body);
+}
+
+/* obj:global(name [, value]), busy */
+static int object_global_body(lua_State *L) {
+    return luaebpf_global(L, lua_touserdata(L, 1));
+}
+
+static int object_global(lua_State *L) {
+    check_object(L, 1, "global");
+    luaL_checkstring(L, 2);
+    if (lua_gettop(L) > 3)
+        lua_settop(L, 3);
+    return object_run(L, "global", object_global_body);
 }
 
 /* obj:attach_all(), busy: obj, links -> links, filled */
@@ -593,7 +727,7 @@ static int object_attach_all_body(lua_State *L) {
     bpf_object__for_each_program(prog, o->obj) {
         if (!bpf_program__autoload(prog))
             continue;
-        push_link(L, 1, prog);
+        push_link(L, 1, prog, NULL);
         lua_setfield(L, 2, bpf_program__name(prog));
     }
     lua_settop(L, 2);
@@ -603,13 +737,13 @@ static int object_attach_all_body(lua_State *L) {
 /* obj:attach_all() -> { [program name] = link } for every loaded program; all
  * or nothing: when one fails, those attached before it are detached again */
 static int object_attach_all(lua_State *L) {
-    check_object(L, 1, "attach_all");
+    check_loaded(L, check_object(L, 1, "attach_all"), 1, "attach_all");
     lua_settop(L, 1);
     lua_newtable(L); /* links: here, so that a failure can detach them */
     if (object_pcall(L, "attach_all", object_attach_all_body) != 0) {
         lua_pushnil(L); /* obj, links, error, key */
         while (lua_next(L, 2)) {
-            link_detach(lua_touserdata(L, -1));
+            luaebpf_link_detach(lua_touserdata(L, -1));
             lua_pop(L, 1);
         }
         return lua_error(L);
@@ -631,17 +765,14 @@ void luaebpf_object_open(lua_State *L) {
         {"map", object_map},       {"maps", object_maps},
         {"programs", object_programs}, {"attach", object_attach},
         {"attach_all", object_attach_all}, {"close", object_close},
-        {NULL, NULL}};
+        {"load", object_load},     {"program", object_program},
+        {"global", object_global}, {NULL, NULL}};
     static const luaL_Reg obj_meta[] = {
         {"__gc", object_gc}, {"__close", object_close}, {"__tostring", object_tostring},
         {NULL, NULL}};
-    static const luaL_Reg link_methods[] = {
-        {"close", link_close}, {"attached", link_attached}, {NULL, NULL}};
-    static const luaL_Reg link_meta[] = {
-        {"__gc", link_close}, {"__close", link_close}, {"__tostring", link_tostring},
-        {NULL, NULL}};
     luaebpf_class(L, LUAEBPF_OBJECT, "Object", obj_meta, obj_methods, 0);
-    luaebpf_class(L, LUAEBPF_LINK, "Link", link_meta, link_methods, 0);
+    luaebpf_link_open(L);
+    luaebpf_program_open(L);
     lua_pushcfunction(L, core_load);
     lua_setfield(L, -2, "load");
 }

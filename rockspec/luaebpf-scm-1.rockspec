@@ -30,9 +30,11 @@ build = {
       sources = {
         "luaebpf/auxlib.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
         "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/events.c",
-        "luaebpf/expect.c",
-        "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
+        "luaebpf/expect.c", "luaebpf/globals.c",
+        "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/link.c",
+        "luaebpf/map.c",
         "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
+        "luaebpf/program.c",
         "luaebpf/ringbuf.c", "luaebpf/shape.c",
         "luaebpf/system.c",
       },
