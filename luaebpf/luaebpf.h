@@ -243,6 +243,15 @@ typedef struct luaebpf_object {
  * "enum e", or a typedef's or integer's name) in the Object at idx */
 luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name);
 
+/* libbpflog.c: libbpf's log while luaebpf calls libbpf */
+void luaebpf_log_begin(void);          /* from here libbpf's log goes to a buffer */
+void luaebpf_log_end(lua_State *L);    /* puts the host's callback back, pushes the log */
+/* pushes the last `lines` non-empty lines of log[0, end), joined with " | " */
+void luaebpf_push_log_lines(lua_State *L, const char *log, size_t end, int lines);
+void luaebpf_log_deliver(lua_State *L, int fn, int idx); /* the log at idx to fn, by lines */
+/* raises the error of a failed bpf_object__load (errno no, its log at log_idx) */
+int luaebpf_raise_load_failure(lua_State *L, const char *path, int no, int log_idx);
+
 /* globals.c: obj:global(name [, value]) on the object at stack index 1, name
  * at 2 and the value at 3 when given; the caller holds the object busy */
 int luaebpf_global(lua_State *L, luaebpf_object *o);
