@@ -303,8 +303,10 @@ static int object_programs_body(lua_State *L) {
         const char *t = libbpf_bpf_prog_type_str(bpf_program__type(prog));
         lua_pushstring(L, t ? t : "unknown");
         lua_setfield(L, -2, "type");
-        lua_pushinteger(L, bpf_program__fd(prog));
-        lua_setfield(L, -2, "fd");
+        if (bpf_program__fd(prog) >= 0) { /* none before load */
+            lua_pushinteger(L, bpf_program__fd(prog));
+            lua_setfield(L, -2, "fd");
+        }
         lua_rawseti(L, -2, ++i);
     }
     return 1;
