@@ -235,7 +235,8 @@ static int core_open_link(lua_State *L) {
                                 no == ENOENT ? "no such pin" : luaebpf_pin_hint(no, path));
         return lua_error(L);
     }
-    if (!luaebpf_fd_is(fd, "bpf_link")) {
+    /* a link attach made is "bpf_link", one opened from a pin "bpf-link" */
+    if (!luaebpf_fd_is(fd, "bpf_link") && !luaebpf_fd_is(fd, "bpf-link")) {
         close(fd);
         luaebpf_pusherror_about(L, "open", EINVAL, "object", path,
                                 "the pinned object is not a link (a map or a program?)");
