@@ -29,6 +29,20 @@ local function comm_of(pid)
   return (H.read_file("/proc/" .. pid .. "/comm"):gsub("\n$", ""))
 end
 
+--- starts `sleep 30` in the background; its pid once it runs sleep (between
+-- fork and exec its comm is still the shell's)
+local function spawn_sleep()
+  local pid = tonumber((H.run("sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s", "")))
+  for _ = 1, 100 do
+    local f = io.open("/proc/" .. pid .. "/comm")
+    local comm = f and f:read("*l")
+    if f then f:close() end
+    if comm == "sleep" then return pid end
+    H.run("sleep 0.02")
+  end
+  error("sleep " .. pid .. " did not start")
+end
+
 --- bpftool's view of a link id: the decoded JSON, or nil when it is gone
 local function bpftool_link(id)
   local out, ok = H.sh("bpftool -j link show id " .. string.format("%d", id))
@@ -54,7 +68,7 @@ describe("link:read", function()
     -- three children with a comm of their own, alive while the iterator runs
     local pids = {}
     for i = 1, 3 do
-      pids[i] = tonumber((H.run("sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s", "")))
+      pids[i] = spawn_sleep()
     end
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks"))
@@ -90,7 +104,7 @@ describe("link:read", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks"))
     local before = parse_tasks(link:read())
-    local pid = tonumber((H.run("sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s", "")))
+    local pid = spawn_sleep()
     local during = parse_tasks(link:read())
     H.run("kill " .. pid .. "; while kill -0 " .. pid .. " 2>/dev/null; do sleep 0.05; done")
     assert.is_nil(before[pid])
