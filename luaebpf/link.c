@@ -57,10 +57,8 @@ void luaebpf_link_detach(luaebpf_link *k) {
 
 static luaebpf_link *check_link(lua_State *L, int idx, const char *op) {
     luaebpf_link *k = luaL_checkudata(L, idx, LUAEBPF_LINK);
-    if (k->fd < 0) {
+    if (k->fd < 0) { /* EBADF: class "closed" */
         luaebpf_pusherror_about(L, op, EBADF, "program", k->prog, "the link was closed");
-        lua_pushliteral(L, "closed");
-        lua_setfield(L, -2, "class");
         lua_error(L);
     }
     return k;

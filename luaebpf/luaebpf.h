@@ -17,6 +17,7 @@
 #define LUAEBPF_VIEW   "luaebpf.View"
 #define LUAEBPF_OBJECT "luaebpf.Object"
 #define LUAEBPF_LINK   "luaebpf.Link"
+#define LUAEBPF_PROGRAM "luaebpf.Program"
 #define LUAEBPF_RINGBUF "luaebpf.Ringbuf"
 #define LUAEBPF_PERFBUF "luaebpf.Perfbuf"
 

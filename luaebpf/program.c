@@ -13,8 +13,6 @@
 #include "luaebpf.h"
 #include "valgrind.h"
 
-#define LUAEBPF_PROGRAM "luaebpf.Program"
-
 typedef struct luaebpf_program {
     int fd;                 /* -1 once closed */
     char name[64];          /* the program's name, or the pinned path */
@@ -49,7 +47,7 @@ void luaebpf_program_push(lua_State *L, int owner_idx, int fd, const char *name)
 
 static luaebpf_program *check_program(lua_State *L, int idx, const char *op) {
     luaebpf_program *p = luaL_checkudata(L, idx, LUAEBPF_PROGRAM);
-    if (p->fd < 0) {
+    if (p->fd < 0) { /* EBADF: class "closed" */
         luaebpf_pusherror_about(L, op, EBADF, "program", p->name, "the program was closed");
         lua_error(L);
     }
