@@ -2,7 +2,9 @@
 // On each sys_enter of the process whose pid is in target_pid (.rodata,
 // set before load), it adds cfg.step (.data) to hits (.bss) and copies the
 // .rodata threshold into seen_threshold (.bss), so a test can tell that
-// the values set before load are the ones the kernel runs with.
+// the values set before load are the ones the kernel runs with. It also
+// counts in total (.data.stats) and calls_seen (.data.priv, which holds only
+// a static variable, so libbpf leaves it unmappable).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -20,6 +22,8 @@ __u64 hits = 0;                            // .bss
 __u64 seen_threshold = 0;                  // .bss
 struct config cfg = {.step = 1, .port = 80, .tag = "init"}; // .data
 __u64 total SEC(".data.stats") = 5;        // a custom data section
+// only static variables: libbpf does not make this section mmapable
+static volatile __u64 calls_seen SEC(".data.priv") = 11;
 
 SEC("raw_tracepoint/sys_enter")
 int count_calls(struct bpf_raw_tracepoint_args *ctx)
@@ -29,6 +33,7 @@ int count_calls(struct bpf_raw_tracepoint_args *ctx)
     __sync_fetch_and_add(&hits, cfg.step);
     seen_threshold = threshold;
     total += 1;
+    calls_seen += 1;
     return 0;
 }
 

@@ -279,6 +279,28 @@ describe("obj:global after load", function()
     assert.are.equal(55, int(bpftool_section(obj, ".rodata").threshold))
   end)
 
+  it("reads and writes a section the kernel cannot map (only static variables) through its fd", function()
+    local obj = track(ebpf.load(GLOBALS, { load = false }))
+    assert.are.equal(H.uint(elf_value(GLOBALS, "calls_seen")), obj:global("calls_seen"))
+    obj:global("target_pid", PID)
+    obj:load()
+    local _, id = bpftool_section(obj, ".data.priv")
+    local shown = cjson.decode(H.run("bpftool -j map show id " .. string.format("%d", id)))
+    assert.are.equal(0, int(shown.flags) % 0x800 - int(shown.flags) % 0x400) -- no BPF_F_MMAPABLE
+    local base = bpf_mappings()
+    local link = track(obj:attach("count_calls"))
+    H.syscalls(20)
+    link:close()
+    H.pause()
+    local priv = bpftool_section(obj, ".data.priv")
+    assert.is_true(int(priv.calls_seen) >= 11 + 40)
+    assert.are.equal(int(priv.calls_seen), obj:global("calls_seen"))
+    assert.is_true(obj:global("calls_seen", 3))
+    assert.are.equal(3, int(bpftool_section(obj, ".data.priv").calls_seen))
+    assert.are.equal(3, obj:global("calls_seen"))
+    assert.are.equal(base, bpf_mappings()) -- nothing mapped for it
+  end)
+
   it("maps each section once and unmaps it when the object closes", function()
     local base = bpf_mappings()
     local obj = ebpf.load(GLOBALS)
@@ -305,7 +327,7 @@ describe("obj:global errors", function()
       assert.are.equal("missing", err.class)
       assert.are.equal("treshold", err.global)
       mentions(err, { "'treshold'", "threshold", "target_pid", "offsets", "hits",
-                      "seen_threshold", "cfg", "total" })
+                      "seen_threshold", "cfg", "total", "calls_seen" })
       assert.is_nil(tostring(err):find("LICENSE", 1, true)) -- not a global variable
     end
   end)
