@@ -2,7 +2,8 @@
  * obj:attach (object.c attaches, this file owns the handle) or opened from a
  * pin with ebpf.open_link(path). It detaches on close or GC, unless a pin
  * still holds the kernel's link. link:pin(path), link:info(), link:fd(), and
- * link:read(), the whole output of a bpf_iter link. */
+ * link:read(), the whole output of a bpf_iter link, and link:chunks(), the
+ * same as it comes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -176,6 +177,19 @@ static int read_all(int fd, char **out, size_t *len) {
     return 0;
 }
 
+/* raises class "invalid" for op on a link that is not an iterator's */
+static void check_iter(lua_State *L, luaebpf_link *k, const char *op) {
+    struct bpf_link_info info;
+    int no = link_get_info(k, &info);
+    if (no || info.type == BPF_LINK_TYPE_ITER)
+        return; /* no info: bpf_iter_create will answer */
+    push_link_type(L, info.type);
+    lua_pushfstring(L, "not an iterator link: %s() needs the link of an iter/... program, "
+                    "this is a %s link", op, lua_tostring(L, -1));
+    luaebpf_pusherror_about(L, op, EINVAL, "program", k->prog, lua_tostring(L, -1));
+    lua_error(L); /* a programming error, not a kernel refusal */
+}
+
 static int push_bytes(lua_State *L) { /* protected: bytes (light), length */
     lua_pushlstring(L, lua_touserdata(L, 1), (size_t)lua_tointeger(L, 2));
     return 1;
@@ -188,19 +202,11 @@ static int link_read(lua_State *L) {
     luaebpf_link *k = check_link(L, 1, "read");
     lua_settop(L, 1);
     lua_pushcfunction(L, push_bytes); /* allocates on 5.1: before buf exists */
-    struct bpf_link_info info;
-    int no = link_get_info(k, &info);
-    if (!no && info.type != BPF_LINK_TYPE_ITER) {
-        push_link_type(L, info.type);
-        lua_pushfstring(L, "not an iterator link: read() needs the link of an iter/... "
-                        "program, this is a %s link", lua_tostring(L, -1));
-        luaebpf_pusherror_about(L, "read", EINVAL, "program", k->prog, lua_tostring(L, -1));
-        return lua_error(L); /* a programming error, not a kernel refusal */
-    }
+    check_iter(L, k, "read");
     char *buf = NULL;
     size_t len = 0;
-    int fd = no ? -1 : bpf_iter_create(k->fd);
-    if (!no && fd < 0)
+    int no = 0, fd = bpf_iter_create(k->fd);
+    if (fd < 0)
         no = errno;
     if (!no) {
         no = read_all(fd, &buf, &len);
@@ -218,6 +224,78 @@ static int link_read(lua_State *L) {
     if (status != 0)
         return lua_error(L);
     return 1;
+}
+
+/* ------------------------------------------------- link:chunks() */
+
+#define CHUNKS "luaebpf.Chunks"
+#define CHUNK_SIZE 16384
+
+/* one run of an iterator being read: its fd and the buffer each read fills */
+typedef struct chunks {
+    int fd;                 /* -1 once the run ended or was closed */
+    char buf[CHUNK_SIZE];
+} chunks;
+
+static int chunks_close(lua_State *L) { /* __gc, __close: a loop left early */
+    chunks *c = luaL_checkudata(L, 1, CHUNKS);
+    int fd = c->fd;
+    c->fd = -1;
+    if (fd >= 0)
+        close(fd);
+    return 0;
+}
+
+/* upvalues: the chunks state, the link (for messages) */
+static int chunks_step(lua_State *L) {
+    chunks *c = lua_touserdata(L, lua_upvalueindex(1));
+    if (c->fd < 0)
+        return 0;
+    ssize_t n;
+    do {
+        n = read(c->fd, c->buf, sizeof c->buf);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int no = errno;
+        close(c->fd);
+        c->fd = -1;
+        if (n == 0)
+            return 0;
+        luaebpf_link *k = lua_touserdata(L, lua_upvalueindex(2));
+        luaebpf_pusherror_about(L, "read", no, "program", k->prog, NULL);
+        return lua_error(L); /* an iterator raises: the loop must not end silently */
+    }
+    VALGRIND_MAKE_MEM_DEFINED(c->buf, (size_t)n);
+    lua_pushlstring(L, c->buf, (size_t)n); /* copies before any collection step */
+    return 1;
+}
+
+/* for chunk in link:chunks() do ... end: one run of an iterator link, read
+ * in chunks of at most 16 KiB as the kernel hands them out (a line the
+ * program printed may straddle two chunks) */
+static int link_chunks(lua_State *L) {
+    luaebpf_link *k = check_link(L, 1, "chunks");
+    lua_settop(L, 1);
+    chunks *c = lua_newuserdata(L, sizeof *c); /* link, chunks */
+    c->fd = -1;
+    luaL_setmetatable(L, CHUNKS);
+    check_iter(L, k, "chunks");
+    int fd = bpf_iter_create(k->fd);
+    if (fd < 0) {
+        int no = errno;
+        luaebpf_pusherror_about(L, "chunks", no, "program", k->prog, NULL);
+        return lua_error(L);
+    }
+    c->fd = fd;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, chunks_step, 2);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    if (!LUAEBPF_FOR_CLOSES)
+        return 3;
+    lua_pushvalue(L, 2); /* a fourth for-loop value: `break` closes the run at once */
+    return 4;
 }
 
 /* core.open_link(path) -> the Link pinned at path; closing it leaves the
@@ -248,11 +326,17 @@ void luaebpf_link_open(lua_State *L) {
     static const luaL_Reg link_methods[] = {
         {"close", link_close}, {"attached", link_attached}, {"fd", link_fd},
         {"info", link_info},   {"pin", link_pin},           {"read", link_read},
-        {NULL, NULL}};
+        {"chunks", link_chunks}, {NULL, NULL}};
     static const luaL_Reg link_meta[] = {
         {"__gc", link_close}, {"__close", link_close}, {"__tostring", link_tostring},
         {NULL, NULL}};
     luaebpf_class(L, LUAEBPF_LINK, "Link", link_meta, link_methods, 0);
+    luaL_newmetatable(L, CHUNKS); /* module, mt: not a class users see */
+    lua_pushcfunction(L, chunks_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, chunks_close);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
     lua_pushcfunction(L, core_open_link);
     lua_setfield(L, -2, "open_link");
 }

@@ -134,6 +134,44 @@ describe("link:read", function()
     assert.are.same(by_cat[PID], ours[PID])
   end)
 
+  it("link:chunks() reads one run in chunks of at most 16 KiB", function()
+    local obj = track(ebpf.load(ITER))
+    local link = track(obj:attach("list_tasks_8x"))
+    local parts = {}
+    for chunk in link:chunks() do
+      assert.is_true(#chunk > 0 and #chunk <= 16384, #chunk .. " bytes")
+      parts[#parts + 1] = chunk
+    end
+    assert.is_true(#parts > 1, #parts .. " chunks")
+    local seen = {}
+    for line in table.concat(parts):gmatch("[^\n]+") do seen[line] = (seen[line] or 0) + 1 end
+    assert.are.equal(8, seen[PID .. " " .. PID .. " " .. comm_of(PID)])
+    for line, times in pairs(seen) do assert.are.equal(8, times, line) end
+  end)
+
+  it("link:chunks() closes its iterator fd when the loop ends or breaks", function()
+    local obj = track(ebpf.load(ITER))
+    local link = track(obj:attach("list_tasks_8x"))
+    local function iter_fds() -- this process's fds of iterator runs
+      return tonumber((H.run("ls -l /proc/" .. PID .. "/fd | grep -c 'anon_inode:bpf_iter' || true")
+        :gsub("%s", "")))
+    end
+    for _ = 1, 20 do
+      for _ in link:chunks() do end
+    end
+    assert.are.equal(0, iter_fds())
+    local function broken()
+      for _ in link:chunks() do break end
+    end
+    for _ = 1, 20 do broken() end
+    if _VERSION == "Lua 5.4" then
+      assert.are.equal(0, iter_fds()) -- break closed each run at once
+    end                               -- elsewhere the collector does
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(0, iter_fds())
+  end)
+
   it("raises class \"invalid\" on a link that is not an iterator, naming its type", function()
     local obj = track(ebpf.load(SYSCOUNT))
     local link = track(obj:attach("on_enter"))
@@ -143,13 +181,16 @@ describe("link:read", function()
     assert.are.equal("read", err.op)
     assert.are.equal("on_enter", err.program)
     mentions(err, { "not an iterator", "raw_tracepoint" })
+    err = raised(link.chunks, link)
+    assert.are.equal("invalid", err.class)
+    mentions(err, { "chunks()", "raw_tracepoint" })
   end)
 
   it("raises class \"closed\" after close", function()
     local obj = track(ebpf.load(ITER))
     local link = obj:attach("list_tasks")
     link:close()
-    for _, m in ipairs({ "read", "info", "pin", "fd" }) do
+    for _, m in ipairs({ "read", "chunks", "info", "pin", "fd" }) do
       local err = raised(link[m], link, "/sys/fs/bpf/never")
       assert.are.equal("closed", err.class, m)
     end
