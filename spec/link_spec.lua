@@ -291,6 +291,10 @@ describe("Program", function()
     assert.are.equal(shown.type, info.type)
     assert.are.equal(shown.tag, info.tag)
     assert.are.equal(H.prog_id(prog:fd()), info.id)
+    local want = {}
+    for i, id in ipairs(shown.map_ids) do want[i] = int(id) end
+    assert.are.same(want, info.map_ids)
+    assert.are.same({ track(obj:map("counts")):info().id }, info.map_ids)
     assert.matches("on_enter", tostring(prog))
   end)
 
