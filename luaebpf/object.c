@@ -174,9 +174,10 @@ static int object_load(lua_State *L) {
     lua_getfield(L, 2, "log");  /* 3 */
     lua_getfield(L, 2, "path"); /* 4 */
     luaebpf_object *o = check_object(L, 1, "load");
-    if (o->loaded) {
+    if (o->loaded || o->busy) { /* busy: a finalizer, while a method holds libbpf's state */
         luaebpf_pusherror_about(L, "load", EINVAL, "object", lua_tostring(L, 4),
-                                "the object is loaded already");
+                                o->loaded ? "the object is loaded already"
+                                : "not from a finalizer while a method of the object runs");
         return lua_error(L);
     }
     object_load_now(L, o, lua_isnil(L, 3) ? 0 : 3, 4);
