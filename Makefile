@@ -109,6 +109,10 @@ bpf/%.bpf.o: bpf/%.bpf.c
 spec/fixtures/%.bpf.o: spec/fixtures/%.bpf.c
 	clang $(BPF_CFLAGS) -c -o $@ $<
 
+# a process with a function to put uprobes on, for spec/attach_spec.lua
+spec/fixtures/uprobe_target: spec/fixtures/uprobe_target.c
+	$(CC) $(CFLAGS) $(WARN) -o $@ $<
+
 # fails chosen bpf() calls on purpose (LD_PRELOAD), for spec/fault_spec.lua
 spec/fixtures/libfault.so: spec/fixtures/fault.c
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -o $@ $< -ldl
@@ -152,7 +156,8 @@ maps: deps-run all
 # what the specs use besides the module: the C baseline, the churn process, the
 # fixtures' BPF programs, the fault injector
 SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/stackbin \
-              spec/fixtures/stackbin-nopie
+              spec/fixtures/stackbin-nopie \
+              spec/fixtures/uprobe_target
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
@@ -188,7 +193,7 @@ VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/
                   spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
                   spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua \
-                  spec/stack_spec.lua
+                  spec/stack_spec.lua spec/globals_spec.lua spec/link_spec.lua
 test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
@@ -229,12 +234,12 @@ bench: deps-bench all $(CBENCH)
 
 clean:
 	rm -rf build spec/churn bpf/*.bpf.o $(VMLINUX_H) spec/fixtures/*.bpf.o spec/fixtures/libfault.so \
-	  spec/fixtures/stackbin spec/fixtures/stackbin-nopie
+	  spec/fixtures/stackbin spec/fixtures/stackbin-nopie spec/fixtures/uprobe_target
 	rm -f luaebpf/*.o luaebpf/core.so # what `luarocks make` leaves in the tree
 
 include fuzz/fuzz.mk
 
 # last, when every file's name is known (fuzz.mk's too): see GOAL_DEPS
 $(OBJS) $(SO) $(BPF_OBJS) $(SPEC_BPF) $(VMLINUX_H) $(CBENCH) $(ASAN_SO) spec/churn spec/fixtures/libfault.so \
-spec/fixtures/stackbin spec/fixtures/stackbin-nopie \
+spec/fixtures/stackbin spec/fixtures/stackbin-nopie spec/fixtures/uprobe_target \
 $(FUZZERS): | $(GOAL_DEPS)

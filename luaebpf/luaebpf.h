@@ -17,6 +17,7 @@
 #define LUAEBPF_VIEW   "luaebpf.View"
 #define LUAEBPF_OBJECT "luaebpf.Object"
 #define LUAEBPF_LINK   "luaebpf.Link"
+#define LUAEBPF_PROGRAM "luaebpf.Program"
 #define LUAEBPF_RINGBUF "luaebpf.Ringbuf"
 #define LUAEBPF_PERFBUF "luaebpf.Perfbuf"
 
@@ -240,10 +241,53 @@ luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint3
 struct btf *luaebpf_btf_load(uint32_t btf_id);
 
 
-/* ---- object.c, for record codecs ---- */
+/* ---- object.c: the Object handle; globals.c, link.c and program.c serve it ---- */
+struct bpf_object;
+struct bpf_link;
+typedef struct luaebpf_mapping luaebpf_mapping; /* globals.c: a data section mapped */
+typedef struct luaebpf_object {
+    struct bpf_object *obj; /* NULL once closed */
+    int busy;               /* methods holding libbpf pointers across Lua allocations */
+    int close_pending;      /* close() came while busy: done when the last one ends */
+    int loaded;             /* 0 between ebpf.load(path, { load = false }) and obj:load() */
+    luaebpf_mapping *mappings; /* the loaded object's data sections globals.c mapped */
+} luaebpf_object;
 /* pushes the Codec of the BTF type called name ("struct event", "union u",
  * "enum e", or a typedef's or integer's name) in the Object at idx */
 luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name);
+
+/* libbpflog.c: libbpf's log while luaebpf calls libbpf */
+void luaebpf_log_begin(void);          /* from here libbpf's log goes to a buffer */
+void luaebpf_log_end(lua_State *L);    /* puts the host's callback back, pushes the log */
+/* pushes the last `lines` non-empty lines of log[0, end), joined with " | " */
+void luaebpf_push_log_lines(lua_State *L, const char *log, size_t end, int lines);
+void luaebpf_log_deliver(lua_State *L, int fn, int idx); /* the log at idx to fn, by lines */
+/* raises the error of a failed bpf_object__load (errno no, its log at log_idx) */
+int luaebpf_raise_load_failure(lua_State *L, const char *path, int no, int log_idx);
+
+/* globals.c: obj:global(name [, value]) on the object at stack index 1, name
+ * at 2 and the value at 3 when given; the caller holds the object busy */
+int luaebpf_global(lua_State *L, luaebpf_object *o);
+void luaebpf_mappings_release(luaebpf_mapping **list); /* unmaps and frees them all */
+
+/* link.c: the Link handle, an attachment of a program (or an open pinned link) */
+typedef struct luaebpf_link {
+    int fd;                 /* -1 once closed */
+    struct bpf_link *link;  /* libbpf's link when luaebpf attached it, else NULL */
+    char prog[64];          /* the program's name, or the pinned path, for messages */
+} luaebpf_link;
+/* pushes a Link not yet attached (fd -1) for program `name`; owner_idx (0: none)
+ * is kept alive by it */
+luaebpf_link *luaebpf_link_push(lua_State *L, int owner_idx, const char *name);
+void luaebpf_link_detach(luaebpf_link *k); /* idempotent */
+/* 1 when fd is the kernel object `anon` names ("bpf_link", "bpf-prog") */
+int luaebpf_fd_is(int fd, const char *anon);
+void luaebpf_link_open(lua_State *L);
+
+/* program.c: the Program handle, one loaded program's fd */
+/* pushes a Program owning a dup of fd, keeping owner_idx (0: none) alive */
+void luaebpf_program_push(lua_State *L, int owner_idx, int fd, const char *name);
+void luaebpf_program_open(lua_State *L);
 
 /* ---- events.c: what ring buffers and perf buffers share ---- */
 /* One map consumed by this process: a ring buffer has one consumer position

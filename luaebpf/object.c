@@ -1,178 +1,18 @@
-/* object.c: BPF objects and links. ebpf.load(path [, opts]) opens and loads an
- * ELF object with libbpf; obj:map(name) and obj:maps() give Maps (each owns a
- * dup of libbpf's fd, so it outlives obj:close()); obj:programs() lists the
- * programs; obj:attach(name) and obj:attach_all() give Links that detach on
- * close or GC. libbpf's log is captured while luaebpf calls it: it goes to
- * opts.log when given, and its last lines (the verifier's reason) into the
- * error of a failed load. */
+/* object.c: BPF objects. ebpf.load(path [, opts]) opens and loads an ELF
+ * object with libbpf (or only opens it: opts.load = false, then obj:load());
+ * obj:map(name) and obj:maps() give Maps (each owns a dup of libbpf's fd, so
+ * it outlives obj:close()); obj:programs() lists the programs, obj:program(name)
+ * gives one as a Program (program.c); obj:attach(name [, uprobe options]) and
+ * obj:attach_all() attach them, as Links (link.c) that detach on close or GC;
+ * obj:global(name [, value]) is globals.c's. libbpf's log is captured
+ * (libbpflog.c) around every libbpf call that may print: it goes to opts.log
+ * when given, and its last lines (the verifier's reason) into the error of a
+ * failed load or attach. */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
-#include "valgrind.h"
-
-typedef struct luaebpf_object {
-    struct bpf_object *obj; /* NULL once closed */
-    int busy;               /* methods holding libbpf pointers across Lua allocations */
-    int close_pending;      /* close() came while busy: done when the last one ends */
-} luaebpf_object;
-
-typedef struct luaebpf_link {
-    struct bpf_link *link;  /* NULL once detached */
-    char prog[64];
-} luaebpf_link;
-
-/* ------------------------------------------------------- libbpf's log */
-
-/* libbpf's print callback is process-wide and has no user pointer. Between
- * log_begin and log_end, which enclose libbpf calls and no Lua, it appends
- * to this buffer, grown to whatever libbpf prints: a verifier log comes as
- * one call of up to 16 MiB, its reason at the very end. */
-static struct {
-    char *buf;
-    size_t len, cap;
-    libbpf_print_fn_t prev; /* the host's callback, back in place after log_end */
-} logc;
-
-static int log_capture(enum libbpf_print_level level, const char *fmt, va_list ap) {
-    if (level == LIBBPF_DEBUG)
-        return 0; /* debug chatter is not for users */
-    va_list again;
-    va_copy(again, ap); /* one pass to size the text, one to write it */
-    int n = vsnprintf(NULL, 0, fmt, again);
-    va_end(again);
-    if (n <= 0)
-        return 0;
-    size_t need = logc.len + (size_t)n + 1;
-    if (need > logc.cap) {
-        size_t cap = logc.cap ? logc.cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        char *p = realloc(logc.buf, cap);
-        if (!p)
-            return 0; /* out of memory: the log stays as it was */
-        logc.buf = p;
-        logc.cap = cap;
-    }
-    vsnprintf(logc.buf + logc.len, (size_t)n + 1, fmt, ap);
-    VALGRIND_MAKE_MEM_DEFINED(logc.buf + logc.len, n); /* the verifier's log, written by the kernel */
-    logc.len += (size_t)n;
-    return 0;
-}
-
-static void log_begin(void) {
-    logc.len = 0;
-    logc.prev = libbpf_set_print(log_capture);
-}
-
-/* puts the host's callback back and pushes what was captured, as a string */
-static void log_end(lua_State *L) {
-    libbpf_set_print(logc.prev);
-    lua_pushlstring(L, logc.buf ? logc.buf : "", logc.len); /* copies before any GC step */
-    free(logc.buf); /* a big log is not kept for the life of the process */
-    logc.buf = NULL;
-    logc.len = logc.cap = 0;
-}
-
-static int is_space(char c) {
-    return c == '\n' || c == ' ';
-}
-
-/* pushes the last `lines` non-empty lines of log[0, end), joined with " | " */
-static void push_log_lines(lua_State *L, const char *log, size_t end, int lines) {
-    luaL_Buffer b;
-    while (end > 0 && is_space(log[end - 1]))
-        end--;
-    size_t start = end;
-    for (int seen = 0; start > 0; start--)
-        if (log[start - 1] == '\n' && ++seen == lines)
-            break;
-    luaL_buffinit(L, &b); /* log stays anchored below the buffer */
-    for (size_t i = start; i < end; i++) {
-        if (log[i] != '\n')
-            luaL_addchar(&b, log[i]);
-        else if (i + 1 < end && log[i + 1] != '\n')
-            luaL_addstring(&b, " | ");
-    }
-    luaL_pushresult(&b);
-}
-
-/* start of the line holding position p of log */
-static size_t line_start(const char *log, size_t p) {
-    while (p > 0 && log[p - 1] != '\n')
-        p--;
-    return p;
-}
-
-/* is the line at s an instruction of the verifier's log, "12: (79) r1 = ..."? */
-static int is_insn(const char *s) {
-    const char *d = s;
-    while (*d >= '0' && *d <= '9')
-        d++;
-    return d > s && strncmp(d, ": (", 3) == 0;
-}
-
-/* The verifier's verdict in the log at idx (a string), pushed as "the
- * verifier refused it: <instruction> | <reason>": the lines from the failing
- * instruction to the statistics that end the kernel's log ("processed N
- * insns ..."), inside libbpf's BEGIN/END markers. Returns 0 and pushes
- * nothing when the log holds no verifier part. */
-static int push_verifier_reason(lua_State *L, int idx) {
-    const char *log = lua_tostring(L, idx);
-    const char *endp = strstr(log, "-- END PROG LOAD LOG --");
-    if (!endp || !strstr(log, "-- BEGIN PROG LOAD LOG --"))
-        return 0;
-    size_t stop = line_start(log, (size_t)(endp - log));
-    for (;;) { /* drop the statistics lines that close the kernel's log */
-        size_t prev_end = stop;
-        while (prev_end > 0 && is_space(log[prev_end - 1]))
-            prev_end--;
-        size_t s = line_start(log, prev_end);
-        if (prev_end == 0 || !(strncmp(log + s, "processed ", 10) == 0 ||
-                               strncmp(log + s, "verification time ", 18) == 0 ||
-                               strncmp(log + s, "stack depth ", 12) == 0))
-            break;
-        stop = s;
-    }
-    int lines = 2; /* from the failing instruction on, when it is near the end */
-    for (size_t e = stop, n = 1; n <= 6 && e > 0; n++) {
-        while (e > 0 && is_space(log[e - 1]))
-            e--;
-        size_t s = line_start(log, e);
-        if (is_insn(log + s)) {
-            lines = (int)n;
-            break;
-        }
-        e = s;
-    }
-    lua_pushliteral(L, "the verifier refused it: ");
-    push_log_lines(L, log, stop, lines);
-    lua_concat(L, 2);
-    return 1;
-}
-
-/* hands the log at idx to opts.log (at stack index fn), line by line */
-static void log_deliver(lua_State *L, int fn, int idx) {
-    size_t len, start = 0;
-    const char *log = lua_tolstring(L, idx, &len); /* anchored at idx while fn runs */
-    if (!fn)
-        return;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || log[i] == '\n') {
-            if (i > start) {
-                lua_pushvalue(L, fn);
-                lua_pushlstring(L, log + start, i - start);
-                lua_call(L, 1, 0);
-            }
-            start = i + 1;
-        }
-    }
-}
 
 /* ------------------------------------------------------------ objects */
 
@@ -190,6 +30,7 @@ static void object_release(luaebpf_object *o) {
     struct bpf_object *obj = o->obj;
     o->obj = NULL;
     o->close_pending = 0;
+    luaebpf_mappings_release(&o->mappings);
     if (obj)
         bpf_object__close(obj); /* Maps and Links made from it hold their own references */
 }
@@ -241,34 +82,43 @@ static int object_run(lua_State *L, const char *op, lua_CFunction body) {
     return lua_gettop(L) - n;
 }
 
-/* raises the error of a bpf_object__load that failed with errno no; the
- * log captured meanwhile is the string at log_idx */
-static int raise_load_failure(lua_State *L, const char *path, int no, int log_idx) {
-    size_t len;
-    const char *log = lua_tolstring(L, log_idx, &len);
-    int refused = push_verifier_reason(L, log_idx);
-    if (!refused && (no == EPERM || no == EACCES)) /* libbpf's text blames memlock */
-        lua_pushliteral(L, "loading BPF programs needs CAP_BPF and CAP_PERFMON (or root)");
-    else if (!refused)
-        push_log_lines(L, log, len, 4);
-    luaebpf_pusherror_about(L, "load", no, "object", path, lua_tostring(L, -1));
-    if (refused && (no == EACCES || no == EPERM || no == EINVAL)) {
-        /* the verifier ran, so the caller may load programs: this is its
-         * "no" to the program, not a missing privilege */
-        lua_pushliteral(L, "invalid");
-        lua_setfield(L, -2, "class");
+/* Loads the opened object o: libbpf's log goes to the function at logfn (0:
+ * none), the path at index path names the object; on failure the object is
+ * closed and the error raised. Nothing allocates from the caller's check of
+ * the object to the load. */
+static void object_load_now(lua_State *L, luaebpf_object *o, int logfn, int path) {
+    struct bpf_object *obj = o->obj;
+    luaebpf_log_begin();
+    int rc = bpf_object__load(obj);
+    int no = errno;
+    if (rc != 0) {
+        o->obj = NULL; /* libbpf's object is of no use after a failed load */
+        bpf_object__close(obj);
+    } else {
+        o->loaded = 1;
     }
-    return lua_error(L);
+    luaebpf_log_end(L); /* libbpf's log of the load, the verifier's among it */
+    int log = lua_gettop(L);
+    luaebpf_log_deliver(L, logfn, log);
+    if (rc != 0)
+        luaebpf_raise_load_failure(L, lua_tostring(L, path), no, log);
+    lua_pop(L, 1);
 }
 
-/* core.load(path [, { log = function(line) end }]) */
+/* core.load(path [, { log = function(line) end, load = false }]) */
 static int core_load(lua_State *L) {
-    static const char *const known[] = {"log", NULL};
-    const char *path = luaL_checkstring(L, 1);
-    int logfn = 0;
-    if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = {"log", "load", NULL};
+    luaL_checkstring(L, 1);
+    lua_settop(L, 2);
+    int logfn = 0, load = 1;
+    if (!lua_isnil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         luaebpf_check_options(L, 2, "load options", known);
+        lua_getfield(L, 2, "load");
+        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            return luaL_error(L, "bad option 'load': a boolean expected, got %s",
+                              luaL_typename(L, -1));
+        load = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_getfield(L, 2, "log");
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
             return luaL_error(L, "bad option 'log': a function expected, got %s",
@@ -279,33 +129,7 @@ static int core_load(lua_State *L) {
     memset(o, 0, sizeof *o);
     luaL_setmetatable(L, LUAEBPF_OBJECT);
     int self = lua_gettop(L);
-    log_begin();
-    struct bpf_object *obj = bpf_object__open_file(path, NULL);
-    int no = errno;
-    o->obj = obj; /* from here on the GC closes it */
-    log_end(L);   /* self + 1: libbpf's log of the open */
-    if (!obj) {
-        size_t len;
-        const char *log = lua_tolstring(L, self + 1, &len);
-        log_deliver(L, logfn, self + 1);
-        push_log_lines(L, log, len, 2);
-        luaebpf_pusherror_about(L, "load", no, "object", path, lua_rawlen(L, -1)
-                                ? lua_tostring(L, -1) : "cannot open the object file");
-        return lua_error(L);
-    }
-    log_begin();
-    int rc = bpf_object__load(obj);
-    no = errno;
-    if (rc != 0) {
-        o->obj = NULL;
-        bpf_object__close(obj);
-    }
-    log_end(L);   /* self + 2: libbpf's log of the load, the verifier's among it */
-    lua_concat(L, 2);
-    log_deliver(L, logfn, self + 1);
-    if (rc != 0)
-        return raise_load_failure(L, path, no, self + 1);
-    lua_createtable(L, 0, 2); /* user value: the path, for messages; the live links */
+    lua_createtable(L, 0, 3); /* user value: the path, for messages; the live links; the log */
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "path");
     lua_newtable(L);
@@ -314,9 +138,62 @@ static int core_load(lua_State *L) {
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_setfield(L, -2, "links");
+    if (logfn) {
+        lua_pushvalue(L, logfn);
+        lua_setfield(L, -2, "log"); /* for obj:load() */
+    }
     luaebpf_setuservalue(L, self);
+    const char *path = lua_tostring(L, 1);
+    luaebpf_log_begin();
+    struct bpf_object *obj = bpf_object__open_file(path, NULL);
+    int no = errno;
+    o->obj = obj; /* from here on the GC closes it */
+    luaebpf_log_end(L);   /* self + 1: libbpf's log of the open */
+    luaebpf_log_deliver(L, logfn, self + 1);
+    if (!obj) {
+        size_t len;
+        const char *log = lua_tolstring(L, self + 1, &len);
+        luaebpf_push_log_lines(L, log, len, 2);
+        luaebpf_pusherror_about(L, "load", no, "object", path, lua_rawlen(L, -1)
+                                ? lua_tostring(L, -1) : "cannot open the object file");
+        return lua_error(L);
+    }
+    if (load) {
+        check_object(L, self, "load"); /* a finalizer run by the log may have closed it */
+        object_load_now(L, o, logfn, 1);
+    }
     lua_settop(L, self);
     return 1;
+}
+
+/* obj:load(): loads an object opened with { load = false } */
+static int object_load(lua_State *L) {
+    check_object(L, 1, "load");
+    lua_settop(L, 1);
+    luaebpf_getuservalue(L, 1);
+    lua_getfield(L, 2, "log");  /* 3 */
+    lua_getfield(L, 2, "path"); /* 4 */
+    luaebpf_object *o = check_object(L, 1, "load");
+    if (o->loaded || o->busy) { /* busy: a finalizer, while a method holds libbpf's state */
+        luaebpf_pusherror_about(L, "load", EINVAL, "object", lua_tostring(L, 4),
+                                o->loaded ? "the object is loaded already"
+                                : "not from a finalizer while a method of the object runs");
+        return lua_error(L);
+    }
+    object_load_now(L, o, lua_isnil(L, 3) ? 0 : 3, 4);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* raises for op on an object opened with { load = false } and not loaded yet */
+static void check_loaded(lua_State *L, luaebpf_object *o, int self, const char *op) {
+    if (o->loaded)
+        return;
+    luaebpf_getuservalue(L, self);
+    lua_getfield(L, -1, "path");
+    luaebpf_pusherror_about(L, op, EINVAL, "object", lua_tostring(L, -1),
+                            "the object is not loaded: call obj:load() first");
+    lua_error(L);
 }
 
 /* a Map for one of the object's maps: a dup of its fd, keeping obj alive too;
@@ -369,7 +246,7 @@ static int object_map_body(lua_State *L) {
 }
 
 static int object_map(lua_State *L) {
-    check_object(L, 1, "map");
+    check_loaded(L, check_object(L, 1, "map"), 1, "map");
     luaL_checkstring(L, 2);
     lua_settop(L, 2);
     return object_run(L, "map", object_map_body);
@@ -405,7 +282,7 @@ static int object_maps_step(lua_State *L) {
 
 /* for name, m in obj:maps() do ... end */
 static int object_maps(lua_State *L) {
-    check_object(L, 1, "maps");
+    check_loaded(L, check_object(L, 1, "maps"), 1, "maps");
     lua_pushvalue(L, 1);
     lua_pushinteger(L, 0);
     lua_pushcclosure(L, object_maps_step, 2);
@@ -427,8 +304,10 @@ static int object_programs_body(lua_State *L) {
         const char *t = libbpf_bpf_prog_type_str(bpf_program__type(prog));
         lua_pushstring(L, t ? t : "unknown");
         lua_setfield(L, -2, "type");
-        lua_pushinteger(L, bpf_program__fd(prog));
-        lua_setfield(L, -2, "fd");
+        if (bpf_program__fd(prog) >= 0) { /* none before load */
+            lua_pushinteger(L, bpf_program__fd(prog));
+            lua_setfield(L, -2, "fd");
+        }
         lua_rawseti(L, -2, ++i);
     }
     return 1;
@@ -492,79 +371,121 @@ luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name) {
 
 /* ---------------------------------------------------------------- links */
 
-static void link_detach(luaebpf_link *k) {
-    struct bpf_link *link = k->link;
-    k->link = NULL;
-    if (link)
-        bpf_link__destroy(link);
+/* where a uprobe goes: obj:attach(name, opts) */
+typedef struct uprobe_target {
+    const char *binary, *func; /* anchored in the options table, on the stack */
+    size_t offset;
+    int pid;                   /* -1: every process */
+    int retprobe;
+} uprobe_target;
+
+static int is_uprobe(const struct bpf_program *prog) {
+    const char *sec = bpf_program__section_name(prog);
+    return bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE &&
+           (strncmp(sec, "uprobe", 6) == 0 || strncmp(sec, "uretprobe", 9) == 0);
 }
 
-static int link_close(lua_State *L) { /* close, __close, __gc: detaches */
-    link_detach(luaL_checkudata(L, 1, LUAEBPF_LINK));
-    return 0;
+/* reads the attach options at idx into u; the strings stay on the stack */
+static void check_uprobe_options(lua_State *L, int idx, const struct bpf_program *prog,
+                                 uprobe_target *u) {
+    static const char *const known[] = {"binary", "func", "offset", "pid", "retprobe", NULL};
+    const char *pname = bpf_program__name(prog);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    luaebpf_check_options(L, idx, "attach options", known);
+    if (!is_uprobe(prog)) {
+        const char *t = libbpf_bpf_prog_type_str(bpf_program__type(prog));
+        luaL_error(L, "attach options are for uprobe programs (SEC(\"uprobe\") or "
+                   "SEC(\"uretprobe\")); '%s' is a %s program in section '%s'", pname,
+                   t ? t : "unknown", bpf_program__section_name(prog));
+    }
+    lua_getfield(L, idx, "binary");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "bad option 'binary': a path expected, got %s", luaL_typename(L, -1));
+    u->binary = lua_tostring(L, -1);
+    lua_getfield(L, idx, "func");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "bad option 'func': a function name expected, got %s",
+                   luaL_typename(L, -1));
+    u->func = lua_tostring(L, -1);
+    lua_Integer v = 0;
+    lua_getfield(L, idx, "offset");
+    if (!lua_isnil(L, -1) && !luaebpf_tointeger_in(L, -1, 0, INT64_MAX, &v))
+        luaL_error(L, "bad option 'offset': an integer >= 0 expected, got %s",
+                   lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    u->offset = (size_t)v;
+    if (!u->func && lua_isnil(L, -1))
+        luaL_error(L, "attach options need 'func' (a function name) or 'offset' (in the binary)");
+    lua_pop(L, 1);
+    v = -1;
+    lua_getfield(L, idx, "pid");
+    if (!lua_isnil(L, -1) && !luaebpf_tointeger_in(L, -1, -1, INT32_MAX, &v))
+        luaL_error(L, "bad option 'pid': a process id (or -1: every process) expected, got %s",
+                   lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    u->pid = (int)v;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "retprobe");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "bad option 'retprobe': a boolean expected, got %s", luaL_typename(L, -1));
+    u->retprobe = lua_isnil(L, -1)
+                      ? strncmp(bpf_program__section_name(prog), "uretprobe", 9) == 0
+                      : lua_toboolean(L, -1);
+    lua_pop(L, 1);
 }
 
-static int link_tostring(lua_State *L) {
-    luaebpf_link *k = luaL_checkudata(L, 1, LUAEBPF_LINK);
-    lua_pushfstring(L, "luaebpf.Link: %s (%s)", k->prog, k->link ? "attached" : "detached");
-    return 1;
-}
-
-/* link:attached() */
-static int link_attached(lua_State *L) {
-    luaebpf_link *k = luaL_checkudata(L, 1, LUAEBPF_LINK);
-    lua_pushboolean(L, k->link != NULL);
-    return 1;
-}
-
-/* pushes a link for prog, attached; refuses a program whose link is still live,
- * since a second attachment would count every event twice. The caller holds
- * the object busy: prog and its name belong to the object. */
-static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog) {
+/* pushes a link for prog, attached, to the uprobe target u when not NULL.
+ * Without u, refuses a program whose link is still live, since a second
+ * attachment would count every event twice (a uprobe program may go on
+ * several functions). The caller holds the object busy: prog and its name
+ * belong to the object. */
+static void push_link(lua_State *L, int obj_idx, struct bpf_program *prog,
+                      const uprobe_target *u) {
     const char *pname = bpf_program__name(prog);
     luaebpf_getuservalue(L, obj_idx);
     lua_getfield(L, -1, "links");
     lua_getfield(L, -1, pname); /* uv, links, link or nil */
     luaebpf_link *old = luaL_testudata(L, -1, LUAEBPF_LINK);
-    if (old && old->link) {
+    if (old && old->fd >= 0 && !u) {
         luaebpf_pusherror_about(L, "attach", EEXIST, "program", pname,
                                 "already attached by this object: close that link first");
         lua_error(L);
     }
     lua_pop(L, 1);
-    luaebpf_link *k = luaebpf_newuserdata(L, sizeof *k);
-    k->link = NULL;
-    snprintf(k->prog, sizeof k->prog, "%s", pname);
-    luaL_setmetatable(L, LUAEBPF_LINK);
-    lua_createtable(L, 0, 1);
-    lua_pushvalue(L, obj_idx);
-    lua_setfield(L, -2, "owner");
-    luaebpf_setuservalue(L, -2);
-    log_begin();
-    struct bpf_link *link = bpf_program__attach(prog);
+    luaebpf_link *k = luaebpf_link_push(L, obj_idx, pname);
+    luaebpf_log_begin();
+    struct bpf_link *link;
+    if (u) {
+        LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = u->retprobe, .func_name = u->func);
+        link = bpf_program__attach_uprobe_opts(prog, u->pid, u->binary, u->offset, &uo);
+    } else {
+        link = bpf_program__attach(prog);
+    }
     int no = errno;
-    k->link = link; /* from here on the GC detaches it */
-    log_end(L);     /* uv, links, link, log */
+    if (link) { /* from here on the GC detaches it */
+        k->link = link;
+        k->fd = bpf_link__fd(link);
+    }
+    luaebpf_log_end(L);     /* uv, links, link, log */
     if (!link) {
         size_t len;
         const char *log = lua_tolstring(L, -1, &len);
-        push_log_lines(L, log, len, 2);
+        luaebpf_push_log_lines(L, log, len, 2);
         luaebpf_pusherror_about(L, "attach", no, "program", pname,
                                 no == EEXIST ? "this program is attached there already"
                                 : lua_rawlen(L, -1) ? lua_tostring(L, -1) : NULL);
         lua_error(L);
     }
     lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, pname); /* uv, links, link */
+    if (!u) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, pname); /* uv, links, link */
+    }
     lua_replace(L, -3);
     lua_pop(L, 1);              /* link */
 }
 
-/* obj:attach(name), busy: obj, name -> link */
-static int object_attach_body(lua_State *L) {
-    luaebpf_object *o = lua_touserdata(L, 1);
-    const char *name = lua_tostring(L, 2);
+/* the program called name, or a raise listing the object's programs */
+static struct bpf_program *find_program(lua_State *L, luaebpf_object *o, const char *op,
+                                        const char *name) {
     struct bpf_program *prog = bpf_object__find_program_by_name(o->obj, name);
     if (!prog) {
         lua_newtable(L);
@@ -573,17 +494,62 @@ static int object_attach_body(lua_State *L) {
             lua_pushstring(L, bpf_program__name(prog));
             lua_rawseti(L, -2, ++n);
         }
-        return raise_not_found(L, "attach", "program", name);
+        raise_not_found(L, op, "program", name);
     }
-    push_link(L, 1, prog);
+    return prog;
+}
+
+/* obj:attach(name [, opts]), busy: obj, name, opts -> link */
+static int object_attach_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    struct bpf_program *prog = find_program(L, o, "attach", lua_tostring(L, 2));
+    uprobe_target u;
+    if (!lua_isnil(L, 3))
+        check_uprobe_options(L, 3, prog, &u);
+    push_link(L, 1, prog, lua_isnil(L, 3) ? NULL : &u);
     return 1;
 }
 
 static int object_attach(lua_State *L) {
-    check_object(L, 1, "attach");
+    check_loaded(L, check_object(L, 1, "attach"), 1, "attach");
+    luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    return object_run(L, "attach", object_attach_body);
+}
+
+/* obj:program(name), busy: obj, name -> Program */
+static int object_program_body(lua_State *L) {
+    luaebpf_object *o = lua_touserdata(L, 1);
+    struct bpf_program *prog = find_program(L, o, "program", lua_tostring(L, 2));
+    if (bpf_program__fd(prog) < 0) {
+        luaebpf_pusherror_about(L, "program", ENOENT, "program", bpf_program__name(prog),
+                                "the program was not loaded (autoload is off)");
+        return lua_error(L);
+    }
+    luaebpf_program_push(L, 1, bpf_program__fd(prog), bpf_program__name(prog));
+    return 1;
+}
+
+static int object_program(lua_State *L) {
+    check_loaded(L, check_object(L, 1, "program"), 1, "program");
     luaL_checkstring(L, 2);
     lua_settop(L, 2);
-    return object_run(L, "attach", object_attach_body);
+    return object_run(L, "program", object_program_body);
+}
+
+/* obj:global(name [, value]), busy */
+static int object_global_body(lua_State *L) {
+    return luaebpf_global(L, lua_touserdata(L, 1));
+}
+
+static int object_global(lua_State *L) {
+    check_object(L, 1, "global");
+    luaL_checkstring(L, 2);
+    if (lua_gettop(L) > 3)
+        lua_settop(L, 3);
+    return object_run(L, "global", object_global_body);
 }
 
 /* obj:attach_all(), busy: obj, links -> links, filled */
@@ -593,7 +559,7 @@ static int object_attach_all_body(lua_State *L) {
     bpf_object__for_each_program(prog, o->obj) {
         if (!bpf_program__autoload(prog))
             continue;
-        push_link(L, 1, prog);
+        push_link(L, 1, prog, NULL);
         lua_setfield(L, 2, bpf_program__name(prog));
     }
     lua_settop(L, 2);
@@ -603,13 +569,13 @@ static int object_attach_all_body(lua_State *L) {
 /* obj:attach_all() -> { [program name] = link } for every loaded program; all
  * or nothing: when one fails, those attached before it are detached again */
 static int object_attach_all(lua_State *L) {
-    check_object(L, 1, "attach_all");
+    check_loaded(L, check_object(L, 1, "attach_all"), 1, "attach_all");
     lua_settop(L, 1);
     lua_newtable(L); /* links: here, so that a failure can detach them */
     if (object_pcall(L, "attach_all", object_attach_all_body) != 0) {
         lua_pushnil(L); /* obj, links, error, key */
         while (lua_next(L, 2)) {
-            link_detach(lua_touserdata(L, -1));
+            luaebpf_link_detach(lua_touserdata(L, -1));
             lua_pop(L, 1);
         }
         return lua_error(L);
@@ -631,17 +597,14 @@ void luaebpf_object_open(lua_State *L) {
         {"map", object_map},       {"maps", object_maps},
         {"programs", object_programs}, {"attach", object_attach},
         {"attach_all", object_attach_all}, {"close", object_close},
-        {NULL, NULL}};
+        {"load", object_load},     {"program", object_program},
+        {"global", object_global}, {NULL, NULL}};
     static const luaL_Reg obj_meta[] = {
         {"__gc", object_gc}, {"__close", object_close}, {"__tostring", object_tostring},
         {NULL, NULL}};
-    static const luaL_Reg link_methods[] = {
-        {"close", link_close}, {"attached", link_attached}, {NULL, NULL}};
-    static const luaL_Reg link_meta[] = {
-        {"__gc", link_close}, {"__close", link_close}, {"__tostring", link_tostring},
-        {NULL, NULL}};
     luaebpf_class(L, LUAEBPF_OBJECT, "Object", obj_meta, obj_methods, 0);
-    luaebpf_class(L, LUAEBPF_LINK, "Link", link_meta, link_methods, 0);
+    luaebpf_link_open(L);
+    luaebpf_program_open(L);
     lua_pushcfunction(L, core_load);
     lua_setfield(L, -2, "load");
 }

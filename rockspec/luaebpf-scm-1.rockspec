@@ -30,12 +30,12 @@ build = {
     ["luaebpf.core"] = {
       sources = {
         "luaebpf/auxlib.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
-        "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/events.c",
-        "luaebpf/elfsym.c", "luaebpf/expect.c", "luaebpf/ksym.c",
-        "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
-        "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
-        "luaebpf/ringbuf.c", "luaebpf/shape.c", "luaebpf/stack.c",
-        "luaebpf/system.c",
+        "luaebpf/decode.c", "luaebpf/elfsym.c", "luaebpf/encode.c", "luaebpf/err.c",
+        "luaebpf/events.c", "luaebpf/expect.c", "luaebpf/globals.c", "luaebpf/hint.c",
+        "luaebpf/iter.c", "luaebpf/ksym.c", "luaebpf/layout.c", "luaebpf/libbpflog.c",
+        "luaebpf/link.c", "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c",
+        "luaebpf/object.c", "luaebpf/perfbuf.c", "luaebpf/program.c", "luaebpf/ringbuf.c",
+        "luaebpf/shape.c", "luaebpf/stack.c", "luaebpf/system.c",
       },
       libraries = { "bpf", "elf" },
       incdirs = { "$(LIBBPF_INCDIR)", "$(LIBELF_INCDIR)" },

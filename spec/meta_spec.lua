@@ -15,8 +15,9 @@ describe("README.md", function()
     end
   end)
 
-  it("documents every Object, Link, View, Ringbuf and Perfbuf method", function()
+  it("documents every Object, Link, Program, View, Ringbuf and Perfbuf method", function()
     for prefix, methods in pairs{ ["obj:"] = ebpf.Object, ["link:"] = ebpf.Link,
+                                  ["prog:"] = ebpf.Program,
                                   ["view:"] = ebpf.View, ["rb:"] = ebpf.Ringbuf or {},
                                   ["pb:"] = ebpf.Perfbuf or {} } do
       for name in pairs(methods) do
