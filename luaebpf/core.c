@@ -16,6 +16,9 @@ LUAEBPF_API int luaopen_luaebpf_core(lua_State *L) {
     luaebpf_ringbuf_open(L);
     luaebpf_perfbuf_open(L);
     luaebpf_system_open(L);
+    luaebpf_holders_open(L);
+    luaebpf_batch_open(L);
+    luaebpf_inner_open(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");
     return 1;
