@@ -73,16 +73,20 @@ static void *grow(void *p, size_t *cap, size_t n, size_t size) {
 
 /* counts fd `name` of the process whose fd directory is fddir toward the map
  * it refers to, if it is a map fd; 0, or EACCES when its fdinfo is closed to us */
-static int scan_fd(scan *s, int pid, int fddir, int infodir, const char *name, proc_hold **mine,
+static int scan_fd(scan *s, int pid, int fddir, const char *name, proc_hold **mine,
                    size_t first) {
-    char target[64], text[1024];
+    char target[64], text[1024], path[64];
     ssize_t n = readlinkat(fddir, name, target, sizeof target - 1);
     if (n < 0)
         return 0; /* closed meanwhile */
     target[n] = '\0';
     if (strcmp(target, "anon_inode:bpf-map") != 0)
         return 0;
-    int no = luaebpf_read_small(infodir, name, text, sizeof text);
+    /* fdinfo is read only for map fds: a process may list its fds to us and
+     * still keep fdinfo closed (pid 1 in a container), which matters only
+     * when it holds a map */
+    snprintf(path, sizeof path, "/proc/%d/fdinfo/%.20s", pid, name);
+    int no = luaebpf_read_small(AT_FDCWD, path, text, sizeof text);
     if (no)
         return no == EACCES || no == EPERM ? EACCES : 0;
     long long id = luaebpf_fdinfo_field(text, "map_id");
@@ -139,14 +143,6 @@ static int scan_procs(scan *s) {
                 s->hidden++;
             continue;
         }
-        snprintf(path, sizeof path, "/proc/%d/fdinfo", pid);
-        int infodir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (infodir < 0) {
-            if (errno == EACCES || errno == EPERM)
-                s->hidden++;
-            closedir(fds);
-            continue;
-        }
         size_t first = s->nprocs;
         proc_hold *mine = NULL;
         int denied = 0;
@@ -154,7 +150,7 @@ static int scan_procs(scan *s) {
         while ((f = readdir(fds)) != NULL) {
             if (f->d_name[0] == '.')
                 continue;
-            int no = scan_fd(s, pid, dirfd(fds), infodir, f->d_name, &mine, first);
+            int no = scan_fd(s, pid, dirfd(fds), f->d_name, &mine, first);
             if (no == EACCES)
                 denied = 1;
             else if (no) {
@@ -162,7 +158,6 @@ static int scan_procs(scan *s) {
                 break;
             }
         }
-        close(infodir);
         closedir(fds);
         if (denied)
             s->hidden++;
