@@ -203,6 +203,7 @@ $(CBENCH): bench/cbench.c
 
 bench: deps-bench all $(CBENCH)
 	$(LUA) bench/lookup.lua
+	$(LUA) bench/batch.lua
 	$(LUA) bench/iterate.lua
 	$(LUA) bench/percpu.lua
 	$(LUA) bench/mmap.lua

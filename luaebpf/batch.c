@@ -35,13 +35,33 @@ static unsigned char *batch_buffer(lua_State *L, const luaebpf_map *m, size_t n,
     return buf;
 }
 
+/* "keys[12]" into buf: the name an encoding error gives element i (0-based);
+ * made for every element, so no snprintf (it cost as much as the encoding) */
+static const char *element_name(char *buf, const char *array, size_t i) {
+    char digits[24];
+    int nd = 0;
+    size_t v = i + 1;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t len = strlen(array);
+    memcpy(buf, array, len);
+    buf[len++] = '[';
+    while (nd)
+        buf[len++] = digits[--nd];
+    buf[len++] = ']';
+    buf[len] = '\0';
+    return buf;
+}
+
 /* encodes keys[1..n] (the table at 2) packed at key_size */
 static void encode_keys(lua_State *L, const luaebpf_map *m, size_t n, unsigned char *keys) {
     for (size_t i = 0; i < n; i++) {
         char what[40];
-        snprintf(what, sizeof what, "keys[%d]", (int)i + 1);
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
-        luaebpf_encode(L, m->shape.kc, -1, keys + i * m->shape.key_size, what, 2);
+        luaebpf_encode(L, m->shape.kc, -1, keys + i * m->shape.key_size,
+                       element_name(what, "keys", i), 2);
         lua_pop(L, 1);
     }
 }
@@ -60,8 +80,7 @@ static void encode_values(lua_State *L, const luaebpf_map *m, size_t n, unsigned
             luaebpf_encode_percpu_value(L, &m->shape, -1, v);
         } else {
             char what[40];
-            snprintf(what, sizeof what, "values[%d]", (int)i + 1);
-            luaebpf_encode(L, m->shape.vc, -1, v, what, 3);
+            luaebpf_encode(L, m->shape.vc, -1, v, element_name(what, "values", i), 3);
         }
         lua_pop(L, 1);
     }
