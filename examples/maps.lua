@@ -250,6 +250,9 @@ local function dump_map(target, opts)
   print(string.format("map id %d: %s '%s', key %d bytes (%s), value %d bytes (%s%s), "
     .. "max_entries %d%s", info.id, info.type, info.name, info.key_size, kdesc,
     info.value_size, vdesc, info.percpu and ", per CPU" or "", info.max_entries, flags))
+  local hok, h = pcall(m.holders, m)
+  print("held by: " .. (hok and held_by(h) or "? (" .. message(h) .. ")")
+    .. (hok and h.hidden > 0 and string.format(" (%d processes not inspected)", h.hidden) or ""))
   local n = 0
   local walked, err = pcall(function()
     for k, v in m:pairs() do

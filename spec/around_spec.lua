@@ -144,10 +144,11 @@ describe("Map:holders", function()
       assert.are.equal(2, n)
       assert.are.equal(n, mine.fds)
       assert.are.equal((H.read_file("/proc/" .. pid .. "/comm"):gsub("%s+$", "")), mine.comm)
-      -- this process holds m
+      -- this process holds m (the shell's parent is this process)
+      local me = tonumber((H.run("echo $PPID"):gsub("%s", "")))
       local self_found = false
       for _, p in ipairs(h.processes) do
-        if p.comm == mine.comm and p.pid ~= pid then self_found = true end
+        if p.pid == me then self_found = p.fds >= 1 end
       end
       assert.is_true(self_found)
       assert.are.equal(0, #h.programs)
@@ -165,6 +166,29 @@ describe("Map:holders", function()
     for _, p in ipairs(m:holders().processes) do
       assert.are_not.equal(pid, p.pid)
     end
+  end)
+
+  it("make maps (examples/maps.lua) shows who holds each map, '-' for a pinned-only one", function()
+    local id = m:info().id
+    local lonely = fs:bpftool_map{ type = "hash", key = 4, value = 8 }
+    local lonely_id = H.int(H.show(lonely).id)
+    local pid, stop = holder_child(path)
+    local ok, out = pcall(H.run, H.lua_bin() .. " examples/maps.lua")
+    local dump_ok, dump = pcall(H.run, H.lua_bin() .. " examples/maps.lua id:" .. id)
+    local comm = H.read_file("/proc/" .. pid .. "/comm"):gsub("%s+$", "")
+    stop()
+    assert(ok, out)
+    assert(dump_ok, dump)
+    local row, lonely_row
+    for line in out:gmatch("[^\n]+") do
+      local first = tonumber(line:match("^%s*(%d+)%s"))
+      if first == id then row = line end
+      if first == lonely_id then lonely_row = line end
+    end
+    assert.is_string(row, out)
+    assert.is_truthy(row:find(comm .. "[" .. pid .. "]x2", 1, true), row)
+    assert.is_truthy(lonely_row:find("%s%-$"), lonely_row)
+    assert.is_truthy(dump:find("held by: [^\n]*" .. comm .. "%[" .. pid .. "%]x2"), dump)
   end)
 
   it("ebpf.holders(id) and ebpf.holders() say the same as m:holders()", function()
