@@ -76,11 +76,13 @@ static void encode_values(lua_State *L, const luaebpf_map *m, size_t n, unsigned
         if (of_maps && lua_type(L, -1) == LUA_TUSERDATA) {
             uint32_t fd = (uint32_t)luaebpf_check_map(L, -1, "update_batch")->fd;
             memcpy(v, &fd, sizeof fd);
-        } else if (m->shape.percpu) {
-            luaebpf_encode_percpu_value(L, &m->shape, -1, v);
         } else {
             char what[40];
-            luaebpf_encode(L, m->shape.vc, -1, v, element_name(what, "values", i), 3);
+            element_name(what, "values", i);
+            if (m->shape.percpu)
+                luaebpf_encode_percpu_named(L, &m->shape, -1, v, what, 3);
+            else
+                luaebpf_encode(L, m->shape.vc, -1, v, what, 3);
         }
         lua_pop(L, 1);
     }

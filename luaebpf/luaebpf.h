@@ -135,6 +135,9 @@ void luaebpf_decode_key(lua_State *L, const luaebpf_shape *s, const unsigned cha
 /* per-CPU: an array of ncpus values, or one value for every CPU */
 void luaebpf_encode_percpu_value(lua_State *L, const luaebpf_shape *s, int idx,
                                  unsigned char *buf);
+/* the same, with the name ("values[3]") and argument number its errors give */
+void luaebpf_encode_percpu_named(lua_State *L, const luaebpf_shape *s, int idx,
+                                 unsigned char *buf, const char *what, int arg);
 /* inline: a plain value costs no call on the way to the encoder (m:update's hot path) */
 static inline void luaebpf_encode_value(lua_State *L, const luaebpf_shape *s, int idx,
                                         unsigned char *buf) {

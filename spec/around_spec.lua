@@ -409,6 +409,76 @@ describe("Map:update_batch and Map:delete_batch", function()
     m:close()
   end)
 
+  it("names the per-CPU value that does not encode, and writes nothing", function()
+    local m, path = open({ type = "percpu_hash", key = 4, value = 4 }, { key = "u32", value = "u32" })
+    local bad = {}
+    for c = 1, ebpf.ncpus() + 1 do bad[c] = c end
+    local _, msg = H.raised(m.update_batch, m, { 1, 2 }, { 1, bad })
+    H.mentions(msg, { "values[2]", "per-CPU array of " .. ebpf.ncpus() })
+    local _, count = H.dump(path)
+    assert.are.equal(0, count)
+    m:close()
+  end)
+
+  -- the codec's field names live in no Lua string: encoding the fields a
+  -- value leaves out allocates their names, so finalizers run mid-encode
+  it("keeps its entries when finalizers write the same map mid-encode", function()
+    local out, ok = H.child([[
+local spec = {}
+for i = 1, 64 do spec[i] = { ("g%d"):format(i), "u64" } end
+local m = ebpf.create{ type = "hash", max_entries = 64, key = "u32", value = spec }
+collectgarbage("setpause", 0)
+local wrong, nested = 0, 0
+for round = 1, 500 do
+  garbage(function() m:update_batch({ 40, 41 }, { { g1 = 1 }, { g64 = 2 } }); nested = nested + 1 end)
+  local keys, values = {}, {}
+  for i = 1, 8 do keys[i] = i; values[i] = { g1 = round * 10 + i, g64 = round } end
+  assert(m:update_batch(keys, values) == 8)
+  for i = 1, 8 do
+    local v = m:lookup(i)
+    if v.g1 ~= round * 10 + i or v.g64 ~= round then wrong = wrong + 1 end
+  end
+end
+collectgarbage("setpause", 200)
+print("wrong", wrong, "nested", nested > 100)]])
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("wrong\t0\tnested\ttrue", 1, true), out)
+  end)
+
+  it("raises 'closed' and writes nothing when a finalizer closes the map mid-call", function()
+    local out, ok = H.child([[
+local spec = {}
+for i = 1, 64 do spec[i] = { ("g%d"):format(i), "u64" } end
+collectgarbage("setpause", 0)
+local closed, written, bad = 0, 0, 0
+local m, view
+for round = 1, 1000 do
+  if not m then
+    m = ebpf.create{ type = "hash", max_entries = 64, key = "u32", value = spec }
+    view = ebpf.open_id(m:info().id, { key = "u32", value = spec })
+  end
+  local keys, values = {}, {}
+  for i = 1, 8 do keys[i] = i; values[i] = { g1 = round } end
+  local victim = m
+  garbage(function() victim:close() end)
+  local ok, err = pcall(m.update_batch, m, keys, values)
+  local v = view:lookup(1)
+  if ok then
+    if v and v.g1 == round then written = written + 1 else bad = bad + 1 end
+  elseif type(err) == "table" and err.class == "closed" and not (v and v.g1 == round) then
+    closed = closed + 1
+  else
+    bad = bad + 1; print("bad", ok, tostring(err))
+  end
+  if not pcall(m.fd, m) then view:close(); m = nil end
+end
+if view then view:close() end
+collectgarbage("setpause", 200)
+print("bad", bad, "closed", closed > 0)]])
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("bad\t0\tclosed\ttrue", 1, true), out)
+  end)
+
   it("raises class 'closed' on a closed map", function()
     local m = open({ type = "hash", key = 4, value = 8 })
     m:close()
