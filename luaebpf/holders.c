@@ -58,6 +58,7 @@ typedef struct scan {
     prog_hold *progs;
     size_t nprogs, progs_cap;
     uint32_t hidden;        /* processes whose fds could not be read */
+    int programs_hidden;    /* listing programs was refused (no CAP_SYS_ADMIN) */
     int err;                /* an errno that ended the program scan, or 0 */
 } scan;
 
@@ -238,15 +239,19 @@ static int scan_progs(scan *s) {
 
 /* ------------------------------------------------------------ the tables */
 
-/* pushes { programs = {}, processes = {}, hidden = n } */
-static void push_holders_table(lua_State *L, uint32_t hidden) {
-    lua_createtable(L, 0, 3);
+/* pushes { programs = {}, processes = {}, hidden = n [, programs_hidden = true] } */
+static void push_holders_table(lua_State *L, const scan *s) {
+    lua_createtable(L, 0, 4);
     lua_newtable(L);
     lua_setfield(L, -2, "programs");
     lua_newtable(L);
     lua_setfield(L, -2, "processes");
-    lua_pushinteger(L, hidden);
+    lua_pushinteger(L, s->hidden);
     lua_setfield(L, -2, "hidden");
+    if (s->programs_hidden) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "programs_hidden");
+    }
 }
 
 /* the holders table of map_id in the result at idx (want set: the result itself) */
@@ -258,7 +263,7 @@ static void holders_of(lua_State *L, const scan *s, int idx, uint32_t map_id) {
     lua_rawgeti(L, idx, map_id);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        push_holders_table(L, s->hidden);
+        push_holders_table(L, s);
         lua_pushvalue(L, -1);
         lua_rawseti(L, idx, map_id);
     }
@@ -276,7 +281,7 @@ static void append(lua_State *L, const char *field) {
 static int build(lua_State *L) {
     const scan *s = lua_touserdata(L, 1);
     if (s->want)
-        push_holders_table(L, s->hidden);
+        push_holders_table(L, s);
     else
         lua_newtable(L);
     int res = lua_gettop(L);
@@ -319,7 +324,11 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     memset(&s, 0, sizeof s);
     s.want = want;
     int no = scan_progs(&s);
-    const char *detail = no == EPERM ? "listing programs needs CAP_SYS_ADMIN" : NULL;
+    const char *detail = NULL;
+    if (no == EPERM || no == EACCES) { /* the processes may still be ours to see */
+        s.programs_hidden = 1;
+        no = 0;
+    }
     if (!no) {
         no = scan_procs(&s);
         detail = "cannot read /proc";

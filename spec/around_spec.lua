@@ -191,6 +191,28 @@ describe("Map:holders", function()
     assert.is_truthy(dump:find("held by: [^\n]*" .. comm .. "%[" .. pid .. "%]x2"), dump)
   end)
 
+  it("as nobody: its own process found, root's processes counted hidden, programs_hidden", function()
+    H.run("chmod 0755 " .. fs.path .. " && chmod 0644 " .. path)
+    local script = os.tmpname()
+    H.write_file(script, table.concat({
+      "package.path = " .. string.format("%q", package.path),
+      "package.cpath = " .. string.format("%q", package.cpath),
+      "local ebpf = require 'luaebpf'",
+      "local me = tonumber(io.open('/proc/self/stat'):read('*l'):match('^%d+'))",
+      "local h = ebpf.open(" .. string.format("%q", path) .. "):holders()",
+      "local fds = 0",
+      "for _, p in ipairs(h.processes) do if p.pid == me then fds = p.fds end end",
+      "print('result', tostring(h.programs_hidden), #h.programs, h.hidden > 0, fds)",
+    }, "\n"))
+    H.run("chmod 0644 " .. script)
+    local out, ok = H.sh("setpriv --reuid=65534 --regid=65534 --clear-groups " .. H.lua_bin()
+      .. " " .. script)
+    os.remove(script)
+    assert(ok, out)
+    -- busted (this process, root) holds m: nobody cannot look into it
+    assert.is_truthy(out:find("result\ttrue\t0\ttrue\t1", 1, true), out)
+  end)
+
   it("ebpf.holders(id) and ebpf.holders() say the same as m:holders()", function()
     local id = m:info().id
     local a, b, all = m:holders(), ebpf.holders(id), ebpf.holders()
