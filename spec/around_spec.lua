@@ -501,6 +501,20 @@ print("bad", bad, "closed", closed > 0)]])
     assert.is_truthy(out:find("bad\t0\tclosed\ttrue", 1, true), out)
   end)
 
+  it("through a read-only handle: nil, err that says so, done 0", function()
+    local path = fs:bpftool_map{ type = "hash", key = 4, value = 8, fill = { [1] = 1 } }
+    local m = ebpf.open(path, { key = "u32", value = "u64" })
+    for _, r in ipairs{ { m:update_batch({ 2 }, { 2 }) }, { m:delete_batch({ 1 }) } } do
+      assert.is_nil(r[1])
+      assert.are.equal("permission", r[2].class)
+      assert.are.equal(0, r[2].done)
+      H.mentions(r[2], { "read-only" })
+    end
+    local _, count = H.dump(path)
+    assert.are.equal(1, count)
+    m:close()
+  end)
+
   it("raises class 'closed' on a closed map", function()
     local m = open({ type = "hash", key = 4, value = 8 })
     m:close()
