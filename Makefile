@@ -33,7 +33,8 @@ TEST_LUAS  := lua5.4 lua5.3 luajit
 # installs the missing ones of its own set first (as root; as another user it
 # names them and stops): run, maps, soak DEPS_RUN; test, test-asan DEPS_TEST;
 # test-valgrind DEPS_VALGRIND; bench DEPS_BENCH; examples/openresty/test.sh
-# DEPS_OPENRESTY; make deps all of them, for every Lua version (fuzz uses it).
+# DEPS_OPENRESTY, and its live page's browser test (examples/openresty/test_page.sh)
+# DEPS_PAGE; make deps all of them, for every Lua version (fuzz uses it).
 LUA_PKGS_lua5.4 := lua5.4 liblua5.4-dev
 LUA_PKGS_lua5.3 := lua5.3 liblua5.3-dev
 LUA_PKGS_luajit := luajit2 libluajit2-5.1-dev
@@ -42,17 +43,20 @@ LUA_PKGS_luajit := luajit2 libluajit2-5.1-dev
 DEPS_BUILD     := gcc make pkg-config libbpf-dev libelf-dev zlib1g-dev clang bpftool $(LUA_PKGS_$(LUA))
 DEPS_RUN       := $(DEPS_BUILD)
 # bpftool is the specs' oracle; python3-prometheus-client and prometheus
-# (promtool) check the exposition text; luarocks builds the rockspec; strace
+# (promtool; in the OpenResty test, a real server scraping /metrics) check the
+# exposition text; luarocks builds the rockspec; strace
 # watches the flags a spec sends
 DEPS_TEST      := $(DEPS_BUILD) lua-busted lua-cjson bpftool python3-prometheus-client prometheus \
                   luarocks strace
 DEPS_VALGRIND  := $(DEPS_TEST) valgrind
 DEPS_OPENRESTY := $(DEPS_BUILD) $(LUA_PKGS_luajit) nginx libnginx-mod-http-lua lua-resty-core curl \
-                  bpftool python3-prometheus-client
+                  bpftool python3-prometheus-client prometheus
+# headless Chromium loads the example's live page (examples/openresty/test_page.sh)
+DEPS_PAGE      := $(DEPS_OPENRESTY) chromium
 DEPS_BENCH     := $(DEPS_OPENRESTY) wrk
 # libFuzzer's runtime; llvm for llvm-symbolizer's stack traces
 DEPS_FUZZ      := $(DEPS_BUILD) libclang-rt-dev llvm
-DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_FUZZ) \
+DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_PAGE) $(DEPS_FUZZ) \
                   $(LUA_PKGS_lua5.4) $(LUA_PKGS_lua5.3) $(LUA_PKGS_luajit))
 
 # BPF programs for the specs, the examples and the main job. clang -target bpf
@@ -68,7 +72,7 @@ BPF_CFLAGS  = -target bpf -g -O2 -Wall -I/usr/include/$(BPF_MULTIARCH) -D__TARGE
 BPF_OBJS   := $(patsubst %.c,%.o,$(wildcard bpf/*.bpf.c))
 SPEC_BPF   := $(patsubst %.c,%.o,$(wildcard spec/fixtures/*.bpf.c))
 
-DEPS_TARGETS := deps-run deps-test deps-valgrind deps-openresty deps-bench deps-fuzz
+DEPS_TARGETS := deps-run deps-test deps-valgrind deps-openresty deps-page deps-bench deps-fuzz
 
 # The deps-* targets of the goals on the command line. Every file make builds
 # waits for them (an order-only prerequisite, at the end of this file), so the
@@ -120,6 +124,7 @@ deps-run:       PKGS = $(DEPS_RUN)
 deps-test:      PKGS = $(DEPS_TEST)
 deps-valgrind:  PKGS = $(DEPS_VALGRIND)
 deps-openresty: PKGS = $(DEPS_OPENRESTY)
+deps-page:      PKGS = $(DEPS_PAGE)
 deps-bench:     PKGS = $(DEPS_BENCH)
 deps-fuzz:      PKGS = $(DEPS_FUZZ)
 # checks with dpkg first: does nothing when all are there

@@ -16,6 +16,7 @@ LUAEBPF_API int luaopen_luaebpf_core(lua_State *L) {
     luaebpf_ringbuf_open(L);
     luaebpf_perfbuf_open(L);
     luaebpf_system_open(L);
+    luaebpf_ksym_open(L);
     luaebpf_holders_open(L);
     luaebpf_batch_open(L);
     luaebpf_inner_open(L);

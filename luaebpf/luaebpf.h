@@ -94,6 +94,13 @@ void luaebpf_codec_open(lua_State *L);
 /* opts.int64 ("number" or "string") of the options table at idx: 0 or 1; dflt when absent */
 int luaebpf_opt_int64(lua_State *L, int idx, int dflt);
 
+/* ksym.c: kernel symbols from /proc/kallsyms, read once per process. The
+ * name of the symbol holding addr (its offset in *off), or NULL when unknown:
+ * kallsyms unreadable or hidden from this process, or addr in no symbol */
+const char *luaebpf_ksym(uint64_t addr, uint64_t *off);
+size_t luaebpf_ksym_count(void); /* symbols known; 0: every address stays a number */
+void luaebpf_ksym_open(lua_State *L); /* core.ksym */
+
 /* ---- shape.c: what a map holds, apart from any handle ---- */
 /* Sizes, the per-CPU stride and the codecs of keys and values, for a Map now
  * and for records with no map behind them later. It is embedded in its owner,

@@ -30,8 +30,8 @@ build = {
       sources = {
         "luaebpf/auxlib.c", "luaebpf/batch.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
         "luaebpf/decode.c", "luaebpf/encode.c", "luaebpf/err.c", "luaebpf/events.c",
-        "luaebpf/expect.c", "luaebpf/fdinfo.c",
-        "luaebpf/hint.c", "luaebpf/holders.c", "luaebpf/inner.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
+        "luaebpf/expect.c", "luaebpf/fdinfo.c", "luaebpf/hint.c", "luaebpf/holders.c",
+        "luaebpf/inner.c", "luaebpf/iter.c", "luaebpf/ksym.c", "luaebpf/layout.c", "luaebpf/map.c",
         "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
         "luaebpf/ringbuf.c", "luaebpf/shape.c",
         "luaebpf/system.c",
@@ -44,5 +44,6 @@ build = {
     ["luaebpf.aggregate"] = "lua/luaebpf/aggregate.lua",
     ["luaebpf.format"] = "lua/luaebpf/format.lua",
     ["luaebpf.prometheus"] = "lua/luaebpf/prometheus.lua",
+    ["luaebpf.histogram"] = "lua/luaebpf/histogram.lua",
   },
 }

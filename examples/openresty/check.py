@@ -2,8 +2,11 @@
 
 test.sh has fetched every endpoint with curl into STATE/<name>.{code,head,body};
 this compares the bodies with what the kernel holds, as bpftool (the
-independent oracle) dumps it, parses /metrics with prometheus_client's parser,
-and prints one line per check: "ok - ..." or "not ok - ...: why".
+independent oracle) dumps it, parses /metrics with prometheus_client's parser
+and has promtool check it, compares the histogram families and a real
+Prometheus' histogram_quantile answers (STATE/prom_*.json) with the buckets
+bpftool's dumps of the histogram maps give, and prints one line per check:
+"ok - ..." or "not ok - ...: why".
 Run by /usr/bin/python3 (Debian's python3-prometheus-client).
 """
 import json
@@ -221,6 +224,133 @@ def check_metrics():
         return "the queue was exported"
 
 
+# ------------------------------------------------------------------ histograms
+
+def slot_counts(path):
+    """{slot: count} of a log2 histogram map as bpftool dumps it: an array
+    keyed by a u32 slot, per-CPU u64 values summed"""
+    out = {}
+    for e in dump(path):
+        if "values" in e:
+            out[le(e["key"])] = sum(le(v["value"]) for v in e["values"])
+        else:
+            out[le(e["key"])] = le(e["value"])
+    return out
+
+
+def top_of(slot):
+    """the largest value whose floor(log2) is `slot` (hist.bpf.c's log2l),
+    found with Python's own bit_length; slot 0 holds 0 and 1"""
+    v = 1
+    while (v + 1).bit_length() - 1 <= slot:
+        v = v * 2 + 1
+    return v
+
+
+def histogram_family(fams, name, path):
+    """checks family `name` against the map at `path`; returns its counts"""
+    f = fams.get(name)
+    if f is None or f.type != "histogram":
+        raise AssertionError("family %s missing or not a histogram: %r" % (name, f and f.type))
+    counts = slot_counts(path)
+    total = sum(counts.values())
+    buckets = [s for s in f.samples if s.name == name + "_bucket"]
+    les = [s.labels["le"] for s in buckets]
+    want_les = [str(top_of(slot)) for slot in range(len(counts))] + ["+Inf"]
+    if les != want_les:
+        raise AssertionError("le %r, expected %r" % (les, want_les))
+    cum = 0
+    for slot, s in enumerate(buckets[:-1]):
+        cum += counts.get(slot, 0)
+        if s.value != cum:
+            raise AssertionError("bucket le=%s is %r, cumulative bpftool count %d" % (les[slot], s.value, cum))
+    if buckets[-1].value != total:
+        raise AssertionError("+Inf bucket %r, bpftool total %d" % (buckets[-1].value, total))
+    count = [s.value for s in f.samples if s.name == name + "_count"]
+    if count != [total]:
+        raise AssertionError("_count %r, expected %d" % (count, total))
+    if any(s.name == name + "_sum" for s in f.samples):
+        raise AssertionError("a _sum, but the map holds no sum")
+    return counts
+
+
+def check_histograms():
+    code, headers, body = fetched("metrics")
+    fams = {f.name: f for f in text_string_to_metric_families(body)}
+    # marked hist=log2 in the served list (its name says nothing)
+    histogram_family(fams, "ebpf_map_latency", "lat")
+    # a histogram by the rule: an array of counts named *hist
+    histogram_family(fams, "ebpf_map_lx_io_hist", "io_hist")
+
+
+HIST_FAMILIES = ("ebpf_map_latency", "ebpf_map_lx_io_hist")
+
+
+def check_promtool():
+    """promtool parses the whole of /metrics; it lints names too (exit 1), so
+    the only complaints allowed are naming lints about the fixture's other
+    families (shapes has a field anon_b: "abbreviated units"); the histogram
+    families, cut out of the body as served, pass without one"""
+    code, headers, body = fetched("metrics")
+    p = subprocess.run(["promtool", "check", "metrics"], input=body.encode(), capture_output=True)
+    for line in (p.stdout + p.stderr).decode().splitlines():
+        name = line.split(" ", 1)[0]
+        if name in HIST_FAMILIES or not (" metric names should " in line or " should have " in line):
+            return "promtool: %s" % line
+    lines, keep = [], False
+    for line in body.splitlines():
+        if line.startswith("# HELP "):
+            keep = line.split(" ")[2] in HIST_FAMILIES
+        if keep:
+            lines.append(line)
+    if len([l for l in lines if l.startswith("# TYPE ")]) != len(HIST_FAMILIES):
+        return "the histogram families are not all in /metrics"
+    p = subprocess.run(["promtool", "check", "metrics"], input=("\n".join(lines) + "\n").encode(),
+                       capture_output=True)
+    if p.returncode != 0:
+        return "promtool refused the histogram families: %s" % (p.stdout + p.stderr).decode()
+
+
+def api_value(name):
+    doc = json.load(open(os.path.join(STATE, name + ".json")))
+    if doc.get("status") != "success":
+        raise AssertionError("%s: %r" % (name, doc))
+    result = doc["data"]["result"]
+    if len(result) != 1:
+        raise AssertionError("%s: %d series, expected 1: %r" % (name, len(result), result))
+    return float(result[0]["value"][1])
+
+
+def quantile_check(name, q, path):
+    """Prometheus' answer lies in the bucket where the q-th value of the
+    map's counts falls: above the previous bucket's top, at most its own"""
+    def run():
+        counts = slot_counts(path)
+        total = sum(counts.values())
+        rank, cum = q * total, 0
+        for slot in range(len(counts)):
+            cum += counts.get(slot, 0)
+            if cum >= rank:
+                break
+        lo = top_of(slot - 1) if slot > 0 else 0
+        hi = top_of(slot)
+        got = api_value(name)
+        if not (lo < got <= hi):
+            return "histogram_quantile(%g) = %r, outside slot %d's bucket (%d, %d] from bpftool's counts" % (
+                q, got, slot, lo, hi)
+        print("# histogram_quantile(%g) over %s = %.1f, in slot %d: (%d, %d]" % (q, path, got, slot, lo, hi))
+    return run
+
+
+def check_prom_count():
+    total = sum(slot_counts("lat").values())
+    got = api_value("prom_count")
+    if got != total:
+        return "ebpf_map_latency_count is %r in Prometheus, bpftool's total %d" % (got, total)
+    if api_value("prom_up") != 1:
+        return "up is not 1"
+
+
 # ------------------------------------------------------------------ errors
 
 def status(name, want, needle=None):
@@ -245,6 +375,15 @@ check("GET /maps/percpu_inner: one value per CPU, equal to bpftool's dump", chec
 check("GET /maps/big: every entry once, read in several read_batch slices", check_big("big"))
 check("GET /maps/lx_big: served maps are found by kernel name too", check_big("big_name"))
 check("GET /metrics parses with prometheus_client and matches the maps", check_metrics)
+check("GET /metrics: histogram families (hist=log2 marked, *hist by name) equal bpftool's buckets",
+      check_histograms)
+check("GET /metrics: promtool check metrics parses it and accepts its histogram families",
+      check_promtool)
+check("Prometheus scraped the latency histogram: _count equals bpftool's total", check_prom_count)
+check("Prometheus: histogram_quantile(0.99) of the latency lands in the bucket bpftool's counts give",
+      quantile_check("prom_p99", 0.99, "lat"))
+check("Prometheus: histogram_quantile(0.5) of lx_io_hist lands in the bucket bpftool's counts give",
+      quantile_check("prom_io_p50", 0.5, "io_hist"))
 check("GET /maps/no_such_map_lx is 404", status("nosuch", 404))
 check("GET /maps/4294967295 (no such id) is 404", status("noid", 404))
 check("GET /maps/<id of an unserved map> is 403 (workers may not open by id)",

@@ -5,6 +5,12 @@
 --   percpu_inner  percpu_hash, BTF u64 -> struct inner, different values per CPU
 --   big           hash u32 -> u64 with N entries (default 2500): several slices
 --   queue         a queue (cannot be walked: the server answers 500)
+--   lat           the main job's latency histogram: bpf/hist.bpf.o's map
+--                 `latency` (per-CPU array of 32 log2 slots, BTF), loaded
+--                 but not attached, filled with known counts; served with
+--                 hist=log2 (its name does not say it is a histogram)
+--   io_hist       array u32 -> u64 (no BTF) named lx_io_hist: a log2
+--                 histogram by its name
 --   private/hidden  a hash that is not served (the server answers 403)
 -- Runs under any Lua luaebpf builds for (5.1 syntax); needs root.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/openresty/[^/]*$") or "."
@@ -56,6 +62,30 @@ local q = ebpf.create{ type = "queue", key_size = 0, value = "u32", max_entries 
   name = "lx_queue" }
 assert(q:update(nil, 9))
 assert(q:pin(dir .. "/queue"))
+
+-- the latency histogram: whole counts per slot, spread over the CPUs (the
+-- last CPU gets the rest); the 99th percentile falls in slot 12
+local LAT = { [3] = 100, [10] = 800, [12] = 95, [20] = 5 }
+local hist = ebpf.load(root .. "/bpf/hist.bpf.o")
+local lat = hist:map("latency")
+for slot, total in pairs(LAT) do
+  local per, left = {}, total
+  for c = 1, ncpus - 1 do
+    per[c] = math.floor(total / (ncpus + 1))
+    left = left - per[c]
+  end
+  per[ncpus] = left
+  assert(lat:update(slot, per))
+end
+assert(lat:pin(dir .. "/lat"))
+hist:close()
+
+local io_hist = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 16,
+  name = "lx_io_hist" }
+assert(io_hist:update(0, 2))
+assert(io_hist:update(4, 7))
+assert(io_hist:update(9, 1))
+assert(io_hist:pin(dir .. "/io_hist"))
 
 os.execute("mkdir -p '" .. dir .. "/private'")
 local hidden = ebpf.create{ type = "hash", key = "u32", value = "u32", max_entries = 4,

@@ -22,6 +22,7 @@
 -- that several maps share, 500 with the one-line error for anything else.
 local ebpf = require "luaebpf"
 local prom = require "luaebpf.prometheus"
+local histogram = require "luaebpf.histogram"
 
 local M = {}
 
@@ -29,9 +30,11 @@ local format, concat, type, tostring = string.format, table.concat, type, tostri
 local ngx = ngx
 
 local conf = { slice = 1000, pause = 0.001 }
-local served = {}   -- { m =, info =, layout =, ref =, path =, metric = spec|false }
+local served = {}   -- { m =, info =, layout =, ref =, path =, metric = spec|false,
+                    --   hist = "log2"|"linear"|nil, step = n }
 local index = {}    -- "<id>", kernel name, pin file name -> array of served entries
 local startup = {}  -- the list of maps at init: { maps = {...} } or { error = err }
+M.served = served   -- read by pageserver.lua (the live page's GET /page/views)
 
 -- ------------------------------------------------------------ JSON
 -- lua-cjson 2.1.0 (Debian's) writes numbers with at most 14 digits and has no
@@ -157,7 +160,10 @@ local function add_index(key, entry)
   list[#list + 1] = entry
 end
 
--- "ref,key=u32,value=u64" -> { ref, key = "u32", value = "u64" }
+-- "ref,key=u32,value=u64,hist=log2" -> { ref, key = "u32", value = "u64", hist = "log2" }
+local REF_OPTS = { key = true, value = true, hist = true, step = true }
+local HIST = { log2 = true, linear = true, none = true }
+
 local function parse_ref(s)
   local spec = {}
   local first = true
@@ -166,13 +172,29 @@ local function parse_ref(s)
       spec[1], first = part, false
     else
       local k, v = part:match("^(%w+)=(.+)$")
-      if k ~= "key" and k ~= "value" then
-        error("mapserver: '" .. s .. "': expected REF[,key=CODEC][,value=CODEC]", 0)
+      if not REF_OPTS[k] or (k == "hist" and not HIST[v])
+          or (k == "step" and not v:match("^%d+$")) then
+        error("mapserver: '" .. s .. "': expected REF[,key=CODEC][,value=CODEC]"
+          .. "[,hist=log2|linear|none][,step=N]", 0)
       end
-      spec[k] = v
+      spec[k] = k == "step" and tonumber(v) or v
     end
   end
   return spec
+end
+
+-- the histogram kind of a served map: the list's hist= (none: not one), or
+-- luaebpf.histogram's rule (an array of counts named *hist or *slots, a
+-- value struct holding slots)
+local function hist_kind(spec, m)
+  if spec.hist == "none" then return nil end
+  if spec.hist then
+    local ok, err = pcall(histogram.read, m, { kind = spec.hist, step = spec.step })
+    if not ok then error("mapserver: cannot serve '" .. spec[1] .. "' as a histogram: " .. one_line(err), 0) end
+    return spec.hist
+  end
+  local ok, kind = pcall(histogram.detect, m)
+  return ok and kind or nil
 end
 
 local function open_ref(spec)
@@ -201,7 +223,8 @@ local function serve(spec, quiet)
     if quiet then return end -- a pinned program, link or other file in a directory
     error("mapserver: cannot serve '" .. spec[1] .. "': " .. one_line(m), 0)
   end
-  local entry = { m = m, info = info, layout = m:layout(), ref = spec[1], metric = spec.metric }
+  local entry = { m = m, info = info, layout = m:layout(), ref = spec[1], metric = spec.metric,
+    hist = hist_kind(spec, m), step = spec.step }
   served[#served + 1] = entry
   add_index(tostring(info.id), entry)
   add_index(info.name, entry)
@@ -229,9 +252,12 @@ end
 
 --- in init_by_lua*: opens the maps to serve and snapshots the map list.
 -- c.maps: a string of refs separated by spaces, or an array of refs and
---   tables { ref, key =, value =, metric = { name =, help =, type =, value = } | false };
+--   tables { ref, key =, value =, hist =, step =,
+--            metric = { name =, help =, type =, value = } | false };
 --   a ref is a pinned path, a directory of pins, name:X or id:N, and in a
---   string may carry codecs: "/sys/fs/bpf/counts,key=u32,value=u64".
+--   string may carry codecs: "/sys/fs/bpf/counts,key=u32,value=u64", and
+--   mark a histogram: "/sys/fs/bpf/lat,hist=log2" ("hist=linear,step=1000";
+--   "hist=none" for a map the rule would take for one).
 -- c.slice: entries per read_batch slice (1000); c.pause: seconds slept
 -- between slices (0.001; ngx.sleep(0) logs a warning on nginx without
 -- OpenResty's patches).
@@ -249,7 +275,8 @@ function M.init(c)
     local spec = type(item) == "table" and item or parse_ref(item)
     if not spec[1]:match("^%a+:") and is_dir(spec[1]) then
       for _, file in ipairs(dir_files(spec[1])) do
-        serve({ file, key = spec.key, value = spec.value, metric = spec.metric }, true)
+        serve({ file, key = spec.key, value = spec.value, metric = spec.metric, hist = spec.hist,
+          step = spec.step }, true)
       end
     else
       serve(spec)
@@ -370,7 +397,9 @@ end
 -- ------------------------------------------------------------ GET /metrics
 
 -- the families of the served maps: explicit `metric` specs, or every served
--- map whose values hold numbers (names ebpf_map_<name>[_<field>], gauges)
+-- map whose values hold numbers (names ebpf_map_<name>[_<field>], gauges);
+-- a histogram (marked hist= in the list, or by luaebpf.histogram's rule) is
+-- one histogram family, ebpf_map_<name>
 local NUMERIC = { u8 = 1, u16 = 1, u32 = 1, u64 = 1, i8 = 1, i16 = 1, i32 = 1, i64 = 1,
   be16 = 1, be32 = 1, be64 = 1, f32 = 1, f64 = 1, bool = 1, bitfield = 1 }
 
@@ -388,9 +417,12 @@ function M.metrics()
     local spec = e.metric
     if spec == nil and e.info.key_size > 0 and has_numbers(e.layout.value) then spec = {} end
     if spec then
-      local ok, fams = pcall(prom.collect, e.m, { name = spec.name, help = spec.help,
-        type = spec.type, value = spec.value, labels = spec.labels,
-        const_labels = spec.const_labels, slice = conf.slice, yield = pause })
+      local opts = { name = spec.name, help = spec.help, type = spec.type, value = spec.value,
+        labels = spec.labels, const_labels = spec.const_labels, slice = conf.slice, yield = pause }
+      if e.hist and (spec.type == nil or spec.type == "histogram") then
+        opts.type, opts.hist, opts.step = "histogram", e.hist, e.step
+      end
+      local ok, fams = pcall(prom.collect, e.m, opts)
       if not ok then return fail_err(fams) end
       for _, f in ipairs(fams) do families[#families + 1] = f end
     end

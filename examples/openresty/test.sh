@@ -6,12 +6,15 @@
 # examples/openresty/nginx.conf in Debian's nginx on a free port of 127.0.0.1
 # with a temporary prefix (workers as nobody), fetches every endpoint with
 # curl, checks the bodies against bpftool's dumps and /metrics with
-# prometheus_client's parser (check.py), checks 404/403/500; streams
+# prometheus_client's parser and promtool (check.py), has a real Prometheus
+# scrape /metrics and answer histogram_quantile over the main job's latency
+# histogram (checked against bpftool's dump), checks 404/403/500; streams
 # GET /events/events (bpf/execsnoop.bpf.o, loaded and attached by the master)
 # to several curl clients while it runs programs of unique names, and checks
 # what each client got, the missed event, Last-Event-ID and the one consumer
 # (check_events.py); then stops nginx and unmounts: nothing is left running,
-# mounted or pinned.
+# mounted or pinned. Then runs test_page.sh: the live page (GET /) in headless
+# Chromium, with nginx and maps of its own.
 # Prints one line per check and ends with "N passed, N failed". Needs root.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,7 +35,7 @@ else
   notok "make LUA=luajit (log: /tmp/luaebpf-openresty-build.log)"
   summary
 fi
-for tool in nginx curl bpftool luajit /usr/bin/python3; do
+for tool in nginx curl bpftool luajit /usr/bin/python3 prometheus promtool; do
   if ! command -v "$tool" >/dev/null 2>&1; then notok "$tool is missing (make deps)"; summary; fi
 done
 if [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
@@ -43,7 +46,15 @@ fi
 FS=$(mktemp -d /tmp/luaebpfXXXXXX)
 STATE=$(mktemp -d /tmp/luaebpf-nginx-XXXXXX)
 NGX_PID=
+PROM_PID=
+prom_stop() {
+  [ -n "$PROM_PID" ] || return 0
+  kill -TERM "$PROM_PID" 2>/dev/null
+  wait "$PROM_PID" 2>/dev/null
+  PROM_PID=
+}
 cleanup() {
+  prom_stop
   ngx_stop
   if mountpoint -q "$FS"; then umount "$FS"; fi
   rmdir "$FS" 2>/dev/null
@@ -64,8 +75,10 @@ PORT=$(ngx_free_port)
 # records kept in shared memory, few enough for the late client to miss some
 KEEP=128
 EVENTS="$ROOT/bpf/execsnoop.bpf.o,record=struct+event"
-# maps without BTF get their codecs here; shapes and percpu_inner carry BTF
-MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/big,key=u32,value=u64 $FS/queue"
+# maps without BTF get their codecs here; shapes and percpu_inner carry BTF;
+# lat (hist.bpf.o's `latency`) is marked a log2 histogram, io_hist is one by its name
+MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/big,key=u32,value=u64 $FS/queue
+ $FS/lat,hist=log2 $FS/io_hist,key=u32,value=u64"
 if ngx_start "$STATE" "$PORT" "$MAPS" "$EVENTS" "$KEEP"; then
   ok "nginx started on 127.0.0.1:$PORT, prefix $STATE"
 else
@@ -98,6 +111,45 @@ fetch noid /maps/4294967295
 fetch hidden_id "/maps/$hidden_id"
 fetch hidden_name /maps/lx_hidden
 fetch queue /maps/queue
+
+# a real Prometheus (Debian's prometheus) scrapes /metrics every 0.5 s, in
+# its own temporary storage; histogram_quantile over the latency histogram's
+# buckets, as its HTTP API answers it, is checked by check.py against the
+# bucket bpftool's dump of the map puts the 99th percentile in
+PPORT=$(ngx_free_port)
+mkdir -p "$STATE/prom"
+cat >"$STATE/prom/prometheus.yml" <<EOF
+global:
+  scrape_interval: 500ms
+  scrape_timeout: 400ms
+scrape_configs:
+  - job_name: luaebpf
+    static_configs:
+      - targets: ["127.0.0.1:$PORT"]
+EOF
+prometheus --config.file="$STATE/prom/prometheus.yml" --storage.tsdb.path="$STATE/prom/data" \
+  --web.listen-address="127.0.0.1:$PPORT" --log.level=warn </dev/null >"$STATE/prom/log" 2>&1 &
+PROM_PID=$!
+# query NAME PROMQL: the API's answer in STATE/NAME.json, once it has a sample (20 s at most)
+query() {
+  n=0
+  while [ $n -lt 80 ]; do
+    curl -s -G --data-urlencode "query=$2" -o "$STATE/$1.json" "http://127.0.0.1:$PPORT/api/v1/query"
+    grep -q '"result":\[{' "$STATE/$1.json" 2>/dev/null && return 0
+    sleep 0.25; n=$((n + 1))
+  done
+  return 1
+}
+if query prom_p99 'histogram_quantile(0.99, sum by (le) (ebpf_map_latency_bucket))' &&
+   query prom_count 'ebpf_map_latency_count' &&
+   query prom_io_p50 'histogram_quantile(0.5, ebpf_map_lx_io_hist_bucket)' &&
+   query prom_up 'up{job="luaebpf"}'; then
+  ok "Prometheus scraped /metrics and answers histogram_quantile over the latency buckets"
+else
+  sed 's/^/# /' "$STATE/prom/log" | tail -5
+  notok "Prometheus gave no histogram_quantile answer within 20 s"
+fi
+prom_stop
 
 /usr/bin/python3 examples/openresty/check.py "$STATE" "$FS" >"$STATE/check.out" 2>&1
 cat "$STATE/check.out"
@@ -217,4 +269,14 @@ if mountpoint -q "$FS" 2>/dev/null || [ -e "$FS" ] || [ -e "$STATE" ]; then
 else
   ok "bpffs unmounted (its pinned maps freed), temporary prefix removed"
 fi
+
+# the live page (GET /) in headless Chromium, with its own nginx and maps
+# (test_page.sh); its checks count here, its summary line does not
+page_out=$(mktemp /tmp/luaebpf-page-out-XXXXXX)
+sh examples/openresty/test_page.sh >"$page_out" 2>&1
+grep -v '^[0-9]* passed, [0-9]* failed$' "$page_out"
+passed=$((passed + $(grep -c '^ok ' "$page_out")))
+failed=$((failed + $(grep -c '^not ok ' "$page_out")))
+if ! grep -q '^ok \|^not ok ' "$page_out"; then notok "test_page.sh ran no check"; fi
+rm -f "$page_out"
 summary

@@ -20,12 +20,41 @@ local function count_of(v)
   return v or 0
 end
 
+-- a histogram of luaebpf.histogram ({ buckets = { { lo, hi, count } } }):
+-- its buckets as rows, linear ones included; counts may be decimal strings
+local function buckets_hist(h, label)
+  local first, last, max = nil, nil, 0
+  for i, b in ipairs(h.buckets) do
+    local c = tonumber(b.count) or 0
+    if c > 0 then
+      first = first or i
+      last = i
+      if c > max then max = c end
+    end
+  end
+  if not first then return "(no samples)\n" end
+  local lines = { string.format("%25s : %-10s distribution", label, "count") }
+  for i = first, last do
+    local b = h.buckets[i]
+    local c = tonumber(b.count) or 0
+    local stars = max > 0 and math.floor(c * BAR / max + 0.5) or 0
+    if c > 0 and stars == 0 then stars = 1 end
+    lines[#lines + 1] = string.format("%10.0f -> %-11.0f : %-10s |%-" .. BAR .. "s|",
+      b.lo, b.hi, tostring(b.count), string.rep("*", stars))
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
 --- log2_hist(slots [, label]) -> string. `slots` maps slot i (0-based, as
 -- the BPF program computes floor(log2(v))) to a count or to a per-CPU array of
 -- counts; a Lua array (1-based) is taken as slots 0, 1, 2, ... Rows run from
--- the first to the last non-empty slot.
+-- the first to the last non-empty slot. `slots` may also be one histogram
+-- of luaebpf.histogram.read (a table with `buckets`), log2 or linear.
 function F.log2_hist(slots, label)
   label = label or "value"
+  if type(slots) == "table" and type(slots.buckets) == "table" then
+    return buckets_hist(slots, label)
+  end
   local counts, first, last, max = {}, nil, nil, 0
   local base = slots[0] == nil and 1 or 0 -- a plain Lua array starts at [1]
   for k, v in pairs(slots) do

@@ -10,6 +10,9 @@
 -- scalar key. Its value is the entry's value (or the field `opts.value` of a
 -- struct value), per-CPU values summed. Integers are written exactly, u64
 -- beyond 2^53 (and 2^63) included, whatever the Lua version.
+-- Histograms (type "histogram", read by luaebpf.histogram) are one family of
+-- cumulative _bucket{le=...} samples ending with le="+Inf", _sum when the map
+-- holds a sum, and _count.
 -- Names derived from fields are made valid, then unique: when two labels of a
 -- sample (or two families of a map) come out with the same name, the first
 -- keeps it and the later ones, in field order, get _2, _3, ...
@@ -356,20 +359,40 @@ local function key_labels(key, l, prefix, out)
   return out
 end
 
+--- the labels of a key by its layout (m:layout().key), as an array of
+-- { name, text } in field order: one per field of a struct key (nested fields
+-- joined with "_"), or { "key", text } for a scalar key
+function P.key_labels(key, layout)
+  return key_labels(key, layout, nil, {})
+end
+
 -- ------------------------------------------------------------ families
 
-local TYPES = { counter = true, gauge = true, untyped = true }
+local TYPES = { counter = true, gauge = true, untyped = true, histogram = true }
 
 -- nil when `typ` is a type a family can have, else why not
 local function type_problem(typ)
-  if typ == "histogram" or typ == "summary" then
-    -- their samples are _bucket/_sum/_count series, not one value per entry
-    return "type '" .. typ .. "' is not supported (a family holds one plain sample per "
-      .. "entry; use counter, gauge or untyped)"
+  if typ == "summary" then
+    -- its samples are quantiles a map does not hold
+    return "type 'summary' is not supported (a map holds no quantiles; use histogram, "
+      .. "counter, gauge or untyped)"
   elseif not TYPES[typ] then
-    return "unknown type '" .. tostring(typ) .. "' (expected counter, gauge or untyped)"
+    return "unknown type '" .. tostring(typ) .. "' (expected counter, gauge, untyped or histogram)"
   end
 end
+
+-- a bucket bound as the text of an `le` label: integers exactly, floats as
+-- the format spells them
+local function bound_text(v)
+  if v == math.huge then return "+Inf" end
+  if type(v) == "number" and not (math_type and math_type(v) == "float") then
+    local text = P.number(v)
+    if text then return text end
+  end
+  if type(v) == "number" then return float_text(v) end
+  return P.number(v)
+end
+P.bound_text = bound_text
 
 local Family = {}
 Family.__index = Family
@@ -403,6 +426,7 @@ end
 --- adds a sample: value is a number, a decimal string, a boolean, or an
 -- array of them (per-CPU values), summed exactly
 function Family:add(labels, value, unsigned, n)
+  if self.type == "histogram" then return self:add_histogram(labels, value, 2) end
   local text
   if type(value) == "table" then
     text = P.sum(value, unsigned, n)
@@ -416,16 +440,61 @@ function Family:add(labels, value, unsigned, n)
   return self
 end
 
+--- adds one histogram to a family of type "histogram": h.buckets is an
+-- array of { hi = upper bound (inclusive), count = n } in increasing hi (a
+-- bucket's own count, not cumulative; numbers or decimal strings), h.sum
+-- (optional) the sum of the values observed. luaebpf.histogram's
+-- histograms are such tables. Rendered as cumulative _bucket{le=...}
+-- samples ending with le="+Inf", _sum when h.sum is there, and _count.
+function Family:add_histogram(labels, h, level)
+  level = (level or 1) + 1
+  if self.type ~= "histogram" then
+    error("family " .. self.name .. ": add_histogram on a family of type '" .. self.type .. "'", level)
+  end
+  if type(h) ~= "table" or type(h.buckets) ~= "table" then
+    error("family " .. self.name .. ": a histogram { buckets = { { hi =, count = }, ... } [, sum =] }"
+      .. " expected, got " .. type(h), level)
+  end
+  local rows, cum, prev = {}, "0", nil
+  for i, b in ipairs(h.buckets) do
+    local hi = type(b) == "table" and b.hi
+    local c = type(b) == "table" and P.number(b.count)
+    if type(hi) ~= "number" or hi ~= hi or c == nil then
+      error("family " .. self.name .. ": bucket " .. i .. ": { hi = <finite number>, count = <integer> }"
+        .. " expected", level)
+    end
+    if prev and not (hi > prev) then
+      error("family " .. self.name .. ": bucket " .. i .. ": bounds must increase ("
+        .. bound_text(hi) .. " after " .. bound_text(prev) .. ")", level)
+    end
+    prev = hi
+    cum = P.sum({ cum, c })
+    rows[i] = { bound_text(hi), cum }
+  end
+  local sum
+  if h.sum ~= nil then
+    sum = P.number(h.sum) or (type(h.sum) == "number" and float_text(h.sum))
+    if not sum then
+      error("family " .. self.name .. ": the histogram's sum is not a number (" .. type(h.sum) .. ")", level)
+    end
+  end
+  self.samples[#self.samples + 1] = { labels = ordered_labels(labels), buckets = rows,
+    count = cum, sum = sum }
+  return self
+end
+
 -- a sample's labels as text: constant labels first, then the sample's own,
--- names made valid and unique (a later duplicate gets _2, _3, ...)
-local function labels_text(labels, const)
-  local parts, taken = {}, {}
+-- names made valid and unique (a later duplicate gets _2, _3, ...); `le`,
+-- when given, is the bucket bound, last, and its name is reserved
+local function labels_text(labels, const, le)
+  local parts, taken = {}, { le = le and true or nil }
   for _, set in ipairs({ ordered_labels(const), labels }) do
     for _, l in ipairs(set) do
       parts[#parts + 1] = unique_name(P.label_name(l[1]), taken) .. '="'
         .. P.escape_label_value(l[2]) .. '"'
     end
   end
+  if le then parts[#parts + 1] = 'le="' .. le .. '"' end
   if #parts == 0 then return "" end
   return "{" .. concat(parts, ",") .. "}"
 end
@@ -435,8 +504,20 @@ function Family:render(out)
   out = out or {}
   out[#out + 1] = "# HELP " .. self.name .. " " .. P.escape_help(self.help) .. "\n"
   out[#out + 1] = "# TYPE " .. self.name .. " " .. self.type .. "\n"
+  local name, const = self.name, self.const_labels
   for _, s in ipairs(self.samples) do
-    out[#out + 1] = self.name .. labels_text(s.labels, self.const_labels) .. " " .. s.value .. "\n"
+    if s.buckets then
+      for _, b in ipairs(s.buckets) do
+        if b[1] ~= "+Inf" then -- a bucket bounded by +Inf is the +Inf bucket below
+          out[#out + 1] = name .. "_bucket" .. labels_text(s.labels, const, b[1]) .. " " .. b[2] .. "\n"
+        end
+      end
+      out[#out + 1] = name .. "_bucket" .. labels_text(s.labels, const, "+Inf") .. " " .. s.count .. "\n"
+      if s.sum then out[#out + 1] = name .. "_sum" .. labels_text(s.labels, const) .. " " .. s.sum .. "\n" end
+      out[#out + 1] = name .. "_count" .. labels_text(s.labels, const) .. " " .. s.count .. "\n"
+    else
+      out[#out + 1] = name .. labels_text(s.labels, const) .. " " .. s.value .. "\n"
+    end
   end
   return out
 end
@@ -455,7 +536,34 @@ end
 -- ------------------------------------------------------------ from maps
 
 local COLLECT_OPTS = { name = true, help = true, type = true, value = true, labels = true,
-  const_labels = true, slice = true, yield = true }
+  const_labels = true, slice = true, yield = true, hist = true, step = true, sum = true,
+  slot = true }
+local HIST_OPTS = { hist = "kind", step = "step", sum = "sum", slot = "slot", slice = "slice",
+  yield = "yield" }
+
+--- the histogram family of what luaebpf.histogram read (histogram.read's
+-- result): one histogram per label set. opts: name (default
+-- "ebpf_map_<map name>"), help, const_labels.
+function P.histogram(result, opts)
+  opts = opts or {}
+  if type(result) ~= "table" or type(result.histograms) ~= "table" then
+    error("bad argument #1 to 'histogram' (the result of luaebpf.histogram.read expected)", 2)
+  end
+  local mapname = result.map and result.map.name or ""
+  local fam = P.family{ type = "histogram",
+    name = opts.name or P.metric_name("ebpf_map_" .. (mapname ~= "" and mapname
+      or tostring(result.map and result.map.id or "histogram"))),
+    help = opts.help or format("eBPF %s histogram of map '%s' (id %s)", result.kind, mapname,
+      tostring(result.map and result.map.id)),
+    const_labels = opts.const_labels }
+  local names = result.label_names or {}
+  for _, h in ipairs(result.histograms) do
+    local labels = {}
+    for i, n in ipairs(names) do labels[i] = { n, h.labels[n] } end
+    fam:add_histogram(labels, h, 2)
+  end
+  return fam
+end
 
 --- the families of a map's entries (an array: one family, or, for a struct
 -- value without opts.value, one per numeric field, named name_field).
@@ -476,6 +584,25 @@ function P.collect(m, opts)
   end
   if opts.type ~= nil and type_problem(opts.type) then
     error("bad argument #2 to 'collect' (" .. type_problem(opts.type) .. ")", 2)
+  end
+  if opts.type == "histogram" or opts.hist ~= nil then
+    if opts.type ~= nil and opts.type ~= "histogram" then
+      error("bad argument #2 to 'collect' (hist is for type 'histogram', not '" .. opts.type .. "')", 2)
+    end
+    if opts.value ~= nil or opts.labels ~= nil then
+      error("bad argument #2 to 'collect' (a histogram takes its labels from the key and its "
+        .. "counts from the layout: value and labels do not apply)", 2)
+    end
+    local hopts = {}
+    for k, v in pairs(HIST_OPTS) do hopts[v] = opts[k] end
+    local ok, res = pcall(require("luaebpf.histogram").read, m, hopts)
+    if not ok then error(res, 2) end
+    return { P.histogram(res, opts) }
+  end
+  for _, k in ipairs({ "hist", "step", "sum", "slot" }) do
+    if opts[k] ~= nil then
+      error("bad argument #2 to 'collect' (" .. k .. " is for type 'histogram')", 2)
+    end
   end
   -- before 5.3, a u64 beyond 2^53 raises unless read as a decimal string; the
   -- values within 2^53 stay numbers, so this changes no other read

@@ -1,0 +1,254 @@
+-- examples/openresty/pageserver.lua: the live page of the OpenResty example.
+-- nginx.conf next to this file shows the configuration; README.md,
+-- "OpenResty" ("The live page"), explains it.
+--
+--   init_by_lua_block { require("mapserver").init{...}; require("pageserver").init() }
+--   location = /       { content_by_lua_block { require("pageserver").page() } }
+--   location ~ ^/page/(?<file>[^/]+)$ { content_by_lua_block { require("pageserver").file(ngx.var.file) } }
+--   location = /page/views { content_by_lua_block { require("pageserver").views() } }
+--   location ~ ^/page/hist/(?<map>[^/]+)$ { content_by_lua_block { require("pageserver").hist(ngx.var.map) } }
+--
+-- The page (page/index.html, page.css, page.js) is read once by init(), in the
+-- master, and served from memory: the workers, running as nobody, need no
+-- access to the checkout. It is self-contained (no external resource) and
+-- reads the example's own endpoints: GET /maps (the list), GET /maps/<ref>
+-- (the entries, every second), GET /events and /events/<name> (the tail), and
+-- GET /page/views and GET /page/hist/<ref>, which this module answers: for
+-- every served map, whether and how the page draws it as a histogram, and
+-- the histograms of one map with their buckets' bounds (every second).
+--
+-- Which maps are histograms, and how they read, is mapserver's and
+-- luaebpf.histogram's (the rule of DESIGN.md, "The live page"): a map the
+-- served list marks (`/sys/fs/bpf/lat,hist=log2`, hist=linear with step=N;
+-- hist=none: not one), else an array or percpu_array of integer counts whose
+-- name ends in "hist" or "slots", or a map whose value struct holds an
+-- integer array `slots` (one histogram per entry). A log2 bucket i holds the
+-- values in [2^i, 2^(i+1) - 1] (bucket 0: 0 and 1).
+local mapserver = require "mapserver"
+local ebpf = require "luaebpf"
+local histogram = require "luaebpf.histogram"
+
+local M = {}
+
+local concat, format = table.concat, string.format
+local ngx = ngx
+local encode = mapserver.encode
+
+-- name -> { body =, type = }, filled by init()
+local files = {}
+local FILES = {
+  ["index.html"] = "text/html; charset=utf-8",
+  ["page.css"] = "text/css; charset=utf-8",
+  ["page.js"] = "text/javascript; charset=utf-8",
+}
+
+local TWO53 = 9007199254740992
+local SLICE, PAUSE = 1000, 0.001 -- entries per read_batch slice, seconds slept between slices
+
+
+--- in init_by_lua*, after mapserver.init: reads the page's files.
+-- c.dir: the directory of index.html, page.css and page.js (default: page/
+-- next to this file, found through package.path).
+function M.init(c)
+  c = c or {}
+  local dir = c.dir
+  if not dir then
+    local me = package.searchpath and package.searchpath("pageserver", package.path)
+    if not me then error("pageserver: cannot find pageserver.lua in package.path; give init{ dir = }", 0) end
+    dir = me:match("^(.*)/[^/]*$") .. "/page"
+  end
+  for name, ctype in pairs(FILES) do
+    local f, err = io.open(dir .. "/" .. name, "rb")
+    if not f then error("pageserver: cannot read the page: " .. err, 0) end
+    files[name] = { body = f:read("*a"), type = ctype }
+    f:close()
+  end
+end
+
+local function serve(name)
+  local f = files[name]
+  if not f then
+    ngx.status = 404
+    ngx.header["Content-Type"] = "text/plain; charset=utf-8"
+    ngx.say("pageserver: no page file '", name, "'")
+    return
+  end
+  ngx.header["Content-Type"] = f.type
+  ngx.header["Cache-Control"] = "no-cache"
+  -- the page loads nothing from elsewhere, and says so to the browser
+  ngx.header["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:; style-src 'self'"
+  ngx.print(f.body)
+end
+
+--- GET /: the page (GET /?map=<name or id> opens it on that map: page.js reads it)
+function M.page() return serve("index.html") end
+
+--- GET /page/<file>: its stylesheet and script
+function M.file(name) return serve(name) end
+
+-- ------------------------------------------------------------ histograms
+
+--- how the page draws a served map (a mapserver entry: m, info, layout,
+-- hist = "log2" | "linear" | nil, step) as a histogram, or nil: { scale =
+-- e.hist, by = "layout" (luaebpf.histogram.detect takes it for one) | "list"
+-- (only the served list's mark does) }. Cached in the entry.
+function M.histogram(e)
+  if not e.hist then return nil end
+  if e.page_hist == nil then
+    local ok, kind = pcall(histogram.detect, e.m)
+    e.page_hist = { scale = e.hist, by = (ok and kind == e.hist) and "layout" or "list" }
+  end
+  return e.page_hist
+end
+
+-- ------------------------------------------------------------ GET /page/hist/<ref>
+
+-- 2^i as exact decimal text
+local function pow2(i)
+  if i <= 52 then return format("%.0f", 2 ^ i) end
+  local digits = format("%.0f", 2 ^ 52)
+  for _ = 53, i do
+    local out, carry = {}, 0
+    for k = #digits, 1, -1 do
+      local d = (digits:byte(k) - 48) * 2 + carry
+      out[#out + 1] = string.char(48 + d % 10)
+      carry = d >= 10 and 1 or 0
+    end
+    if carry > 0 then out[#out + 1] = "1" end
+    digits = string.reverse(concat(out))
+  end
+  return digits
+end
+
+-- decimal text minus one (text > 0)
+local function minus1(t)
+  local k = #t
+  while t:sub(k, k) == "0" do k = k - 1 end
+  local r = t:sub(1, k - 1) .. string.char(t:byte(k) - 1) .. string.rep("9", #t - k)
+  return (r:gsub("^0+(%d)", "%1"))
+end
+
+-- a count or bound as JSON: a number within 2^53, else a decimal string
+local function jcount(text)
+  local n = tonumber(text)
+  if n and n <= TWO53 and n >= -TWO53 then return text end
+  return '"' .. text .. '"'
+end
+
+-- [lo, hi] of bucket i as decimal text: log2 bucket i holds [2^i, 2^(i+1) - 1]
+-- (bucket 0: 0 and 1); linear bucket i holds [i*step, (i+1)*step - 1]
+local function bounds(scale, step, i)
+  if scale == "linear" then return format("%.0f", i * step), format("%.0f", (i + 1) * step - 1) end
+  if i == 0 then return "0", "1" end
+  return pow2(i), minus1(pow2(i + 1))
+end
+M.bounds = bounds
+
+-- a Lua value as a JSON string: its text
+local function jtext(v)
+  return encode(tostring(v))
+end
+
+-- a count or sum (a number, or a decimal string past 2^53) as JSON
+local function jnum(v)
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return jcount(v % 1 == 0 and format("%.0f", v) or format("%.17g", v))
+  end
+  return jcount(tostring(v))
+end
+
+--- the histograms of a served map as JSON: luaebpf.histogram.read's result
+-- ({ map, kind, step, layout = "array" | "slot_key" | "slots_value",
+-- label_names, histograms = [ { labels, buckets = [ { slot, lo, hi, count } ],
+-- count, sum } ] }), read in slices like GET /maps/<ref>, with each bucket's
+-- bounds exact as text past 2^53 (M.bounds) and labels as text
+function M.read_hist(e)
+  local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = SLICE,
+    yield = function() ngx.sleep(PAUSE) end })
+  local step = r.step or 1
+  local hs = {}
+  for gi, h in ipairs(r.histograms) do
+    local buckets = {}
+    for i, b in ipairs(h.buckets) do
+      local lo, hi = bounds(r.kind, step, b.slot)
+      buckets[i] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', b.slot, jcount(lo), jcount(hi),
+        jnum(b.count))
+    end
+    local labels = {}
+    for li, name in ipairs(r.label_names or {}) do
+      labels[li] = jtext(name) .. ":" .. jtext(h.labels[name])
+    end
+    hs[gi] = format('{"labels":{%s},"buckets":[%s],"count":%s%s}', concat(labels, ","),
+      concat(buckets, ","), jnum(h.count),
+      h.sum ~= nil and (',"sum":' .. jnum(h.sum)) or "")
+  end
+  local names = {}
+  for i, n in ipairs(r.label_names or {}) do names[i] = jtext(n) end
+  return format('{"map":{"name":%s,"id":%d,"type":%s},"kind":%s,"step":%s,"layout":%s,'
+    .. '"label_names":[%s],"histograms":[%s]}\n',
+    jtext(r.map.name or ""), r.map.id, jtext(r.map.type or ""), jtext(r.kind),
+    r.kind == "linear" and tostring(step) or "null", jtext(r.layout), concat(names, ","),
+    concat(hs, ",\n"))
+end
+
+-- the served entry a name, id or pin file name means (nil, status, reason when none or several)
+local function served_entry(ref)
+  local found = {}
+  for _, e in ipairs(mapserver.served) do
+    if tostring(e.info.id) == ref or e.info.name == ref or (e.path and e.path:match("([^/]+)$") == ref) then
+      found[#found + 1] = e
+    end
+  end
+  if #found == 1 then return found[1] end
+  if #found == 0 then return nil, 404, "pageserver: no map '" .. ref .. "' is served here" end
+  return nil, 409, "pageserver: " .. #found .. " served maps are called '" .. ref .. "': ask by id"
+end
+
+local function fail(status, reason)
+  ngx.status = status
+  ngx.header["Content-Type"] = "text/plain; charset=utf-8"
+  ngx.say(reason)
+end
+
+--- GET /page/hist/<name or id>: the histograms of a served map (M.read_hist);
+-- 404 when it is not served, 400 when it is not a histogram
+function M.hist(ref)
+  local e, status, reason = served_entry(ref)
+  if not e then return fail(status, reason) end
+  if not M.histogram(e) then return fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
+  local ok, body = pcall(M.read_hist, e)
+  if not ok then
+    local class = type(body) == "table" and body.class
+    return fail(class == "permission" and 403 or class == "missing" and 404 or 500,
+      "pageserver: " .. tostring(body):gsub("%s*\n%s*", " "))
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-cache"
+  ngx.print(body)
+end
+
+-- ------------------------------------------------------------ GET /page/views
+
+--- GET /page/views: { ncpus =, maps = [ { id, name, ref, path, type, percpu,
+-- key, value (layout kinds), hist = {scale, by} | null } ] } for
+-- every served map, in the served order
+function M.views()
+  local parts = {}
+  for i, e in ipairs(mapserver.served) do
+    local h = M.histogram(e)
+    local l = e.layout or {}
+    parts[i] = format('{"id":%d,"name":%s,"ref":%s,"path":%s,"type":%s,"percpu":%s,'
+      .. '"key":%s,"value":%s,"hist":%s}',
+      e.info.id, encode(e.info.name or ""), encode(e.ref or ""), e.path and encode(e.path) or "null",
+      encode(e.info.type or ""), e.info.percpu and "true" or "false",
+      encode(l.key and l.key.kind or ""), encode(l.value and l.value.kind or ""),
+      h and format('{"scale":%s,"by":%s}', encode(h.scale), encode(h.by))
+        or "null")
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-cache"
+  ngx.print('{"ncpus":', ebpf.ncpus(), ',"maps":[', concat(parts, ",\n"), "]}\n")
+end
+
+return M
