@@ -302,6 +302,21 @@ describe("Map:freeze and info", function()
     H.mentions(err, { "frozen already" })
   end)
 
+  it("freezes a map with a view open (a view maps read-only), which still reads", function()
+    local a = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 4,
+      flags = { "mmapable" } }
+    assert(a:update(2, 22))
+    local view = a:mmap()
+    assert.is_true(a:freeze())
+    assert.are.equal(22, view:get(2))
+    assert.is_nil(a:update(2, 23))
+    local again = a:mmap()
+    assert.are.equal(22, again:get(2))
+    again:close()
+    view:close()
+    a:close()
+  end)
+
   it("raises class 'closed' on a closed map", function()
     m:close()
     assert.are.equal("closed", H.raised(m.freeze, m).class)
