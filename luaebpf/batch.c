@@ -27,7 +27,7 @@ static size_t check_array(lua_State *L, int arg, const char *what) {
  * stored as given); one userdata pushed before anything is encoded */
 static unsigned char *batch_buffer(lua_State *L, const luaebpf_map *m, size_t n, int values) {
     size_t per = m->shape.key_size + (values ? m->shape.value_bytes : 0);
-    if (per && n > (size_t)-1 / 2 / per)
+    if (n > UINT32_MAX || (per && n > (size_t)-1 / 2 / per)) /* the kernel counts in a u32 */
         luaL_error(L, "batch of %d entries is too large", (int)n);
     size_t size = n * per;
     unsigned char *buf = lua_newuserdata(L, size ? size : 1);
