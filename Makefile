@@ -193,7 +193,7 @@ VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/
                   spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
                   spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua \
-                  spec/stack_spec.lua spec/globals_spec.lua spec/link_spec.lua
+                  spec/stack_spec.lua spec/globals_spec.lua spec/link_spec.lua spec/around_spec.lua
 test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \
@@ -225,6 +225,7 @@ $(CBENCH): bench/cbench.c
 
 bench: deps-bench all $(CBENCH)
 	$(LUA) bench/lookup.lua
+	$(LUA) bench/batch.lua
 	$(LUA) bench/iterate.lua
 	$(LUA) bench/percpu.lua
 	$(LUA) bench/mmap.lua

@@ -5,6 +5,8 @@
  *   cbench.fill(fd, n)                        u32 k -> u64 k * 2654435761 + 7, k < n
  *   cbench.batch_loop(fd, key_size, value_bytes, batch)  elapsed ns, entries, sum
  *   cbench.next_key_loop(fd, key_size, value_bytes)      elapsed ns, entries, sum
+ *   cbench.update_batch_loop(fd, n, calls)    elapsed ns: calls times, u32 keys 0..n-1
+ *       -> u64 k * 2654435761 + 7 written into arrays and by one bpf_map_update_batch
  * lookup_loop looks up u32 keys 0..nkeys-1 in turn with bpf_map_lookup_elem
  * into a value buffer of value_bytes (default 8, a u64; a per-CPU map needs
  * round_up(value_size, 8) * ncpus); misses counts ENOENT answers, any other
@@ -133,6 +135,38 @@ static int cb_fill(lua_State *L) {
     if (failed)
         return luaL_error(L, "fill: update failed: %s", strerror(failed));
     return 0;
+}
+
+/* cbench.update_batch_loop(fd, n, calls) -> elapsed ns. Each call fills the
+ * key and value arrays (what encoding is to the Lua side) and writes them
+ * with one BPF_MAP_UPDATE_BATCH; any failure raises. */
+static int cb_update_batch_loop(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    lua_Integer calls = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, fd >= 0, 1, "a map fd (>= 0) expected");
+    luaL_argcheck(L, n >= 1 && n <= (1 << 24), 2, "a count in 1..2^24 expected");
+    luaL_argcheck(L, calls >= 0, 3, "a call count >= 0 expected");
+    uint32_t *keys = malloc((size_t)n * sizeof *keys);
+    uint64_t *values = malloc((size_t)n * sizeof *values);
+    int failed = keys && values ? 0 : ENOMEM;
+    uint64_t t0 = mono_ns();
+    for (lua_Integer c = 0; c < calls && !failed; c++) {
+        for (uint32_t i = 0; i < (uint32_t)n; i++) {
+            keys[i] = i;
+            values[i] = (uint64_t)i * 2654435761u + 7;
+        }
+        uint32_t count = (uint32_t)n;
+        if (bpf_map_update_batch(fd, keys, values, &count, NULL) != 0)
+            failed = errno;
+    }
+    uint64_t elapsed = mono_ns() - t0;
+    free(keys);
+    free(values);
+    if (failed)
+        return luaL_error(L, "update_batch_loop: %s", strerror(failed));
+    push_u64(L, elapsed);
+    return 1;
 }
 
 /* the first min(size, 8) bytes at p, little-endian */
@@ -377,7 +411,8 @@ int luaopen_cbench(lua_State *L) {
         {"fill", cb_fill},         {"batch_loop", cb_batch_loop},
         {"next_key_loop", cb_next_key_loop}, {"cputime", cb_cputime},
         {"getpid", cb_getpid},     {"fill_events", cb_fill_events},
-        {"ringbuf", cb_ringbuf_new}, {"syscall_loop", cb_syscall_loop}, {NULL, NULL}};
+        {"ringbuf", cb_ringbuf_new}, {"syscall_loop", cb_syscall_loop},
+        {"update_batch_loop", cb_update_batch_loop}, {NULL, NULL}};
     static const luaL_Reg rb_methods[] = {
         {"consume", cb_ringbuf_consume}, {"poll", cb_ringbuf_poll},
         {"close", cb_ringbuf_close}, {NULL, NULL}};

@@ -19,6 +19,9 @@ LUAEBPF_API int luaopen_luaebpf_core(lua_State *L) {
     luaebpf_ksym_open(L);
     luaebpf_elfsym_open(L);
     luaebpf_stack_open(L);
+    luaebpf_holders_open(L);
+    luaebpf_batch_open(L);
+    luaebpf_inner_open(L);
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");
     return 1;

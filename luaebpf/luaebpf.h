@@ -148,6 +148,9 @@ void luaebpf_decode_key(lua_State *L, const luaebpf_shape *s, const unsigned cha
 /* per-CPU: an array of ncpus values, or one value for every CPU */
 void luaebpf_encode_percpu_value(lua_State *L, const luaebpf_shape *s, int idx,
                                  unsigned char *buf);
+/* the same, with the name ("values[3]") and argument number its errors give */
+void luaebpf_encode_percpu_named(lua_State *L, const luaebpf_shape *s, int idx,
+                                 unsigned char *buf, const char *what, int arg);
 /* inline: a plain value costs no call on the way to the encoder (m:update's hot path) */
 static inline void luaebpf_encode_value(lua_State *L, const luaebpf_shape *s, int idx,
                                         unsigned char *buf) {
@@ -234,6 +237,7 @@ int luaebpf_type_is_percpu(uint32_t type);
 int luaebpf_type_is_array(uint32_t type);
 int luaebpf_type_has_batch(uint32_t type);
 int luaebpf_type_has_delete_batch(uint32_t type);
+int luaebpf_type_holds_maps(uint32_t type);         /* array_of_maps, hash_of_maps */
 
 /* ---- btf.c: the "btf" codec, built from a map's BTF ---- */
 struct btf;
@@ -376,6 +380,27 @@ luaebpf_events *luaebpf_events_check(lua_State *L, int idx, const char *op, int 
 luaebpf_map *luaebpf_events_map(lua_State *L, int idx, uint32_t type, const char *op);
 void luaebpf_ringbuf_open(lua_State *L);
 void luaebpf_perfbuf_open(lua_State *L);
+
+/* ---- fdinfo.c: what /proc/<pid>/fdinfo knows (a leaf) ---- */
+/* sets frozen and memlock from /proc/self/fdinfo/<fd> in the table at idx
+ * (left out when /proc cannot tell) */
+void luaebpf_push_fdinfo(lua_State *L, int fd, int idx);
+/* the number after "<key>:" at the start of a line of text, or -1 */
+long long luaebpf_fdinfo_field(const char *text, const char *key);
+/* reads the small file path (relative to dirfd) whole into buf, NUL-terminated; 0 or errno */
+int luaebpf_read_small(int dirfd, const char *path, char *buf, size_t size);
+
+/* ---- holders.c: who holds a map; freeze ---- */
+void luaebpf_holders_open(lua_State *L);
+
+/* ---- batch.c: update_batch, delete_batch ---- */
+void luaebpf_batch_open(lua_State *L);
+
+/* ---- inner.c: maps of maps ---- */
+/* m:update(key, inner_map [, flag]) on a map of maps, self at 1: the inner
+ * Map's fd goes in the value */
+int luaebpf_update_inner(lua_State *L, luaebpf_map *m, uint64_t flags, const char *flag);
+void luaebpf_inner_open(lua_State *L);
 
 /* ---- iter.c and system.c ---- */
 void luaebpf_iter_open(lua_State *L);

@@ -430,6 +430,8 @@ void luaebpf_push_info(lua_State *L, const struct bpf_map_info *info, uint32_t a
     lua_setfield(L, -2, "btf_value_type_id");
     lua_pushboolean(L, luaebpf_type_is_percpu(info->type));
     lua_setfield(L, -2, "percpu");
+    lua_pushinteger(L, (lua_Integer)info->map_extra);
+    lua_setfield(L, -2, "map_extra");
     if (access != UINT32_MAX) {
         lua_pushstring(L, access_name(access));
         lua_setfield(L, -2, "access");
@@ -447,6 +449,7 @@ static int map_info(lua_State *L) {
         return luaebpf_fail(L, "info", no, m, NULL);
     }
     luaebpf_push_info(L, &info, m->access);
+    luaebpf_push_fdinfo(L, m->fd, -1); /* frozen, memlock */
     luaebpf_shape_describe(L, &m->shape, -1);
     return 1;
 }
@@ -675,6 +678,8 @@ static int map_update(lua_State *L) {
     const char *fname; /* anchored: argument 4 */
     uint64_t flags = check_update_flag(L, 4, &fname);
     flags |= luaebpf_shape_lock(&m->shape); /* a spin-locked value is written under its lock */
+    if (lua_type(L, 3) == LUA_TUSERDATA && luaebpf_type_holds_maps(m->shape.type))
+        return luaebpf_update_inner(L, m, flags, fname); /* an inner Map by handle */
     return elem_call(L, m, ELEM_UPDATE, flags, fname);
 }
 

@@ -40,6 +40,11 @@ int luaebpf_type_is_array(uint32_t type) {
            type == BPF_MAP_TYPE_CGROUP_ARRAY || type == BPF_MAP_TYPE_ARRAY_OF_MAPS;
 }
 
+/* maps of maps: user space writes an inner map's fd and reads back its id */
+int luaebpf_type_holds_maps(uint32_t type) {
+    return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
 /* the hash family has its own BPF_MAP_LOOKUP_BATCH and lookup-and-delete batch */
 int luaebpf_type_has_delete_batch(uint32_t type) {
     return type == BPF_MAP_TYPE_HASH || type == BPF_MAP_TYPE_PERCPU_HASH ||

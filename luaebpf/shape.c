@@ -258,22 +258,28 @@ static int is_per_cpu_array(lua_State *L, const luaebpf_shape *s, int idx) {
 
 void luaebpf_encode_percpu_value(lua_State *L, const luaebpf_shape *s, int idx,
                                  unsigned char *buf) {
+    luaebpf_encode_percpu_named(L, s, idx, buf, "value", idx);
+}
+
+void luaebpf_encode_percpu_named(lua_State *L, const luaebpf_shape *s, int idx,
+                                 unsigned char *buf, const char *what, int arg) {
     memset(buf, 0, s->value_bytes); /* padding between CPUs is stored as given */
     if (!is_per_cpu_array(L, s, idx)) { /* one value for every CPU */
-        luaebpf_encode(L, s->vc, idx, buf, "value", idx);
+        luaebpf_encode(L, s->vc, idx, buf, what, arg);
         for (int i = 1; i < s->ncpus; i++)
             memcpy(buf + (size_t)i * s->value_stride, buf, s->value_size);
         return;
     }
     idx = lua_absindex(L, idx);
     if (lua_rawlen(L, idx) != (size_t)s->ncpus)
-        luaL_argerror(L, idx, lua_pushfstring(L, "value: a per-CPU array of %d values (one per "
-                      "possible CPU) expected, got %d values", s->ncpus, (int)lua_rawlen(L, idx)));
+        luaL_argerror(L, arg, lua_pushfstring(L, "%s: a per-CPU array of %d values (one per "
+                      "possible CPU) expected, got %d values", what, s->ncpus,
+                      (int)lua_rawlen(L, idx)));
     for (int i = 0; i < s->ncpus; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "value[%d]", i + 1);
+        char name[48];
+        snprintf(name, sizeof name, "%.32s[%d]", what, i + 1);
         lua_rawgeti(L, idx, i + 1);
-        luaebpf_encode(L, s->vc, -1, buf + (size_t)i * s->value_stride, what, idx);
+        luaebpf_encode(L, s->vc, -1, buf + (size_t)i * s->value_stride, name, arg);
         lua_pop(L, 1);
     }
 }

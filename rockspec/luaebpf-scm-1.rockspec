@@ -29,9 +29,10 @@ build = {
   modules = {
     ["luaebpf.core"] = {
       sources = {
-        "luaebpf/auxlib.c", "luaebpf/btf.c", "luaebpf/codec.c", "luaebpf/core.c",
-        "luaebpf/decode.c", "luaebpf/elfsym.c", "luaebpf/encode.c", "luaebpf/err.c",
-        "luaebpf/events.c", "luaebpf/expect.c", "luaebpf/globals.c", "luaebpf/hint.c",
+        "luaebpf/auxlib.c", "luaebpf/batch.c", "luaebpf/btf.c", "luaebpf/codec.c",
+        "luaebpf/core.c", "luaebpf/decode.c", "luaebpf/elfsym.c", "luaebpf/encode.c",
+        "luaebpf/err.c", "luaebpf/events.c", "luaebpf/expect.c", "luaebpf/fdinfo.c",
+        "luaebpf/globals.c", "luaebpf/hint.c", "luaebpf/holders.c", "luaebpf/inner.c",
         "luaebpf/iter.c", "luaebpf/ksym.c", "luaebpf/layout.c", "luaebpf/libbpflog.c",
         "luaebpf/link.c", "luaebpf/map.c", "luaebpf/mmap.c", "luaebpf/names.c",
         "luaebpf/object.c", "luaebpf/perfbuf.c", "luaebpf/program.c", "luaebpf/ringbuf.c",

@@ -26,8 +26,9 @@ function M.open_name(name, opts)
   return core.open_id(ids[1], opts)
 end
 
---- for info in ebpf.maps() do ... end: every loaded map, as info tables.
-M.maps = core.maps
+--- for info in ebpf.maps() do ... end: every loaded map, as info tables;
+-- ebpf.progs() and ebpf.links() the same for programs and links.
+M.maps, M.progs, M.links = core.maps, core.progs, core.links
 
 --- obj:ringbuf(name [, opts]) and obj:perfbuf(name [, opts]): a consumer of
 -- the object's map `name`; record types named in opts.record are looked up
@@ -58,6 +59,32 @@ if core.perfbuf then core.Object.perfbuf = consumer_of(core.perfbuf) end
 local stack = require "luaebpf.stack"
 core.Map.stack = stack.stack
 M.symbolize = stack.symbolize
+
+--- m:dump_inner([opts]): a map of maps' keys, and for each the whole inner
+-- map it points to: { id =, keys = {...}, values = {...} } (parallel arrays,
+-- as dump gives). opts are the open options of each inner map (codecs;
+-- read-only by default). Entries with no inner map (empty array slots) are
+-- left out; an entry emptied between the walk and its open too.
+function core.Map.dump_inner(m, opts)
+  local t = m:info().type -- raises class "closed" on a closed map
+  if t ~= "array_of_maps" and t ~= "hash_of_maps" then
+    error("dump_inner: array_of_maps or hash_of_maps expected, this map is a " .. t, 2)
+  end
+  local keys, maps = {}, {}
+  for k in m:keys() do
+    local inner, err = m:inner(k, opts)
+    if err then error(err, 2) end
+    if inner then
+      local ok, ik, iv = pcall(inner.dump, inner)
+      local id = inner:info().id
+      inner:close()
+      if not ok then error(ik, 2) end
+      keys[#keys + 1] = k
+      maps[#maps + 1] = { id = id, keys = ik, values = iv }
+    end
+  end
+  return keys, maps
+end
 
 local aggregate = require "luaebpf.aggregate"
 M.sum, M.min, M.max, M.avg = aggregate.sum, aggregate.min, aggregate.max, aggregate.avg
