@@ -316,6 +316,30 @@ describe("luaebpf.histogram", function()
     m:close()
   end)
 
+  it("gives a count past 2^53 as its decimal string, never the nearest double", function()
+    -- 2^53 + 1 has no double: tonumber rounds it to 2^53, which must not pass
+    -- for the count on LuaJIT; 2^53 itself and 2^53 - 1 are exact numbers
+    local m = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 4,
+      name = "edge_hist" }
+    local path = pinned(m)
+    H.bpftool_update("pinned " .. path, H.le(1, 4), "\1\0\0\0\0\0\32\0") -- 2^53 + 1
+    H.bpftool_update("pinned " .. path, H.le(2, 4), "\0\0\0\0\0\0\32\0") -- 2^53
+    H.bpftool_update("pinned " .. path, H.le(3, 4), "\255\255\255\255\255\255\31\0") -- 2^53 - 1
+    -- python's integers read bpftool's bytes: the exact decimals
+    local want = {}
+    for k, v in pairs(H.dump(path)) do
+      want[H.uint(k)] = H.sh("/usr/bin/python3 -c 'import sys; print(int.from_bytes(bytes.fromhex(sys.argv[1]), \"little\"))' "
+        .. H.hex(v)):match("%d+")
+    end
+    local h = hist.read(m).histograms[1]
+    assert.are.equal("string", type(h.buckets[2].count))
+    assert.are.equal(want[1], h.buckets[2].count)
+    assert.are.equal("number", type(h.buckets[3].count))
+    assert.are.equal(want[2], string.format("%.0f", h.buckets[3].count))
+    assert.are.equal(want[3], string.format("%.0f", h.buckets[4].count))
+    m:close()
+  end)
+
   it("gives a plain table cjson encodes, exact in JSON", function()
     local m = ebpf.create{ type = "hash", key = { { "dev", "u32" }, { "slot", "u32" } }, value = "u64",
       max_entries = 8, name = "j" }

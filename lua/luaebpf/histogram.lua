@@ -135,10 +135,14 @@ function Hm.detect(m)
   return nil, "a hash keyed by slot: a histogram only when asked (give opts.kind)"
 end
 
--- an exact count as a Lua value: a number within `limit`, else its decimal string
+-- an exact count as a Lua value: a number within `limit` that is exactly
+-- `text`, else its decimal string (a double has no 2^53 + 1: tonumber gives
+-- 2^53 for it, which must not pass for the count)
 local function value_of(text, limit)
   local n = tonumber(text)
-  if n and n <= limit and n >= -limit then return n end
+  if not n or n > limit or n < -limit then return text end
+  if (math_type and math_type(n) == "integer") or (n > -TWO53 and n < TWO53) then return n end
+  if format("%.0f", n) == text then return n end
   return text
 end
 
