@@ -27,6 +27,7 @@
 local mapserver = require "mapserver"
 local ebpf = require "luaebpf"
 local histogram = require "luaebpf.histogram"
+local util = require "serverutil"
 
 local M = {}
 
@@ -67,12 +68,7 @@ end
 
 local function serve(name)
   local f = files[name]
-  if not f then
-    ngx.status = 404
-    ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-    ngx.say("pageserver: no page file '", name, "'")
-    return
-  end
+  if not f then return util.fail(404, "pageserver: no page file '" .. name .. "'") end
   ngx.header["Content-Type"] = f.type
   ngx.header["Cache-Control"] = "no-cache"
   -- the page loads nothing from elsewhere, and says so to the browser
@@ -128,10 +124,11 @@ local function minus1(t)
   return (r:gsub("^0+(%d)", "%1"))
 end
 
--- a count or bound as JSON: a number within 2^53, else a decimal string
+-- a count or bound as JSON: a number below 2^53 in magnitude, else a decimal
+-- string (a double has no 2^53 + 1: tonumber gives 2^53 for it)
 local function jcount(text)
   local n = tonumber(text)
-  if n and n <= TWO53 and n >= -TWO53 then return text end
+  if n and n < TWO53 and n > -TWO53 then return text end
   return '"' .. text .. '"'
 end
 
@@ -192,37 +189,16 @@ function M.read_hist(e)
     concat(hs, ",\n"))
 end
 
--- the served entry a name, id or pin file name means (nil, status, reason when none or several)
-local function served_entry(ref)
-  local found = {}
-  for _, e in ipairs(mapserver.served) do
-    if tostring(e.info.id) == ref or e.info.name == ref or (e.path and e.path:match("([^/]+)$") == ref) then
-      found[#found + 1] = e
-    end
-  end
-  if #found == 1 then return found[1] end
-  if #found == 0 then return nil, 404, "pageserver: no map '" .. ref .. "' is served here" end
-  return nil, 409, "pageserver: " .. #found .. " served maps are called '" .. ref .. "': ask by id"
-end
-
-local function fail(status, reason)
-  ngx.status = status
-  ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-  ngx.say(reason)
-end
 
 --- GET /page/hist/<name or id>: the histograms of a served map (M.read_hist);
 -- 404 when it is not served, 400 when it is not a histogram
 function M.hist(ref)
-  local e, status, reason = served_entry(ref)
-  if not e then return fail(status, reason) end
-  if not M.histogram(e) then return fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
+  local e, status, reason = mapserver.find(ref)
+  if status then return util.fail(status, reason) end
+  if not e then return util.fail(404, "pageserver: no map '" .. ref .. "' is served here") end
+  if not M.histogram(e) then return util.fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
   local ok, body = pcall(M.read_hist, e)
-  if not ok then
-    local class = type(body) == "table" and body.class
-    return fail(class == "permission" and 403 or class == "missing" and 404 or 500,
-      "pageserver: " .. tostring(body):gsub("%s*\n%s*", " "))
-  end
+  if not ok then return util.fail_err(body, "pageserver: ") end
   ngx.header["Content-Type"] = "application/json"
   ngx.header["Cache-Control"] = "no-cache"
   ngx.print(body)
