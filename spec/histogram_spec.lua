@@ -340,6 +340,39 @@ describe("luaebpf.histogram", function()
     m:close()
   end)
 
+  it("gives bounds past 2^53 exactly, as decimal strings, in the result, the text and le", function()
+    local m = ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = 8, name = "wide" }
+    assert(m:update(53, 2))
+    assert(m:update(63, 1))
+    local r = hist.read(m, { kind = "log2" })
+    local b = r.histograms[1].buckets
+    assert.are.equal(64, #b)
+    -- python's integers: the least and the greatest v whose bit_length() - 1 is the slot
+    local want = H.sh([[/usr/bin/python3 -c '
+for s in (52, 53, 63):
+    lo = next(v for v in (2 ** s - 1, 2 ** s, 2 ** s + 1) if v.bit_length() - 1 == s)
+    hi = next(v for v in (2 ** (s + 1), 2 ** (s + 1) - 1) if v.bit_length() - 1 == s)
+    print(lo, hi)']])
+    local got = {}
+    for _, s in ipairs{ 52, 53, 63 } do
+      local lo, hi = b[s + 1].lo, b[s + 1].hi
+      got[#got + 1] = (type(lo) == "number" and string.format("%.0f", lo) or lo) .. " "
+        .. (type(hi) == "number" and string.format("%.0f", hi) or hi)
+    end
+    assert.are.equal(want, table.concat(got, "\n") .. "\n")
+    assert.are.equal("string", type(b[54].hi))               -- 2^54 - 1: no double holds it
+    assert.are.equal("number", type(b[54].lo))               -- 2^53 does
+    local text = prom.render{ prom.histogram(r, { name = "wide" }) }
+    assert.truthy(text:find('\nwide_bucket{le="18014398509481983"} 2\n', 1, true), text)
+    assert.truthy(text:find('\nwide_bucket{le="18446744073709551615"} 3\n', 1, true), text)
+    if H.has("promtool") then
+      local ok, out = promtool(text)
+      assert(ok, "promtool refused:\n" .. out .. "\n" .. text)
+    end
+    assert.truthy(hist.text(r):find("9223372036854775808 -> 18446744073709551615 : 1", 1, true))
+    m:close()
+  end)
+
   it("gives a plain table cjson encodes, exact in JSON", function()
     local m = ebpf.create{ type = "hash", key = { { "dev", "u32" }, { "slot", "u32" } }, value = "u64",
       max_entries = 8, name = "j" }

@@ -99,31 +99,6 @@ end
 
 -- ------------------------------------------------------------ GET /page/hist/<ref>
 
--- 2^i as exact decimal text
-local function pow2(i)
-  if i <= 52 then return format("%.0f", 2 ^ i) end
-  local digits = format("%.0f", 2 ^ 52)
-  for _ = 53, i do
-    local out, carry = {}, 0
-    for k = #digits, 1, -1 do
-      local d = (digits:byte(k) - 48) * 2 + carry
-      out[#out + 1] = string.char(48 + d % 10)
-      carry = d >= 10 and 1 or 0
-    end
-    if carry > 0 then out[#out + 1] = "1" end
-    digits = string.reverse(concat(out))
-  end
-  return digits
-end
-
--- decimal text minus one (text > 0)
-local function minus1(t)
-  local k = #t
-  while t:sub(k, k) == "0" do k = k - 1 end
-  local r = t:sub(1, k - 1) .. string.char(t:byte(k) - 1) .. string.rep("9", #t - k)
-  return (r:gsub("^0+(%d)", "%1"))
-end
-
 -- a count or bound as JSON: a number below 2^53 in magnitude, else a decimal
 -- string (a double has no 2^53 + 1: tonumber gives 2^53 for it)
 local function jcount(text)
@@ -131,15 +106,6 @@ local function jcount(text)
   if n and n < TWO53 and n > -TWO53 then return text end
   return '"' .. text .. '"'
 end
-
--- [lo, hi] of bucket i as decimal text: log2 bucket i holds [2^i, 2^(i+1) - 1]
--- (bucket 0: 0 and 1); linear bucket i holds [i*step, (i+1)*step - 1]
-local function bounds(scale, step, i)
-  if scale == "linear" then return format("%.0f", i * step), format("%.0f", (i + 1) * step - 1) end
-  if i == 0 then return "0", "1" end
-  return pow2(i), minus1(pow2(i + 1))
-end
-M.bounds = bounds
 
 -- a Lua value as a JSON string: its text
 local function jtext(v)
@@ -158,8 +124,8 @@ end
 --- the histograms of a served map as JSON: luaebpf.histogram.read's result
 -- ({ map, kind, step, layout = "array" | "slot_key" | "slots_value",
 -- label_names, histograms = [ { labels, buckets = [ { slot, lo, hi, count } ],
--- count, sum } ] }), read in slices like GET /maps/<ref>, with each bucket's
--- bounds exact as text past 2^53 (M.bounds) and labels as text
+-- count, sum } ] }), read in slices like GET /maps/<ref>; counts and bounds
+-- past 2^53 are decimal strings (as read() gives them), labels text
 function M.read_hist(e)
   local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = SLICE,
     yield = function() ngx.sleep(PAUSE) end })
@@ -168,8 +134,7 @@ function M.read_hist(e)
   for gi, h in ipairs(r.histograms) do
     local buckets = {}
     for i, b in ipairs(h.buckets) do
-      local lo, hi = bounds(r.kind, step, b.slot)
-      buckets[i] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', b.slot, jcount(lo), jcount(hi),
+      buckets[i] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', b.slot, jnum(b.lo), jnum(b.hi),
         jnum(b.count))
     end
     local labels = {}

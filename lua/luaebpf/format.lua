@@ -20,6 +20,12 @@ local function count_of(v)
   return v or 0
 end
 
+-- a bucket bound as text: integers in full, decimal strings (exact past 2^53) as they are
+local function bound(v)
+  if type(v) == "number" then return string.format("%.0f", v) end
+  return tostring(v)
+end
+
 -- a histogram of luaebpf.histogram ({ buckets = { { lo, hi, count } } }):
 -- its buckets as rows, linear ones included; counts may be decimal strings
 local function buckets_hist(h, label)
@@ -39,8 +45,8 @@ local function buckets_hist(h, label)
     local c = tonumber(b.count) or 0
     local stars = max > 0 and math.floor(c * BAR / max + 0.5) or 0
     if c > 0 and stars == 0 then stars = 1 end
-    lines[#lines + 1] = string.format("%10.0f -> %-11.0f : %-10s |%-" .. BAR .. "s|",
-      b.lo, b.hi, tostring(b.count), string.rep("*", stars))
+    lines[#lines + 1] = string.format("%10s -> %-11s : %-10s |%-" .. BAR .. "s|",
+      bound(b.lo), bound(b.hi), tostring(b.count), string.rep("*", stars))
   end
   return table.concat(lines, "\n") .. "\n"
 end
