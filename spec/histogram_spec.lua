@@ -373,6 +373,31 @@ for s in (52, 53, 63):
     m:close()
   end)
 
+  it("refuses to render a family named like a histogram family's _count, _sum or _bucket", function()
+    local h = prom.family{ name = "lat", type = "histogram" }
+    h:add_histogram({}, { buckets = { { hi = 1, count = 2 } } })
+    local g = prom.family{ name = "lat_count", type = "gauge" }
+    g:add({}, 5)
+    -- the text of both, as render would have written it: promtool refuses it
+    if H.has("promtool") then
+      local ok, out = promtool(table.concat(h:render()) .. table.concat(g:render()))
+      assert.is_false(ok)
+      H.mentions(out, { "lat" })
+    end
+    for _, order in ipairs{ { h, g }, { g, h } } do
+      local _, msg = H.raised(prom.render, order)
+      H.mentions(msg, { "'lat_count'", "histogram family 'lat'", "samples named 'lat_count'" })
+    end
+    local b = prom.family{ name = "lat_bucket", type = "counter" }
+    local _, msg = H.raised(prom.render, { h, b })
+    H.mentions(msg, { "'lat_bucket'" })
+    -- apart, each renders; a gauge "lat" beside a histogram "lat_ms" too
+    assert.truthy(prom.render{ h }:find("lat_count 2", 1, true))
+    local h2 = prom.family{ name = "lat_ms", type = "histogram" }
+    h2:add_histogram({}, { buckets = { { hi = 1, count = 1 } } })
+    assert.truthy(prom.render{ prom.family{ name = "lat" }, h2 })
+  end)
+
   it("gives a plain table cjson encodes, exact in JSON", function()
     local m = ebpf.create{ type = "hash", key = { { "dev", "u32" }, { "slot", "u32" } }, value = "u64",
       max_entries = 8, name = "j" }

@@ -535,12 +535,29 @@ function Family:render(out)
   return out
 end
 
---- several families as one exposition text; a name used twice is refused
+-- the sample names a family writes: a histogram's name_bucket, name_sum and
+-- name_count besides its own name (which its HELP and TYPE lines hold)
+local function sample_names(fam)
+  if fam.type ~= "histogram" then return { fam.name } end
+  return { fam.name, fam.name .. "_bucket", fam.name .. "_sum", fam.name .. "_count" }
+end
+
+--- several families as one exposition text; a name used twice is refused,
+-- and so is a family named like another histogram family's samples (a
+-- gauge "lat_count" beside a histogram "lat": the text format has no way
+-- to tell them apart, and Prometheus refuses the scrape)
 function P.render(families)
   local out, seen = {}, {}
   for _, fam in ipairs(families) do
-    if seen[fam.name] then error("render: metric family '" .. fam.name .. "' appears twice", 2) end
-    seen[fam.name] = true
+    if seen[fam.name] == fam.name then error("render: metric family '" .. fam.name .. "' appears twice", 2) end
+    for _, n in ipairs(sample_names(fam)) do
+      local other = seen[n]
+      if other then
+        error(format("render: metric family '%s' and histogram family '%s' both write samples named '%s'",
+          other == n and other or fam.name, other == n and fam.name or other, n), 2)
+      end
+    end
+    for _, n in ipairs(sample_names(fam)) do seen[n] = fam.name end
     fam:render(out)
   end
   return concat(out)
