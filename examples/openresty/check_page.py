@@ -276,6 +276,28 @@ def run(b):
             return "sorted by key: %s" % order
     check("a click on a column header sorts the table by it", sorts)
 
+    def one_read_at_a_time():
+        # reads of the map slowed to 2.5 s each (the page's fetch, wrapped):
+        # over 6 s, never more than one of them under way
+        b.js("""(() => { const f = window.fetch; window.__origFetch = f;
+          window.__inflight = 0; window.__maxInflight = 0; window.__reads = 0;
+          window.fetch = async (u, o) => {
+            if (!String(u).startsWith('/maps/')) return f(u, o);
+            window.__reads++; window.__inflight++;
+            window.__maxInflight = Math.max(window.__maxInflight, window.__inflight);
+            try { await new Promise((r) => setTimeout(r, 2500)); return await f(u, o); }
+            finally { window.__inflight--; } };
+          return true })()""")
+        time.sleep(6)
+        got = json.loads(b.js("JSON.stringify([window.__maxInflight, window.__reads])"))
+        b.js("window.fetch = window.__origFetch; true")
+        if got[1] < 2:
+            return "only %d reads in 6 s" % got[1]
+        if got[0] != 1:
+            return "%d reads of the map under way at once (of %d)" % tuple(got)
+    check("a map slower to read than the refresh period is read once at a time, not piled up",
+          one_read_at_a_time)
+
     # ------------------------------------------------------------ live updates
     subprocess.run(["luajit", os.path.join(ROOT, "examples/openresty/page_fixture.lua"), FS, "bump"],
                    check=True)
