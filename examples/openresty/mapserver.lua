@@ -31,6 +31,7 @@ local format, concat, type, tostring = string.format, table.concat, type, tostri
 local ngx = ngx
 
 local conf = { slice = 1000, pause = 0.001 }
+M.conf = conf       -- slice and pause, read by pageserver.lua too
 local served = {}   -- { m =, info =, layout =, ref =, path =, metric = spec|false,
                     --   hist = "log2"|"linear"|nil, step = n }
 local index = {}    -- "<id>", kernel name, pin file name -> array of served entries

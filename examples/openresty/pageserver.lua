@@ -44,7 +44,6 @@ local FILES = {
 }
 
 local TWO53 = 9007199254740992
-local SLICE, PAUSE = 1000, 0.001 -- entries per read_batch slice, seconds slept between slices
 
 
 --- in init_by_lua*, after mapserver.init: reads the page's files.
@@ -127,8 +126,9 @@ end
 -- count, sum } ] }), read in slices like GET /maps/<ref>; counts and bounds
 -- past 2^53 are decimal strings (as read() gives them), labels text
 function M.read_hist(e)
-  local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = SLICE,
-    yield = function() ngx.sleep(PAUSE) end })
+  local conf = mapserver.conf -- mapserver.init's slice and pause, as for GET /maps/<ref>
+  local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = conf.slice,
+    yield = function() ngx.sleep(conf.pause) end })
   local step = r.step or 1
   local hs = {}
   for gi, h in ipairs(r.histograms) do
