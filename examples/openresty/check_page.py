@@ -393,6 +393,20 @@ def run(b):
     check("proc_lat (a value struct holding slots) draws one log2 histogram per entry, titled by "
           "its key, with bpftool's counts", slots_hists)
 
+    def markup_as_text():
+        # proc_lat's key comm="<img src=x>": shown as those characters, never made an element
+        if not b.wait("[...document.querySelectorAll('#entries tbody tr[data-key]')].some("
+                      "tr => tr.dataset.key.includes('<img src=x>'))"):
+            return "no table row shows the key <img src=x>: %s" % list(rows(b))
+        titles = [h["title"] for h in json.loads(b.js(BARS))]
+        if not any("comm=<img src=x>" in (t or "") for t in titles):
+            return "no histogram titled with comm=<img src=x>: %s" % titles
+        n = b.js("document.querySelectorAll('img').length")
+        if n != 0:
+            return "%d img elements in the page" % n
+    check("a key holding markup (<img src=x>) shows as text in the table and a histogram's title, "
+          "no element made of it", markup_as_text)
+
     def marked():
         # fixture.lua's lat (hist.bpf.o's `latency`): a histogram only because the list says hist=log2
         views = json.loads(b.js("fetch('/page/views').then(r => r.text())"))
