@@ -398,6 +398,16 @@ for s in (52, 53, 63):
     assert.truthy(prom.render{ prom.family{ name = "lat" }, h2 })
   end)
 
+  it("format.log2_hist labels slots past 2^53 exactly, from a table of slots too", function()
+    -- python's integers: slot 62 holds 2^62 .. 2^63 - 1, slot 63 2^63 .. 2^64 - 1
+    local want = H.sh("/usr/bin/python3 -c 'print(2 ** 62, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1)'")
+    local lo62, hi62, lo63, hi63 = want:match("^(%d+) (%d+) (%d+) (%d+)")
+    local text = format.log2_hist({ [0] = 0, [62] = 2, [63] = 1 }, "v") -- [0]: slots from 0
+    assert.truthy(text:find(lo62 .. " -> " .. hi62 .. " : 2 ", 1, true), text)
+    assert.truthy(text:find(lo63 .. " -> " .. hi63 .. " : 1 ", 1, true), text)
+    assert.truthy(format.log2_hist({ 0, 3, 0, 1 }):find("\n         2 -> 3           : 3 ", 1, true))
+  end)
+
   it("gives a plain table cjson encodes, exact in JSON", function()
     local m = ebpf.create{ type = "hash", key = { { "dev", "u32" }, { "slot", "u32" } }, value = "u64",
       max_entries = 8, name = "j" }
