@@ -408,6 +408,33 @@ for s in (52, 53, 63):
     assert.truthy(format.log2_hist({ 0, 3, 0, 1 }):find("\n         2 -> 3           : 3 ", 1, true))
   end)
 
+  it("adds up entries whose keys give the same labels: one series per label set", function()
+    -- two keys differing only after the NUL of their char array: the same label
+    local m = ebpf.create{ type = "hash", key = "char[8]", value = { { "slots", "u32[3]" } },
+      max_entries = 4, name = "dup_slots" }
+    local path = pinned(m)
+    H.bpftool_update("pinned " .. path, "ab\0X\0\0\0\0", H.le(1, 4) .. H.le(2, 4) .. H.le(0, 4))
+    H.bpftool_update("pinned " .. path, "ab\0Y\0\0\0\0", H.le(0, 4) .. H.le(5, 4) .. H.le(7, 4))
+    local want, n = { 0, 0, 0 }, 0
+    for _, v in pairs(H.dump(path)) do
+      n = n + 1
+      for s = 1, 3 do want[s] = want[s] + H.uint(v:sub(4 * s - 3, 4 * s)) end
+    end
+    assert.are.equal(2, n)
+    local r = hist.read(m)
+    assert.are.equal(1, #r.histograms)
+    assert.are.equal("ab", r.histograms[1].labels.key)
+    for s = 1, 3 do assert.are.equal(want[s], r.histograms[1].buckets[s].count) end
+    local text = prom.render{ prom.histogram(r, { name = "dup" }) }
+    local _, lines = text:gsub('dup_count{key="ab"}', "")
+    assert.are.equal(1, lines, text)
+    local fams = parse(text) -- prometheus_client: one _count sample for the label set
+    local counts = 0
+    for _, smp in ipairs(fams.dup.samples) do if smp.name == "dup_count" then counts = counts + 1 end end
+    assert.are.equal(1, counts)
+    m:close()
+  end)
+
   it("gives a plain table cjson encodes, exact in JSON", function()
     local m = ebpf.create{ type = "hash", key = { { "dev", "u32" }, { "slot", "u32" } }, value = "u64",
       max_entries = 8, name = "j" }

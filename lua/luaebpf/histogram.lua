@@ -306,13 +306,13 @@ function Hm.read(m, opts)
     local id = {}
     for i, l in ipairs(labels) do id[i] = l[1] .. "=" .. l[2] end
     id = table.concat(id, "\0")
+    -- one histogram per label set: entries whose keys give the same labels
+    -- (a char array differing only after its NUL) are added together, as
+    -- two series of one label set would make Prometheus refuse the scrape
     local g = groups[id]
-    if not g and p.layout ~= "slots_value" then
+    if not g then
       g = { labels = labels, counts = {} }
       groups[id] = g
-      order[#order + 1] = g
-    elseif p.layout == "slots_value" then -- one histogram per entry
-      g = { labels = labels, counts = {} }
       order[#order + 1] = g
     end
     return g
@@ -327,12 +327,14 @@ function Hm.read(m, opts)
       for i = 0, maxslot do
         local cs = {}
         for c = 1, #per do cs[c] = per[c].slots[i + 1] end
-        g.counts[i] = P.sum(cs, p.unsigned, #per)
+        local c = P.sum(cs, p.unsigned, #per)
+        g.counts[i] = g.counts[i] and P.sum({ g.counts[i], c }) or c
       end
       if p.sum then
         local ss = {}
         for c = 1, #per do ss[c] = per[c][p.sum] end
-        g.sum = P.sum(ss, p.sum_unsigned, #per)
+        local sum = P.sum(ss, p.sum_unsigned, #per)
+        g.sum = g.sum and P.sum({ g.sum, sum }) or sum
       end
     end)
   else
