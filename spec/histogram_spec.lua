@@ -316,6 +316,125 @@ describe("luaebpf.histogram", function()
     m:close()
   end)
 
+  it("gives a count past 2^53 as its decimal string, never the nearest double", function()
+    -- 2^53 + 1 has no double: tonumber rounds it to 2^53, which must not pass
+    -- for the count on LuaJIT; 2^53 itself and 2^53 - 1 are exact numbers
+    local m = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 4,
+      name = "edge_hist" }
+    local path = pinned(m)
+    H.bpftool_update("pinned " .. path, H.le(1, 4), "\1\0\0\0\0\0\32\0") -- 2^53 + 1
+    H.bpftool_update("pinned " .. path, H.le(2, 4), "\0\0\0\0\0\0\32\0") -- 2^53
+    H.bpftool_update("pinned " .. path, H.le(3, 4), "\255\255\255\255\255\255\31\0") -- 2^53 - 1
+    -- python's integers read bpftool's bytes: the exact decimals
+    local want = {}
+    for k, v in pairs(H.dump(path)) do
+      want[H.uint(k)] = H.sh("/usr/bin/python3 -c 'import sys; print(int.from_bytes(bytes.fromhex(sys.argv[1]), \"little\"))' "
+        .. H.hex(v)):match("%d+")
+    end
+    local h = hist.read(m).histograms[1]
+    assert.are.equal("string", type(h.buckets[2].count))
+    assert.are.equal(want[1], h.buckets[2].count)
+    assert.are.equal("number", type(h.buckets[3].count))
+    assert.are.equal(want[2], string.format("%.0f", h.buckets[3].count))
+    assert.are.equal(want[3], string.format("%.0f", h.buckets[4].count))
+    m:close()
+  end)
+
+  it("gives bounds past 2^53 exactly, as decimal strings, in the result, the text and le", function()
+    local m = ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = 8, name = "wide" }
+    assert(m:update(53, 2))
+    assert(m:update(63, 1))
+    local r = hist.read(m, { kind = "log2" })
+    local b = r.histograms[1].buckets
+    assert.are.equal(64, #b)
+    -- python's integers: the least and the greatest v whose bit_length() - 1 is the slot
+    local want = H.sh([[/usr/bin/python3 -c '
+for s in (52, 53, 63):
+    lo = next(v for v in (2 ** s - 1, 2 ** s, 2 ** s + 1) if v.bit_length() - 1 == s)
+    hi = next(v for v in (2 ** (s + 1), 2 ** (s + 1) - 1) if v.bit_length() - 1 == s)
+    print(lo, hi)']])
+    local got = {}
+    for _, s in ipairs{ 52, 53, 63 } do
+      local lo, hi = b[s + 1].lo, b[s + 1].hi
+      got[#got + 1] = (type(lo) == "number" and string.format("%.0f", lo) or lo) .. " "
+        .. (type(hi) == "number" and string.format("%.0f", hi) or hi)
+    end
+    assert.are.equal(want, table.concat(got, "\n") .. "\n")
+    assert.are.equal("string", type(b[54].hi))               -- 2^54 - 1: no double holds it
+    assert.are.equal("number", type(b[54].lo))               -- 2^53 does
+    local text = prom.render{ prom.histogram(r, { name = "wide" }) }
+    assert.truthy(text:find('\nwide_bucket{le="18014398509481983"} 2\n', 1, true), text)
+    assert.truthy(text:find('\nwide_bucket{le="18446744073709551615"} 3\n', 1, true), text)
+    if H.has("promtool") then
+      local ok, out = promtool(text)
+      assert(ok, "promtool refused:\n" .. out .. "\n" .. text)
+    end
+    assert.truthy(hist.text(r):find("9223372036854775808 -> 18446744073709551615 : 1", 1, true))
+    m:close()
+  end)
+
+  it("refuses to render a family named like a histogram family's _count, _sum or _bucket", function()
+    local h = prom.family{ name = "lat", type = "histogram" }
+    h:add_histogram({}, { buckets = { { hi = 1, count = 2 } } })
+    local g = prom.family{ name = "lat_count", type = "gauge" }
+    g:add({}, 5)
+    -- the text of both, as render would have written it: promtool refuses it
+    if H.has("promtool") then
+      local ok, out = promtool(table.concat(h:render()) .. table.concat(g:render()))
+      assert.is_false(ok)
+      H.mentions(out, { "lat" })
+    end
+    for _, order in ipairs{ { h, g }, { g, h } } do
+      local _, msg = H.raised(prom.render, order)
+      H.mentions(msg, { "'lat_count'", "histogram family 'lat'", "samples named 'lat_count'" })
+    end
+    local b = prom.family{ name = "lat_bucket", type = "counter" }
+    local _, msg = H.raised(prom.render, { h, b })
+    H.mentions(msg, { "'lat_bucket'" })
+    -- apart, each renders; a gauge "lat" beside a histogram "lat_ms" too
+    assert.truthy(prom.render{ h }:find("lat_count 2", 1, true))
+    local h2 = prom.family{ name = "lat_ms", type = "histogram" }
+    h2:add_histogram({}, { buckets = { { hi = 1, count = 1 } } })
+    assert.truthy(prom.render{ prom.family{ name = "lat" }, h2 })
+  end)
+
+  it("format.log2_hist labels slots past 2^53 exactly, from a table of slots too", function()
+    -- python's integers: slot 62 holds 2^62 .. 2^63 - 1, slot 63 2^63 .. 2^64 - 1
+    local want = H.sh("/usr/bin/python3 -c 'print(2 ** 62, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1)'")
+    local lo62, hi62, lo63, hi63 = want:match("^(%d+) (%d+) (%d+) (%d+)")
+    local text = format.log2_hist({ [0] = 0, [62] = 2, [63] = 1 }, "v") -- [0]: slots from 0
+    assert.truthy(text:find(lo62 .. " -> " .. hi62 .. " : 2 ", 1, true), text)
+    assert.truthy(text:find(lo63 .. " -> " .. hi63 .. " : 1 ", 1, true), text)
+    assert.truthy(format.log2_hist({ 0, 3, 0, 1 }):find("\n         2 -> 3           : 3 ", 1, true))
+  end)
+
+  it("adds up entries whose keys give the same labels: one series per label set", function()
+    -- two keys differing only after the NUL of their char array: the same label
+    local m = ebpf.create{ type = "hash", key = "char[8]", value = { { "slots", "u32[3]" } },
+      max_entries = 4, name = "dup_slots" }
+    local path = pinned(m)
+    H.bpftool_update("pinned " .. path, "ab\0X\0\0\0\0", H.le(1, 4) .. H.le(2, 4) .. H.le(0, 4))
+    H.bpftool_update("pinned " .. path, "ab\0Y\0\0\0\0", H.le(0, 4) .. H.le(5, 4) .. H.le(7, 4))
+    local want, n = { 0, 0, 0 }, 0
+    for _, v in pairs(H.dump(path)) do
+      n = n + 1
+      for s = 1, 3 do want[s] = want[s] + H.uint(v:sub(4 * s - 3, 4 * s)) end
+    end
+    assert.are.equal(2, n)
+    local r = hist.read(m)
+    assert.are.equal(1, #r.histograms)
+    assert.are.equal("ab", r.histograms[1].labels.key)
+    for s = 1, 3 do assert.are.equal(want[s], r.histograms[1].buckets[s].count) end
+    local text = prom.render{ prom.histogram(r, { name = "dup" }) }
+    local _, lines = text:gsub('dup_count{key="ab"}', "")
+    assert.are.equal(1, lines, text)
+    local fams = parse(text) -- prometheus_client: one _count sample for the label set
+    local counts = 0
+    for _, smp in ipairs(fams.dup.samples) do if smp.name == "dup_count" then counts = counts + 1 end end
+    assert.are.equal(1, counts)
+    m:close()
+  end)
+
   it("gives a plain table cjson encodes, exact in JSON", function()
     local m = ebpf.create{ type = "hash", key = { { "dev", "u32" }, { "slot", "u32" } }, value = "u64",
       max_entries = 8, name = "j" }

@@ -283,7 +283,7 @@ def check_histograms():
     histogram_family(fams, "ebpf_map_lx_io_hist", "io_hist")
 
 
-HIST_FAMILIES = ("ebpf_map_latency", "ebpf_map_lx_io_hist")
+HIST_FAMILIES = ("ebpf_map_latency", "ebpf_map_lx_io_hist", "ebpf_map_lx_edge_hist")
 
 
 def check_promtool():
@@ -351,6 +351,34 @@ def check_prom_count():
         return "up is not 1"
 
 
+def check_edge_hist():
+    """lx_edge_hist holds 2^53 + 1 in slot 1: no double holds it, so GET
+    /page/hist gives it as a decimal string and /metrics writes it exactly,
+    as Python's integers read bpftool's bytes"""
+    counts = slot_counts("edge_hist")
+    code, headers, body = fetched("edge_hist")
+    if code != 200:
+        return "GET /page/hist/lx_edge_hist: status %d: %s" % (code, body.strip())
+    doc = json.loads(body)
+    got = [b["count"] for b in doc["histograms"][0]["buckets"]]
+    want = [counts.get(slot, 0) for slot in range(len(counts))]
+    exact = [str(c) if c > 2 ** 53 - 1 else c for c in want]
+    if got != exact:
+        return "buckets %r, bpftool %r (past 2^53 as decimal strings)" % (got, exact)
+    total = sum(want)
+    if doc["histograms"][0]["count"] != str(total):
+        return "count %r, bpftool's total %d" % (doc["histograms"][0]["count"], total)
+    code, headers, metrics = fetched("metrics")
+    cum = 0
+    for slot in range(len(counts)):
+        cum += counts.get(slot, 0)
+        line = 'ebpf_map_lx_edge_hist_bucket{le="%d"} %d\n' % (top_of(slot), cum)
+        if line not in metrics:
+            return "/metrics has no line %r" % line
+    if ("ebpf_map_lx_edge_hist_count %d\n" % total) not in metrics:
+        return "/metrics: no _count %d" % total
+
+
 # ------------------------------------------------------------------ errors
 
 def status(name, want, needle=None):
@@ -384,6 +412,8 @@ check("Prometheus: histogram_quantile(0.99) of the latency lands in the bucket b
       quantile_check("prom_p99", 0.99, "lat"))
 check("Prometheus: histogram_quantile(0.5) of lx_io_hist lands in the bucket bpftool's counts give",
       quantile_check("prom_io_p50", 0.5, "io_hist"))
+check("a count of 2^53 + 1 (lx_edge_hist) is exact in GET /page/hist and /metrics, as bpftool reads it",
+      check_edge_hist)
 check("GET /maps/no_such_map_lx is 404", status("nosuch", 404))
 check("GET /maps/4294967295 (no such id) is 404", status("noid", 404))
 check("GET /maps/<id of an unserved map> is 403 (workers may not open by id)",

@@ -276,6 +276,28 @@ def run(b):
             return "sorted by key: %s" % order
     check("a click on a column header sorts the table by it", sorts)
 
+    def one_read_at_a_time():
+        # reads of the map slowed to 2.5 s each (the page's fetch, wrapped):
+        # over 6 s, never more than one of them under way
+        b.js("""(() => { const f = window.fetch; window.__origFetch = f;
+          window.__inflight = 0; window.__maxInflight = 0; window.__reads = 0;
+          window.fetch = async (u, o) => {
+            if (!String(u).startsWith('/maps/')) return f(u, o);
+            window.__reads++; window.__inflight++;
+            window.__maxInflight = Math.max(window.__maxInflight, window.__inflight);
+            try { await new Promise((r) => setTimeout(r, 2500)); return await f(u, o); }
+            finally { window.__inflight--; } };
+          return true })()""")
+        time.sleep(6)
+        got = json.loads(b.js("JSON.stringify([window.__maxInflight, window.__reads])"))
+        b.js("window.fetch = window.__origFetch; true")
+        if got[1] < 2:
+            return "only %d reads in 6 s" % got[1]
+        if got[0] != 1:
+            return "%d reads of the map under way at once (of %d)" % tuple(got)
+    check("a map slower to read than the refresh period is read once at a time, not piled up",
+          one_read_at_a_time)
+
     # ------------------------------------------------------------ live updates
     subprocess.run(["luajit", os.path.join(ROOT, "examples/openresty/page_fixture.lua"), FS, "bump"],
                    check=True)
@@ -370,6 +392,20 @@ def run(b):
                 return "%s: bars %s, bpftool %s" % (title, [x["count"] for x in h["bars"]], slots[:last + 1])
     check("proc_lat (a value struct holding slots) draws one log2 histogram per entry, titled by "
           "its key, with bpftool's counts", slots_hists)
+
+    def markup_as_text():
+        # proc_lat's key comm="<img src=x>": shown as those characters, never made an element
+        if not b.wait("[...document.querySelectorAll('#entries tbody tr[data-key]')].some("
+                      "tr => tr.dataset.key.includes('<img src=x>'))"):
+            return "no table row shows the key <img src=x>: %s" % list(rows(b))
+        titles = [h["title"] for h in json.loads(b.js(BARS))]
+        if not any("comm=<img src=x>" in (t or "") for t in titles):
+            return "no histogram titled with comm=<img src=x>: %s" % titles
+        n = b.js("document.querySelectorAll('img').length")
+        if n != 0:
+            return "%d img elements in the page" % n
+    check("a key holding markup (<img src=x>) shows as text in the table and a histogram's title, "
+          "no element made of it", markup_as_text)
 
     def marked():
         # fixture.lua's lat (hist.bpf.o's `latency`): a histogram only because the list says hist=log2

@@ -34,6 +34,7 @@
 -- shared memory only.
 local ebpf = require "luaebpf"
 local mapserver = require "mapserver"
+local util = require "serverutil"
 
 local M = {}
 
@@ -52,29 +53,17 @@ local conf = {
 local streams = {} -- array of { name =, id =, m =, obj =, record =, key = }
 local index = {}   -- name, "<id>" -> stream
 
-local function one_line(err)
-  local s = tostring(err):gsub("^[^%s:]+:%d+: ", "")
-  return (s:gsub("%s*\n%s*", " "))
-end
+local one_line = util.one_line
 
 -- ------------------------------------------------------------ init (master)
 
 -- "path[,map=NAME][,record=TYPE]" -> { path, map =, record = } ("+" in TYPE
 -- stands for a space: record=struct+event)
+local function spaced(v) return (v:gsub("%+", " ")) end
+local REF_OPTS = { map = spaced, record = spaced }
+
 local function parse_ref(s)
-  local spec, first = {}, true
-  for part in s:gmatch("[^,]+") do
-    if first then
-      spec[1], first = part, false
-    else
-      local k, v = part:match("^(%w+)=(.+)$")
-      if k ~= "map" and k ~= "record" then
-        error("eventserver: '" .. s .. "': expected PATH[,map=NAME][,record=TYPE]", 0)
-      end
-      spec[k] = (v:gsub("%+", " "))
-    end
-  end
-  return spec
+  return util.parse_ref(s, "eventserver", "PATH[,map=NAME][,record=TYPE]", REF_OPTS)
 end
 
 -- the object's drop counter, when it has one like execsnoop's (`drops`, index
@@ -247,11 +236,7 @@ end
 
 -- ------------------------------------------------------------ GET /events
 
-local function fail(status, reason)
-  ngx.status = status
-  ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-  ngx.say(reason)
-end
+local fail = util.fail
 
 --- GET /events: the streams, their head and the consumer's last statistics
 function M.list()

@@ -11,6 +11,7 @@
 --                 hist=log2 (its name does not say it is a histogram)
 --   io_hist       array u32 -> u64 (no BTF) named lx_io_hist: a log2
 --                 histogram by its name
+--   edge_hist     array u32 -> u64 named lx_edge_hist: 2^53 + 1 in slot 1
 --   private/hidden  a hash that is not served (the server answers 403)
 -- Runs under any Lua luaebpf builds for (5.1 syntax); needs root.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/openresty/[^/]*$") or "."
@@ -86,6 +87,13 @@ assert(io_hist:update(0, 2))
 assert(io_hist:update(4, 7))
 assert(io_hist:update(9, 1))
 assert(io_hist:pin(dir .. "/io_hist"))
+
+-- a histogram holding a count a double cannot: 2^53 + 1 in slot 1
+local edge_hist = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 4,
+  name = "lx_edge_hist" }
+assert(edge_hist:update(1, math.type and 9007199254740993 or "9007199254740993"))
+assert(edge_hist:update(2, 5))
+assert(edge_hist:pin(dir .. "/edge_hist"))
 
 os.execute("mkdir -p '" .. dir .. "/private'")
 local hidden = ebpf.create{ type = "hash", key = "u32", value = "u32", max_entries = 4,

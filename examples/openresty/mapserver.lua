@@ -23,6 +23,7 @@
 local ebpf = require "luaebpf"
 local prom = require "luaebpf.prometheus"
 local histogram = require "luaebpf.histogram"
+local util = require "serverutil"
 
 local M = {}
 
@@ -30,6 +31,7 @@ local format, concat, type, tostring = string.format, table.concat, type, tostri
 local ngx = ngx
 
 local conf = { slice = 1000, pause = 0.001 }
+M.conf = conf       -- slice and pause, read by pageserver.lua too
 local served = {}   -- { m =, info =, layout =, ref =, path =, metric = spec|false,
                     --   hist = "log2"|"linear"|nil, step = n }
 local index = {}    -- "<id>", kernel name, pin file name -> array of served entries
@@ -117,25 +119,7 @@ M.encode = encode
 
 -- ------------------------------------------------------------ answers
 
-local function one_line(err)
-  local s = tostring(err):gsub("^[^%s:]+:%d+: ", "")
-  return (s:gsub("%s*\n%s*", " "))
-end
-
-local STATUS = { missing = 404, permission = 403 }
-
--- ends the request with a status and a one-line reason
-local function fail(status, reason)
-  if status >= 500 then ngx.log(ngx.ERR, reason) end
-  ngx.status = status
-  ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-  ngx.say(reason)
-end
-
-local function fail_err(err)
-  local class = type(err) == "table" and err.class
-  return fail(STATUS[class] or 500, one_line(err))
-end
+local one_line, fail, fail_err = util.one_line, util.fail, util.fail_err
 
 -- body: a string, or an array of strings
 local function send(body, ctype)
@@ -161,32 +145,29 @@ local function add_index(key, entry)
 end
 
 -- "ref,key=u32,value=u64,hist=log2" -> { ref, key = "u32", value = "u64", hist = "log2" }
-local REF_OPTS = { key = true, value = true, hist = true, step = true }
 local HIST = { log2 = true, linear = true, none = true }
+local REF_OPTS = {
+  key = function(v) return v end,
+  value = function(v) return v end,
+  hist = function(v) return HIST[v] and v or nil end,
+  step = function(v) return v:match("^%d+$") and tonumber(v) or nil end,
+}
 
 local function parse_ref(s)
-  local spec = {}
-  local first = true
-  for part in s:gmatch("[^,]+") do
-    if first then
-      spec[1], first = part, false
-    else
-      local k, v = part:match("^(%w+)=(.+)$")
-      if not REF_OPTS[k] or (k == "hist" and not HIST[v])
-          or (k == "step" and not v:match("^%d+$")) then
-        error("mapserver: '" .. s .. "': expected REF[,key=CODEC][,value=CODEC]"
-          .. "[,hist=log2|linear|none][,step=N]", 0)
-      end
-      spec[k] = k == "step" and tonumber(v) or v
-    end
-  end
-  return spec
+  return util.parse_ref(s, "mapserver", "REF[,key=CODEC][,value=CODEC][,hist=log2|linear|none]"
+    .. "[,step=N (with hist=linear)]", REF_OPTS)
 end
 
 -- the histogram kind of a served map: the list's hist= (none: not one), or
 -- luaebpf.histogram's rule (an array of counts named *hist or *slots, a
 -- value struct holding slots)
 local function hist_kind(spec, m)
+  -- a step without hist=linear would be dropped (the rule gives log2), or
+  -- make every /metrics fail: refused here, at startup
+  if spec.step ~= nil and spec.hist ~= "linear" then
+    error("mapserver: '" .. spec[1] .. "': step=" .. tostring(spec.step) .. " is for hist=linear, not "
+      .. (spec.hist and "hist=" .. spec.hist or "a map without hist="), 0)
+  end
   if spec.hist == "none" then return nil end
   if spec.hist then
     local ok, err = pcall(histogram.read, m, { kind = spec.hist, step = spec.step })
@@ -346,18 +327,26 @@ local function in_startup(ref)
   end
 end
 
--- ref: a name or id, as nginx decoded it from the URI
-function M.entries(ref)
+--- the served entry a ref (an id, a kernel name or a pin file name) means:
+-- the entry; nil when none; nil, 409, why when several maps have that name
+function M.find(ref)
   local list = index[ref]
   if list and #list > 1 then
     local ids = {}
     for i, e in ipairs(list) do ids[i] = e.info.id end
-    return fail(409, format("mapserver: %d served maps are called '%s' (ids %s): ask by id",
-      #list, ref, concat(ids, ", ")))
+    return nil, 409, format("mapserver: %d served maps are called '%s' (ids %s): ask by id",
+      #list, ref, concat(ids, ", "))
   end
+  return list and list[1]
+end
+
+-- ref: a name or id, as nginx decoded it from the URI
+function M.entries(ref)
+  local e, status, why = M.find(ref)
+  if status then return fail(status, why) end
   local m, info, layout, opened
-  if list then
-    m, info, layout = list[1].m, list[1].info, list[1].layout
+  if e then
+    m, info, layout = e.m, e.info, e.layout
   else
     -- not served: open it now, which needs CAP_SYS_ADMIN (workers running as root)
     local opts = { int64 = "string" }

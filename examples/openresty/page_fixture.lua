@@ -4,7 +4,7 @@
 --             a log2 histogram by its layout, different counts per CPU
 --   proc_lat  hash, BTF struct proc_key { pid, comm } -> struct proc_hist
 --             { slots[20], sum } (bpf/slots.bpf.o): one log2 histogram per
---             entry, by its layout
+--             entry, by its layout; one comm is "<img src=x>" (markup as text)
 -- "bump" and "hist" change what the page shows while it is open: bump adds
 -- 1000 to counts[1]; hist adds 5 to lat_hist's slot 3 on CPU 0 and fills a
 -- new last slot (14).
@@ -33,7 +33,9 @@ if what == "create" then
   local obj = ebpf.load(root .. "/bpf/slots.bpf.o")
   local p = obj:map("proc_lat")
   for _, e in ipairs({ { 100, "nginx", { [2] = 4, [5] = 30, [6] = 12 } },
-                       { 200, "curl", { [0] = 1, [10] = 9, [11] = 2, [13] = 1 } } }) do
+                       { 200, "curl", { [0] = 1, [10] = 9, [11] = 2, [13] = 1 } },
+                       -- markup in a key: the page must show it as text
+                       { 300, "<img src=x>", { [1] = 3 } } }) do
     local slots, sum = {}, 0
     for i = 0, 19 do slots[i + 1] = e[3][i] or 0; sum = sum + slots[i + 1] * 2 ^ i end
     assert(p:update({ pid = e[1], comm = e[2] }, { slots = slots, sum = sum }))

@@ -27,6 +27,7 @@
 local mapserver = require "mapserver"
 local ebpf = require "luaebpf"
 local histogram = require "luaebpf.histogram"
+local util = require "serverutil"
 
 local M = {}
 
@@ -43,7 +44,6 @@ local FILES = {
 }
 
 local TWO53 = 9007199254740992
-local SLICE, PAUSE = 1000, 0.001 -- entries per read_batch slice, seconds slept between slices
 
 
 --- in init_by_lua*, after mapserver.init: reads the page's files.
@@ -67,12 +67,7 @@ end
 
 local function serve(name)
   local f = files[name]
-  if not f then
-    ngx.status = 404
-    ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-    ngx.say("pageserver: no page file '", name, "'")
-    return
-  end
+  if not f then return util.fail(404, "pageserver: no page file '" .. name .. "'") end
   ngx.header["Content-Type"] = f.type
   ngx.header["Cache-Control"] = "no-cache"
   -- the page loads nothing from elsewhere, and says so to the browser
@@ -103,46 +98,13 @@ end
 
 -- ------------------------------------------------------------ GET /page/hist/<ref>
 
--- 2^i as exact decimal text
-local function pow2(i)
-  if i <= 52 then return format("%.0f", 2 ^ i) end
-  local digits = format("%.0f", 2 ^ 52)
-  for _ = 53, i do
-    local out, carry = {}, 0
-    for k = #digits, 1, -1 do
-      local d = (digits:byte(k) - 48) * 2 + carry
-      out[#out + 1] = string.char(48 + d % 10)
-      carry = d >= 10 and 1 or 0
-    end
-    if carry > 0 then out[#out + 1] = "1" end
-    digits = string.reverse(concat(out))
-  end
-  return digits
-end
-
--- decimal text minus one (text > 0)
-local function minus1(t)
-  local k = #t
-  while t:sub(k, k) == "0" do k = k - 1 end
-  local r = t:sub(1, k - 1) .. string.char(t:byte(k) - 1) .. string.rep("9", #t - k)
-  return (r:gsub("^0+(%d)", "%1"))
-end
-
--- a count or bound as JSON: a number within 2^53, else a decimal string
+-- a count or bound as JSON: a number below 2^53 in magnitude, else a decimal
+-- string (a double has no 2^53 + 1: tonumber gives 2^53 for it)
 local function jcount(text)
   local n = tonumber(text)
-  if n and n <= TWO53 and n >= -TWO53 then return text end
+  if n and n < TWO53 and n > -TWO53 then return text end
   return '"' .. text .. '"'
 end
-
--- [lo, hi] of bucket i as decimal text: log2 bucket i holds [2^i, 2^(i+1) - 1]
--- (bucket 0: 0 and 1); linear bucket i holds [i*step, (i+1)*step - 1]
-local function bounds(scale, step, i)
-  if scale == "linear" then return format("%.0f", i * step), format("%.0f", (i + 1) * step - 1) end
-  if i == 0 then return "0", "1" end
-  return pow2(i), minus1(pow2(i + 1))
-end
-M.bounds = bounds
 
 -- a Lua value as a JSON string: its text
 local function jtext(v)
@@ -161,18 +123,18 @@ end
 --- the histograms of a served map as JSON: luaebpf.histogram.read's result
 -- ({ map, kind, step, layout = "array" | "slot_key" | "slots_value",
 -- label_names, histograms = [ { labels, buckets = [ { slot, lo, hi, count } ],
--- count, sum } ] }), read in slices like GET /maps/<ref>, with each bucket's
--- bounds exact as text past 2^53 (M.bounds) and labels as text
+-- count, sum } ] }), read in slices like GET /maps/<ref>; counts and bounds
+-- past 2^53 are decimal strings (as read() gives them), labels text
 function M.read_hist(e)
-  local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = SLICE,
-    yield = function() ngx.sleep(PAUSE) end })
+  local conf = mapserver.conf -- mapserver.init's slice and pause, as for GET /maps/<ref>
+  local r = histogram.read(e.m, { kind = e.hist, step = e.step, slice = conf.slice,
+    yield = function() ngx.sleep(conf.pause) end })
   local step = r.step or 1
   local hs = {}
   for gi, h in ipairs(r.histograms) do
     local buckets = {}
     for i, b in ipairs(h.buckets) do
-      local lo, hi = bounds(r.kind, step, b.slot)
-      buckets[i] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', b.slot, jcount(lo), jcount(hi),
+      buckets[i] = format('{"slot":%d,"lo":%s,"hi":%s,"count":%s}', b.slot, jnum(b.lo), jnum(b.hi),
         jnum(b.count))
     end
     local labels = {}
@@ -192,37 +154,16 @@ function M.read_hist(e)
     concat(hs, ",\n"))
 end
 
--- the served entry a name, id or pin file name means (nil, status, reason when none or several)
-local function served_entry(ref)
-  local found = {}
-  for _, e in ipairs(mapserver.served) do
-    if tostring(e.info.id) == ref or e.info.name == ref or (e.path and e.path:match("([^/]+)$") == ref) then
-      found[#found + 1] = e
-    end
-  end
-  if #found == 1 then return found[1] end
-  if #found == 0 then return nil, 404, "pageserver: no map '" .. ref .. "' is served here" end
-  return nil, 409, "pageserver: " .. #found .. " served maps are called '" .. ref .. "': ask by id"
-end
-
-local function fail(status, reason)
-  ngx.status = status
-  ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-  ngx.say(reason)
-end
 
 --- GET /page/hist/<name or id>: the histograms of a served map (M.read_hist);
 -- 404 when it is not served, 400 when it is not a histogram
 function M.hist(ref)
-  local e, status, reason = served_entry(ref)
-  if not e then return fail(status, reason) end
-  if not M.histogram(e) then return fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
+  local e, status, reason = mapserver.find(ref)
+  if status then return util.fail(status, reason) end
+  if not e then return util.fail(404, "pageserver: no map '" .. ref .. "' is served here") end
+  if not M.histogram(e) then return util.fail(400, "pageserver: map '" .. ref .. "' is not a histogram") end
   local ok, body = pcall(M.read_hist, e)
-  if not ok then
-    local class = type(body) == "table" and body.class
-    return fail(class == "permission" and 403 or class == "missing" and 404 or 500,
-      "pageserver: " .. tostring(body):gsub("%s*\n%s*", " "))
-  end
+  if not ok then return util.fail_err(body, "pageserver: ") end
   ngx.header["Content-Type"] = "application/json"
   ngx.header["Cache-Control"] = "no-cache"
   ngx.print(body)

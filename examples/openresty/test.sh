@@ -78,7 +78,7 @@ EVENTS="$ROOT/bpf/execsnoop.bpf.o,record=struct+event"
 # maps without BTF get their codecs here; shapes and percpu_inner carry BTF;
 # lat (hist.bpf.o's `latency`) is marked a log2 histogram, io_hist is one by its name
 MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/big,key=u32,value=u64 $FS/queue
- $FS/lat,hist=log2 $FS/io_hist,key=u32,value=u64"
+ $FS/lat,hist=log2 $FS/io_hist,key=u32,value=u64 $FS/edge_hist,key=u32,value=u64"
 if ngx_start "$STATE" "$PORT" "$MAPS" "$EVENTS" "$KEEP"; then
   ok "nginx started on 127.0.0.1:$PORT, prefix $STATE"
 else
@@ -111,6 +111,7 @@ fetch noid /maps/4294967295
 fetch hidden_id "/maps/$hidden_id"
 fetch hidden_name /maps/lx_hidden
 fetch queue /maps/queue
+fetch edge_hist /page/hist/lx_edge_hist
 
 # a real Prometheus (Debian's prometheus) scrapes /metrics every 0.5 s, in
 # its own temporary storage; histogram_quantile over the latency histogram's
@@ -255,6 +256,22 @@ if grep -q '\[\(alert\|crit\|emerg\)\]' "$STATE/error.log" || grep -q 'sleep(0)'
 else
   ok "the error log has no alerts and no ngx.sleep(0) warnings"
 fi
+
+# a served list with step= but not hist=linear: refused at startup, saying why
+# (else the step was dropped, or every GET /metrics failed)
+BAD=$(mktemp -d /tmp/luaebpf-nginx-bad-XXXXXX)
+MAIN_PID=$NGX_PID
+if ngx_start "$BAD" "$(ngx_free_port)" "$FS/io_hist,key=u32,value=u64,step=4"; then
+  ngx_stop
+  notok "nginx started with io_hist,step=4 (no hist=linear)"
+elif grep -q "step=4 is for hist=linear" "$BAD/error.log"; then
+  ok "a served list item with step= but no hist=linear is refused at startup, saying why"
+else
+  sed 's/^/# /' "$BAD/error.log" | tail -3
+  notok "nginx did not start with io_hist,step=4, but the log does not say why"
+fi
+NGX_PID=$MAIN_PID
+rm -rf "$BAD"
 
 pid=$NGX_PID
 if ngx_stop && ! kill -0 "$pid" 2>/dev/null; then

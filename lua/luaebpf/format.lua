@@ -5,10 +5,10 @@ local F = {}
 
 local BAR = 40
 
--- "0 -> 1", "2 -> 3", "4 -> 7", ...: slot i holds [2^i, 2^(i+1) - 1] (slot 0: 0 and 1)
+-- "0 -> 1", "2 -> 3", "4 -> 7", ...: slot i holds [2^i, 2^(i+1) - 1] (slot 0:
+-- 0 and 1), exact past 2^53 (as decimal strings: 2^64 - 1 has no double)
 local function slot_range(i)
-  if i == 0 then return 0, 1 end
-  return 2 ^ i, 2 ^ (i + 1) - 1
+  return require("luaebpf.histogram").bounds("log2", 1, i)
 end
 
 local function count_of(v)
@@ -18,6 +18,12 @@ local function count_of(v)
     return s
   end
   return v or 0
+end
+
+-- a bucket bound as text: integers in full, decimal strings (exact past 2^53) as they are
+local function bound(v)
+  if type(v) == "number" then return string.format("%.0f", v) end
+  return tostring(v)
 end
 
 -- a histogram of luaebpf.histogram ({ buckets = { { lo, hi, count } } }):
@@ -39,8 +45,8 @@ local function buckets_hist(h, label)
     local c = tonumber(b.count) or 0
     local stars = max > 0 and math.floor(c * BAR / max + 0.5) or 0
     if c > 0 and stars == 0 then stars = 1 end
-    lines[#lines + 1] = string.format("%10.0f -> %-11.0f : %-10s |%-" .. BAR .. "s|",
-      b.lo, b.hi, tostring(b.count), string.rep("*", stars))
+    lines[#lines + 1] = string.format("%10s -> %-11s : %-10s |%-" .. BAR .. "s|",
+      bound(b.lo), bound(b.hi), tostring(b.count), string.rep("*", stars))
   end
   return table.concat(lines, "\n") .. "\n"
 end
@@ -74,8 +80,8 @@ function F.log2_hist(slots, label)
     local c = counts[i] or 0
     local stars = max > 0 and math.floor(c * BAR / max + 0.5) or 0
     if c > 0 and stars == 0 then stars = 1 end
-    lines[#lines + 1] = string.format("%10.0f -> %-11.0f : %-10d |%-" .. BAR .. "s|",
-      lo, hi, c, string.rep("*", stars))
+    lines[#lines + 1] = string.format("%10s -> %-11s : %-10d |%-" .. BAR .. "s|",
+      bound(lo), bound(hi), c, string.rep("*", stars))
   end
   return table.concat(lines, "\n") .. "\n"
 end

@@ -135,25 +135,70 @@ function Hm.detect(m)
   return nil, "a hash keyed by slot: a histogram only when asked (give opts.kind)"
 end
 
--- an exact count as a Lua value: a number within `limit`, else its decimal string
+-- an exact count as a Lua value: a number within `limit` that is exactly
+-- `text`, else its decimal string (a double has no 2^53 + 1: tonumber gives
+-- 2^53 for it, which must not pass for the count)
 local function value_of(text, limit)
   local n = tonumber(text)
-  if n and n <= limit and n >= -limit then return n end
+  if not n or n > limit or n < -limit then return text end
+  if (math_type and math_type(n) == "integer") or (n > -TWO53 and n < TWO53) then return n end
+  if format("%.0f", n) == text then return n end
   return text
 end
 
--- [lo, hi] of slot i (integers): log2 slot i holds [2^i, 2^(i+1) - 1] and
--- slot 0 holds 0 and 1 (floor(log2(v)) as hist.bpf.c's log2l computes it:
--- 0 for both 0 and 1); linear slot i holds [i*step, (i+1)*step - 1]
 local function int(v)
   if math_type and v == v and v > -TWO53 and v < TWO53 then return math.tointeger(v) or v end
   return v
 end
 
-local function bounds(kind, step, i)
-  if kind == "linear" then return int(i * step), int((i + 1) * step - 1) end
-  if i == 0 then return 0, 1 end
-  return int(2 ^ i), int(2 ^ (i + 1) - 1)
+-- decimal text of non-negative integers: text * k (k a small integer),
+-- text - 1 (text > 0)
+local function dmul(text, k)
+  local out, carry = {}, 0
+  for i = #text, 1, -1 do
+    local d = (text:byte(i) - 48) * k + carry
+    out[#out + 1] = string.char(48 + d % 10)
+    carry = math.floor(d / 10)
+  end
+  while carry > 0 do
+    out[#out + 1] = string.char(48 + carry % 10)
+    carry = math.floor(carry / 10)
+  end
+  local r = string.reverse(table.concat(out)):gsub("^0+(%d)", "%1")
+  return r
+end
+
+local function dminus1(text)
+  local k = #text
+  while text:sub(k, k) == "0" do k = k - 1 end
+  local r = (text:sub(1, k - 1) .. string.char(text:byte(k) - 1) .. string.rep("9", #text - k))
+    :gsub("^0+(%d)", "%1")
+  return r
+end
+
+local POW2 = { [0] = "1" } -- 2^i as decimal text
+local function pow2(i)
+  for j = #POW2 + 1, i do POW2[j] = dmul(POW2[j - 1], 2) end
+  return POW2[i]
+end
+
+-- [lo, hi] of slot i as exact decimal text: log2 slot i holds [2^i, 2^(i+1) - 1]
+-- and slot 0 holds 0 and 1 (floor(log2(v)) as hist.bpf.c's log2l computes
+-- it: 0 for both 0 and 1); linear slot i holds [i*step, (i+1)*step - 1]
+local function bound_texts(kind, step, i)
+  if kind == "linear" then
+    local st = format("%.0f", step)
+    return dmul(st, i), dminus1(dmul(st, i + 1))
+  end
+  if i == 0 then return "0", "1" end
+  return pow2(i), dminus1(pow2(i + 1))
+end
+
+--- bounds(kind, step, i) -> lo, hi: numbers up to `limit` (default 2^53),
+-- exact decimal strings beyond
+local function bounds(kind, step, i, limit)
+  local lo, hi = bound_texts(kind, step, i)
+  return value_of(lo, limit or TWO53), value_of(hi, limit or TWO53)
 end
 Hm.bounds = bounds
 
@@ -194,15 +239,16 @@ end
 -- opts.slot: the key field holding the slot ("slot");
 -- opts.slice, opts.yield: read with read_batch in slices, calling yield()
 --   between them (as prometheus.collect does);
--- opts.max_number: counts and sums up to this magnitude are numbers, larger
---   ones decimal strings (default 2^53: exact in every Lua and JSON reader).
+-- opts.max_number: counts, sums and bounds up to this magnitude are numbers,
+--   larger ones decimal strings (default 2^53: exact in every Lua and JSON reader).
 -- The result:
 --   { map = { name =, id =, type = }, kind = "log2"|"linear", step = (linear),
 --     layout = "array"|"slot_key"|"slots_value",
 --     label_names = { ... },           -- label names, in key field order
 --     histograms = { {
 --       labels = { name = text, ... },   -- from the key ({} for "array")
---       buckets = { { slot =, lo =, hi =, count = }, ... }, -- slot 0 upwards
+--       buckets = { { slot =, lo =, hi =, count = }, ... }, -- slot 0 upwards;
+--                                        -- bounds past max_number: decimal strings
 --       count = n,                       -- all buckets
 --       sum = n,                         -- only when the map holds one
 --     }, ... } }
@@ -260,13 +306,13 @@ function Hm.read(m, opts)
     local id = {}
     for i, l in ipairs(labels) do id[i] = l[1] .. "=" .. l[2] end
     id = table.concat(id, "\0")
+    -- one histogram per label set: entries whose keys give the same labels
+    -- (a char array differing only after its NUL) are added together, as
+    -- two series of one label set would make Prometheus refuse the scrape
     local g = groups[id]
-    if not g and p.layout ~= "slots_value" then
+    if not g then
       g = { labels = labels, counts = {} }
       groups[id] = g
-      order[#order + 1] = g
-    elseif p.layout == "slots_value" then -- one histogram per entry
-      g = { labels = labels, counts = {} }
       order[#order + 1] = g
     end
     return g
@@ -281,12 +327,14 @@ function Hm.read(m, opts)
       for i = 0, maxslot do
         local cs = {}
         for c = 1, #per do cs[c] = per[c].slots[i + 1] end
-        g.counts[i] = P.sum(cs, p.unsigned, #per)
+        local c = P.sum(cs, p.unsigned, #per)
+        g.counts[i] = g.counts[i] and P.sum({ g.counts[i], c }) or c
       end
       if p.sum then
         local ss = {}
         for c = 1, #per do ss[c] = per[c][p.sum] end
-        g.sum = P.sum(ss, p.sum_unsigned, #per)
+        local sum = P.sum(ss, p.sum_unsigned, #per)
+        g.sum = g.sum and P.sum({ g.sum, sum }) or sum
       end
     end)
   else
@@ -323,7 +371,7 @@ function Hm.read(m, opts)
   for _, g in ipairs(order) do
     local buckets, texts = {}, {}
     for i = 0, maxslot do
-      local lo, hi = bounds(kind, step, i)
+      local lo, hi = bounds(kind, step, i, limit)
       local c = g.counts[i] or "0"
       texts[#texts + 1] = c
       buckets[#buckets + 1] = { slot = i, lo = lo, hi = hi, count = value_of(c, limit) }

@@ -440,9 +440,21 @@ function Family:add(labels, value, unsigned, n)
   return self
 end
 
+-- a < b for bucket bounds: numbers, or decimal integer strings (exact past
+-- 2^53, where two bounds may be the same double)
+local function bound_less(a, b)
+  if type(a) == "number" and type(b) == "number" then return a < b end
+  local x, y = tonumber(a), tonumber(b)
+  if x ~= y then return x < y end
+  local ta, tb = P.number(a), P.number(b)
+  if ta and tb and not ta:find("^-") and not tb:find("^-") then return dcmp(ta, tb) < 0 end
+  return false
+end
+
 --- adds one histogram to a family of type "histogram": h.buckets is an
 -- array of { hi = upper bound (inclusive), count = n } in increasing hi (a
--- bucket's own count, not cumulative; numbers or decimal strings), h.sum
+-- number, or a decimal integer string: exact past 2^53), count a bucket's
+-- own count, not cumulative (numbers or decimal strings), h.sum
 -- (optional) the sum of the values observed. luaebpf.histogram's
 -- histograms are such tables. Rendered as cumulative _bucket{le=...}
 -- samples ending with le="+Inf", _sum when h.sum is there, and _count.
@@ -459,11 +471,12 @@ function Family:add_histogram(labels, h, level)
   for i, b in ipairs(h.buckets) do
     local hi = type(b) == "table" and b.hi
     local c = type(b) == "table" and P.number(b.count)
-    if type(hi) ~= "number" or hi ~= hi or c == nil then
-      error("family " .. self.name .. ": bucket " .. i .. ": { hi = <finite number>, count = <integer> }"
-        .. " expected", level)
+    if not ((type(hi) == "number" and hi == hi) or (type(hi) == "string" and P.number(hi)))
+        or c == nil then
+      error("family " .. self.name .. ": bucket " .. i .. ": { hi = <number or decimal integer>, "
+        .. "count = <integer> } expected", level)
     end
-    if prev and not (hi > prev) then
+    if prev and not bound_less(prev, hi) then
       error("family " .. self.name .. ": bucket " .. i .. ": bounds must increase ("
         .. bound_text(hi) .. " after " .. bound_text(prev) .. ")", level)
     end
@@ -522,12 +535,29 @@ function Family:render(out)
   return out
 end
 
---- several families as one exposition text; a name used twice is refused
+-- the sample names a family writes: a histogram's name_bucket, name_sum and
+-- name_count besides its own name (which its HELP and TYPE lines hold)
+local function sample_names(fam)
+  if fam.type ~= "histogram" then return { fam.name } end
+  return { fam.name, fam.name .. "_bucket", fam.name .. "_sum", fam.name .. "_count" }
+end
+
+--- several families as one exposition text; a name used twice is refused,
+-- and so is a family named like another histogram family's samples (a
+-- gauge "lat_count" beside a histogram "lat": the text format has no way
+-- to tell them apart, and Prometheus refuses the scrape)
 function P.render(families)
   local out, seen = {}, {}
   for _, fam in ipairs(families) do
-    if seen[fam.name] then error("render: metric family '" .. fam.name .. "' appears twice", 2) end
-    seen[fam.name] = true
+    if seen[fam.name] == fam.name then error("render: metric family '" .. fam.name .. "' appears twice", 2) end
+    for _, n in ipairs(sample_names(fam)) do
+      local other = seen[n]
+      if other then
+        error(format("render: metric family '%s' and histogram family '%s' both write samples named '%s'",
+          other == n and other or fam.name, other == n and fam.name or other, n), 2)
+      end
+    end
+    for _, n in ipairs(sample_names(fam)) do seen[n] = fam.name end
     fam:render(out)
   end
   return concat(out)

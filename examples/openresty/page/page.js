@@ -262,10 +262,23 @@
     refreshMap();
   }
 
-  let mapTimer = null;
+  // One read of the chosen map at a time: the next starts MAP_EVERY after the
+  // last one ended, so a map that takes longer than that to read never piles
+  // up requests on the server; a map chosen during a read is read right after.
+  let mapTimer = null, mapBusy = false, mapAgain = false;
   async function refreshMap() {
     clearTimeout(mapTimer);
-    mapTimer = setTimeout(refreshMap, MAP_EVERY);
+    if (mapBusy) { mapAgain = true; return; }
+    mapBusy = true;
+    try {
+      await readMap();
+    } finally {
+      mapBusy = false;
+      if (mapAgain) { mapAgain = false; refreshMap(); } else mapTimer = setTimeout(refreshMap, MAP_EVERY);
+    }
+  }
+
+  async function readMap() {
     if (S.ref === null || S.paused) return;
     const ref = S.ref;
     let data, hist = null;
