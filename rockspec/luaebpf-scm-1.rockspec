@@ -33,7 +33,7 @@ build = {
         "luaebpf/expect.c", "luaebpf/ksym.c",
         "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
         "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
-        "luaebpf/ringbuf.c", "luaebpf/shape.c",
+        "luaebpf/ringbuf.c", "luaebpf/shape.c", "luaebpf/decoders.c", "luaebpf/sysnames.c",
         "luaebpf/system.c",
       },
       libraries = { "bpf" },
