@@ -110,7 +110,8 @@ spec/fixtures/libfault.so: spec/fixtures/fault.c
 # This architecture's syscall and errno names (luaebpf/sysnames.c), from the
 # C library's kernel headers as the compiler sees them for its target
 # (<asm/unistd.h> includes the multiarch unistd_64.h, <asm/errno.h> the
-# asm-generic ones): only plain numbers, so aliases (EWOULDBLOCK) are left out.
+# asm-generic ones). Only plain numbers name a number; an errno alias
+# (EWOULDBLOCK for EAGAIN) is a name writes take too.
 GEN        := $(BUILD)/gen
 SYSNAMES_H := $(GEN)/luaebpf_sysnames.h
 CPPFLAGS   += -I$(GEN)
@@ -125,7 +126,12 @@ $(SYSNAMES_H):
 	  echo 'static const luaebpf_sysname gen_errnos[] = {'; \
 	  echo '#include <asm/errno.h>' | $(CC) -dM -E - \
 	    | sed -n 's/^#define \(E[A-Z0-9]*\) \([0-9][0-9]*\)$$/    {\2, "\1"},/p' | sort -t'{' -k2,2n; \
-	  echo '};'; } >$@.tmp && mv $@.tmp $@
+	  echo '};'; \
+	  echo '#include <asm/errno.h> /* the aliases name their numbers by macro */'; \
+	  echo 'static const luaebpf_sysname gen_errno_aliases[] = {'; \
+	  echo '#include <asm/errno.h>' | $(CC) -dM -E - \
+	    | sed -n 's/^#define \(E[A-Z0-9]*\) \(E[A-Z0-9]*\)$$/    {\2, "\1"},/p'; \
+	  echo '    {-1, NULL}};'; } >$@.tmp && mv $@.tmp $@
 $(BUILD)/sysnames.o: $(SYSNAMES_H)
 
 $(SO): $(OBJS)

@@ -380,7 +380,8 @@ static void encode_bitfield(encode_ctx *x, const luaebpf_node *n, int idx, unsig
 static void encode_decoded(encode_ctx *x, const luaebpf_node *n, int idx, unsigned char *p) {
     lua_State *L = x->L;
     int t = lua_type(L, idx);
-    int names = n->decoder <= LUAEBPF_DEC_ERRNO; /* addresses, syscall, errno */
+    int names = n->decoder <= LUAEBPF_DEC_CIDR || n->decoder == LUAEBPF_DEC_SYSCALL ||
+                n->decoder == LUAEBPF_DEC_ERRNO; /* they take text */
     if (luaebpf_decoded_takes_number(n) &&
         (t == LUA_TNUMBER || (t == LUA_TSTRING && !names && LUAEBPF_INT64_STRINGS && n->size == 8))) {
         luaebpf_node as_int = *n; /* its width, unsigned but for errno */
@@ -388,9 +389,9 @@ static void encode_decoded(encode_ctx *x, const luaebpf_node *n, int idx, unsign
         store_uint(p, check_integer(x, &as_int, idx), n->size, 0);
         return;
     }
-    if (t != LUA_TSTRING || !names)
+    if (t != LUA_TSTRING)
         bad_value(x, idx, luaebpf_decoded_expected(n));
-    const char *s = luaebpf_tostring_nonul(L, idx);
+    const char *s = names ? luaebpf_tostring_nonul(L, idx) : NULL;
     const char *expected = s ? luaebpf_decoded_parse(n, s, p) : luaebpf_decoded_expected(n);
     if (expected) {
         const char *shown = luaebpf_push_shown(L, idx);

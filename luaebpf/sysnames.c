@@ -15,13 +15,15 @@ typedef struct luaebpf_sysname {
 
 #if defined(__has_include)
 #if __has_include(<luaebpf_sysnames.h>)
-#include <luaebpf_sysnames.h> /* gen_syscalls, gen_errnos (sorted by number), the arch */
+#include <luaebpf_sysnames.h> /* gen_syscalls, gen_errnos (sorted by number), the errno
+                                * aliases (EWOULDBLOCK), the architecture */
 #define HAVE_SYSNAMES 1
 #endif
 #endif
 #ifndef HAVE_SYSNAMES
 static const luaebpf_sysname gen_syscalls[] = {{-1, NULL}};
 static const luaebpf_sysname gen_errnos[] = {{-1, NULL}};
+static const luaebpf_sysname gen_errno_aliases[] = {{-1, NULL}};
 #define LUAEBPF_SYSCALL_ARCH "none: built without the generated table"
 #endif
 
@@ -64,5 +66,7 @@ const char *luaebpf_errno_name(int64_t no) {
 }
 
 int64_t luaebpf_errno_number(const char *name) {
-    return number_of(gen_errnos, NERRNOS, name);
+    int64_t no = number_of(gen_errnos, NERRNOS, name);
+    return no >= 0 ? no : number_of(gen_errno_aliases, sizeof gen_errno_aliases /
+                                    sizeof gen_errno_aliases[0], name);
 }
