@@ -382,8 +382,10 @@ static void encode_decoded(encode_ctx *x, const luaebpf_node *n, int idx, unsign
     int t = lua_type(L, idx);
     int names = n->decoder <= LUAEBPF_DEC_CIDR || n->decoder == LUAEBPF_DEC_SYSCALL ||
                 n->decoder == LUAEBPF_DEC_ERRNO; /* they take text */
+    __int128 dec;
     if (luaebpf_decoded_takes_number(n) &&
-        (t == LUA_TNUMBER || (t == LUA_TSTRING && !names && LUAEBPF_INT64_STRINGS && n->size == 8))) {
+        (t == LUA_TNUMBER || (t == LUA_TSTRING && !names && LUAEBPF_INT64_STRINGS &&
+                              n->size == 8 && parse_decimal(lua_tostring(L, idx), &dec)))) {
         luaebpf_node as_int = *n; /* its width, unsigned but for errno */
         as_int.kind = n->decoder == LUAEBPF_DEC_ERRNO ? LUAEBPF_INT : LUAEBPF_UINT;
         store_uint(p, check_integer(x, &as_int, idx), n->size, 0);
