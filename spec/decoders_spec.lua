@@ -670,6 +670,21 @@ int main(void) { printf("%zu %zu %zu\n", sizeof(struct s), offsetof(struct s, wh
     assert.are.equal("2001:db8::/32", ebpf.decode("cidr", ebpf.encode("cidr:ipv6", "2001:db8::/32")))
   end)
 
+  it("take decode = {} paths through arrays of structs, and keep the old codec's readers apart", function()
+    local m = ebpf.create{ type = "array", key = "u32", max_entries = 1,
+      value = { { "flows", { { { "saddr", "u32" }, { "port", "u16" } }, 2 } } } }
+    local raw = ebpf.open_id(m:info().id, { key = "u32", value = "raw", access = "rw" })
+    assert(raw:update(0, "\10\0\0\1\80\0\0\0\192\168\0\9\187\1\0\0"))
+    local before = m:lookup(0)
+    m:codec{ decode = { ["flows.saddr"] = "ipv4" } }
+    assert.are.same({ flows = { { saddr = "10.0.0.1", port = 80 }, { saddr = "192.168.0.9", port = 443 } } },
+      m:lookup(0))
+    assert.are.equal("number", type(before.flows[1].saddr))
+    assert.are.equal("u32", ebpf.open_id(m:info().id, { value = { { "flows", {
+      { { "saddr", "u32" }, { "port", "u16" } }, 2 } } } }):layout().value.fields[1].element.fields[1].kind)
+    raw:close(); m:close()
+  end)
+
   it("name the decoders when a codec name is unknown", function()
     mentions(raised(ebpf.sizeof, "ipv5"), "ipv5", "ipv4", "cidr", "boot_ns")
   end)
