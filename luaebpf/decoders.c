@@ -134,6 +134,15 @@ static void cgroup_walk(void) {
     qsort(cg.dirs, cg.n, sizeof *cg.dirs, by_id);
 }
 
+/* the cache lives until the module is unloaded (dlclose of its last user) */
+__attribute__((destructor)) static void cgroup_unload(void) {
+    for (size_t i = 0; i < cg.n; i++)
+        free(cg.dirs[i].path);
+    free(cg.dirs);
+    cg.dirs = NULL;
+    cg.n = cg.cap = 0;
+}
+
 static const cgroup_dir *cgroup_find(uint64_t id) {
     size_t lo = 0, hi = cg.n;
     while (lo < hi) {
