@@ -260,13 +260,15 @@ int luaebpf_decoded_read(const luaebpf_node *n, const unsigned char *p, char *bu
         cidr_text(p, n->size, buf, size);
         return LUAEBPF_READ_TEXT;
     case LUAEBPF_DEC_BOOT_NS: {
-        /* the realtime clock's distance from the boot clock now, plus the value */
+        /* the realtime clock's distance from the boot clock now, plus the value;
+         * seconds and nanoseconds apart, so no value can overflow the sum */
         struct timespec rt, bt;
         clock_gettime(CLOCK_REALTIME, &rt);
         clock_gettime(CLOCK_BOOTTIME, &bt);
-        int64_t offset = ((int64_t)rt.tv_sec - bt.tv_sec) * 1000000000 + (rt.tv_nsec - bt.tv_nsec);
-        int64_t ns = offset + (int64_t)load_host(p, 8);
-        *f = (double)(ns / 1000000000) + (double)(ns % 1000000000) / 1e9;
+        uint64_t v = load_host(p, 8);
+        int64_t sec = (int64_t)rt.tv_sec - (int64_t)bt.tv_sec + (int64_t)(v / 1000000000u);
+        int64_t nsec = (int64_t)rt.tv_nsec - (int64_t)bt.tv_nsec + (int64_t)(v % 1000000000u);
+        *f = (double)sec + (double)nsec / 1e9;
         return LUAEBPF_READ_FLOAT;
     }
     default:
@@ -328,9 +330,15 @@ const char *luaebpf_decoded_expected(const luaebpf_node *n) {
         return n->size == 8 ? "an IPv4 prefix such as \"10.1.0.0/16\""
                             : "an IPv6 prefix such as \"2001:db8::/32\"";
     case LUAEBPF_DEC_SYSCALL:
+        if (!luaebpf_sysnames_built())
+            return n->size == 4 ? "a u32 (this build has no syscall names: make generates them)"
+                                : "a u64 (this build has no syscall names: make generates them)";
         return n->size == 4 ? "a syscall name such as \"getpid\" or a u32"
                             : "a syscall name such as \"getpid\" or a u64";
     case LUAEBPF_DEC_ERRNO:
+        if (!luaebpf_sysnames_built())
+            return n->size == 4 ? "an i32 (this build has no errno names: make generates them)"
+                                : "an i64 (this build has no errno names: make generates them)";
         return n->size == 4 ? "an errno name such as \"ENOENT\" or \"-ENOENT\", or an i32"
                             : "an errno name such as \"ENOENT\" or \"-ENOENT\", or an i64";
     case LUAEBPF_DEC_KSYM: return "a kernel address (an integer: ksym writes no names)";

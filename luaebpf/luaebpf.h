@@ -144,6 +144,7 @@ int64_t luaebpf_syscall_number(const char *name);
 const char *luaebpf_errno_name(int64_t no); /* no > 0 */
 int64_t luaebpf_errno_number(const char *name);
 extern const char luaebpf_syscall_arch[]; /* "x86_64-linux-gnu": whose numbers they are */
+int luaebpf_sysnames_built(void); /* 0: the build had no generated table */
 
 /* ksym.c: kernel symbols from /proc/kallsyms, read once per process. The
  * name of the symbol holding addr (its offset in *off), or NULL when unknown:

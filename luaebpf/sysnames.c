@@ -32,6 +32,14 @@ static const luaebpf_sysname gen_errno_aliases[] = {{-1, NULL}};
 
 const char luaebpf_syscall_arch[] = LUAEBPF_SYSCALL_ARCH;
 
+int luaebpf_sysnames_built(void) {
+#ifdef HAVE_SYSNAMES
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* the name of number no in table t (n entries, sorted by number), or NULL */
 static const char *name_of(const luaebpf_sysname *t, size_t n, int64_t no) {
     size_t lo = 0, hi = n;

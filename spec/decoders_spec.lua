@@ -502,6 +502,8 @@ describe("the boot_ns decoder", function()
     assert.is_true(math.abs(boot - (os.time() - up)) < 3, "boot at " .. boot)
     local later = ebpf.decode("boot_ns", H.le(1.5e9, 8))
     assert.is_true(math.abs(later - boot - 1.5) < 0.01)
+    local last = ebpf.decode("boot_ns", ("\255"):rep(8)) -- 2^64 - 1 ns: no overflow on the way
+    assert.is_true(math.abs(last - boot - 18446744073.709551615) < 1)
     assert.are.equal(H.le(12345, 8), ebpf.encode("boot_ns", 12345))
   end)
 end)
