@@ -264,7 +264,9 @@ describe("the ksym decoder", function()
     if syms then return syms end
     local by = {}
     for line in io.lines("/proc/kallsyms") do
-      local hex, t, name = line:match("^(%x+) (%a) (%S+)")
+      -- the kernel's own symbols only: modules and BPF programs ("\t[bpf]") come and
+      -- go while other processes run, and the decoder reads the table once
+      local hex, t, name = line:match("^(%x+) (%a) (%S+)$")
       if hex and hex:match("[^0]") and t ~= "a" and t ~= "A" and t ~= "U" then
         local e = by[hex]
         if not e then e = { hex = hex, names = {} } by[hex] = e end
@@ -313,6 +315,36 @@ describe("the ksym decoder", function()
       assert.are.equal(0, koff)
     end
     m:close()
+  end)
+
+  it("ebpf.ksym: name and offset by /proc/kallsyms, from hex, decimal or (5.3+) integer addresses", function()
+    local s = kallsyms()
+    if #s == 0 then return pending("/proc/kallsyms hides addresses from this process") end
+    for _ = 1, 16 do
+      local j = math.random(1, #s - 1)
+      local e, nxt = s[j], s[j + 1]
+      local gap = tonumber(nxt.hex:sub(-6), 16) - tonumber(e.hex:sub(-6), 16)
+      local off = (gap > 1 and nxt.hex:sub(1, 10) == e.hex:sub(1, 10)) and 1 or 0
+      local bytes = addr_bytes(e.hex, off)
+      local name, o = ebpf.ksym(string.format("0x%s", e.hex))
+      assert.is_true(e.names[name] == true, tostring(name))
+      assert.are.equal(0, o)
+      -- the same address as the decimal text Python prints, and as a 5.3+ integer
+      local dec = trim(py("print(int('" .. e.hex .. "', 16) + " .. off .. ")"))
+      name, o = ebpf.ksym(dec)
+      assert.is_true(e.names[name] == true)
+      assert.are.equal(off, o)
+      if HAS_INTEGERS then
+        name, o = ebpf.ksym(ebpf.decode("i64", bytes))
+        assert.is_true(e.names[name] == true)
+        assert.are.equal(off, o)
+      end
+    end
+    assert.is_nil(ebpf.ksym(4096))
+    assert.is_nil(ebpf.ksym("0xffffffffffffffff"))
+    mentions(raised(ebpf.ksym, "tcp_sendmsg"), "expected an address", '"tcp_sendmsg"')
+    mentions(raised(ebpf.ksym, "-1"), "expected an address", '"-1"')
+    mentions(raised(ebpf.ksym, {}), "expected an address", "table")
   end)
 
   it("keeps an address no symbol holds as a number (a decimal string beyond 2^53 on LuaJIT)", function()
