@@ -45,8 +45,9 @@ static void check_count(lua_State *L, uint32_t count, uint32_t elem_size, const 
 static int compile_scalar_array(lua_State *L, luaebpf_codec *c, uint32_t slot, const char *s,
                                 const char *base, uint32_t count) {
     luaebpf_node e = {0};
-    if (!luaebpf_scalar_set(&e, base))
+    if (!luaebpf_scalar_set(&e, base) && !luaebpf_decoder_set(&e, base))
         return 0;
+    e.flex = 0; /* an element has one width: the one its name says */
     check_count(L, count, e.size, s);
     uint32_t child = luaebpf_codec_reserve(L, c, 1);
     c->nodes[child] = e;
@@ -63,6 +64,11 @@ static void compile_string(lua_State *L, luaebpf_codec *c, uint32_t slot, const 
     luaebpf_node *n = &c->nodes[slot];
     if (luaebpf_scalar_set(n, s))
         return;
+    if (luaebpf_decoder_set(n, s)) {
+        if (slot != 0) /* in a struct or array: the width its name says */
+            n->flex = 0;
+        return;
+    }
     if (strcmp(s, "raw") == 0) { /* the map's whole key or value: sized when attached */
         if (slot != 0)
             luaL_error(L, "bad codec 'raw': inside a struct or array, give a size: 'raw[N]'");
@@ -70,7 +76,7 @@ static void compile_string(lua_State *L, luaebpf_codec *c, uint32_t slot, const 
         n->align = 1;
         return;
     }
-    char base[16];
+    char base[24];
     uint32_t count;
     int r = parse_count(s, base, sizeof base, &count);
     if (r == 1 && (strcmp(base, "char") == 0 || strcmp(base, "raw") == 0)) {
@@ -83,8 +89,8 @@ static void compile_string(lua_State *L, luaebpf_codec *c, uint32_t slot, const 
     if (r == 1 && compile_scalar_array(L, c, slot, s, base, count))
         return;
     luaL_error(L, "unknown codec '%s' (expected raw, u8..u64, i8..i64, be16/be32/be64, bool, "
-               "f32, f64, char[N], a type with [N], an array { type, N } or a struct "
-               "{ { name, type }, ... })", s);
+               "f32, f64, char[N], a type with [N], an array { type, N }, a struct "
+               "{ { name, type }, ... } or a decoder: %s)", s, luaebpf_decoder_names);
 }
 
 /* a struct spec's keys: only [1..nfields] and `packed`; returns packed */
@@ -240,6 +246,163 @@ int luaebpf_opt_int64(lua_State *L, int idx, int dflt) {
     return luaebpf_opt_name(L, idx, "int64", names, dflt);
 }
 
+/* ------------------------------------------------------------ decorate */
+/* m:codec{ decode = { ... } } marks nodes of built codecs (mostly BTF ones) as
+ * decoders. A path "a.b" names fields from the root down; an array on the way
+ * stands for its element (every element is decorated), anonymous members'
+ * fields are their parent's. Node 0 is a root, never a field: 0 is "none". */
+
+/* field name[0..len) of struct node si (its anonymous members' too), or 0 */
+static uint32_t find_field(const luaebpf_codec *c, uint32_t si, const char *name, size_t len) {
+    const luaebpf_node *s = &c->nodes[si];
+    for (uint32_t i = 0; i < s->count; i++) {
+        uint32_t fi = s->first + i;
+        const luaebpf_node *f = &c->nodes[fi];
+        if (!f->name) {
+            uint32_t r = f->kind == LUAEBPF_STRUCT ? find_field(c, fi, name, len) : 0;
+            if (r)
+                return r;
+        } else if (strlen(f->name) == len && memcmp(f->name, name, len) == 0) {
+            return fi;
+        }
+    }
+    return 0;
+}
+
+/* the node at path in c, or 0; *at: the node whose fields were searched last */
+static uint32_t find_path(const luaebpf_codec *c, const char *path, uint32_t *at) {
+    uint32_t ni = 0;
+    for (const char *seg = path;;) {
+        while (c->nodes[ni].kind == LUAEBPF_ARRAY)
+            ni = c->nodes[ni].first;
+        *at = ni;
+        const char *dot = strchr(seg, '.');
+        size_t len = dot ? (size_t)(dot - seg) : strlen(seg);
+        if (c->nodes[ni].kind != LUAEBPF_STRUCT || len == 0)
+            return 0;
+        ni = find_field(c, ni, seg, len);
+        if (!ni || !dot)
+            return ni;
+        seg = dot + 1;
+    }
+}
+
+/* the node of c that decoder d marks for the field ti: ti itself when its size
+ * is one of d's widths, else its array's element when that one is; else 0 */
+static uint32_t fitting(const luaebpf_codec *c, uint32_t ti, const luaebpf_node *d) {
+    for (;;) {
+        const luaebpf_node *t = &c->nodes[ti];
+        luaebpf_node probe = *d;
+        if (t->kind == LUAEBPF_BITFIELD)
+            return 0;
+        if (t->size == d->size || luaebpf_decoder_resize(&probe, t->size))
+            return ti;
+        if (t->kind != LUAEBPF_ARRAY)
+            return 0;
+        ti = t->first;
+    }
+}
+
+/* appends " a, b, c" (the fields of node si) or " none (a u64)" */
+static void add_fields(luaL_Buffer *b, lua_State *L, const luaebpf_codec *c, uint32_t si,
+                       int *n) {
+    const luaebpf_node *s = &c->nodes[si];
+    if (s->kind != LUAEBPF_STRUCT) {
+        lua_pushfstring(L, " none (%s %s)", si ? "a field of type" : "a", luaebpf_kind_name(s));
+        luaL_addvalue(b);
+        return;
+    }
+    for (uint32_t i = 0; i < s->count; i++) {
+        const luaebpf_node *f = &c->nodes[s->first + i];
+        if (!f->name) {
+            add_fields(b, L, c, s->first + i, n);
+            continue;
+        }
+        lua_pushfstring(L, "%s %s", (*n)++ ? "," : "", f->name);
+        luaL_addvalue(b);
+    }
+}
+
+/* raises "decode: no field 'x.y' in the key (fields: ...) or the value (fields: ...)" */
+static void no_such_path(lua_State *L, luaebpf_codec *const sides[2], const char *path) {
+    static const char *const side_name[] = {"key", "value"};
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "bad option 'decode': no field '%s' in", path);
+    luaL_addvalue(&b);
+    for (int i = 0, said = 0; i < 2; i++) {
+        if (!sides[i])
+            continue;
+        uint32_t at;
+        int n = 0;
+        find_path(sides[i], path, &at);
+        lua_pushfstring(L, "%s the %s (fields%s:", said++ ? " or" : "", side_name[i],
+                        at ? " there" : "");
+        luaL_addvalue(&b);
+        add_fields(&b, L, sides[i], at, &n);
+        luaL_addchar(&b, ')');
+    }
+    luaL_pushresult(&b);
+    lua_error(L);
+}
+
+/* checks the entry (key at -2, value at -1); with apply, marks its nodes */
+static void decorate_entry(lua_State *L, luaebpf_codec *const sides[2], int apply) {
+    static const char *const side_name[] = {"key", "value"};
+    const char *path = lua_type(L, -2) == LUA_TSTRING ? luaebpf_tostring_nonul(L, -2) : NULL;
+    if (!path)
+        luaL_error(L, "bad option 'decode': field paths such as \"saddr\" or \"a.b\" "
+                   "expected as keys, got %s", lua_type(L, -2) == LUA_TSTRING
+                   ? lua_pushfstring(L, "\"%s\"", luaebpf_push_shown(L, -2))
+                   : luaL_typename(L, -2));
+    luaebpf_node d = {0};
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? luaebpf_tostring_nonul(L, -1) : NULL;
+    if (!name || !luaebpf_decoder_set(&d, name))
+        luaL_error(L, "bad option 'decode': field '%s': a decoder (%s) expected, got %s", path,
+                   luaebpf_decoder_names, lua_type(L, -1) == LUA_TSTRING
+                   ? lua_pushfstring(L, "\"%s\"", luaebpf_push_shown(L, -1))
+                   : luaL_typename(L, -1));
+    int found = 0;
+    for (int i = 0; i < 2; i++) {
+        uint32_t at, ti = sides[i] ? find_path(sides[i], path, &at) : 0;
+        if (!ti)
+            continue;
+        found = 1;
+        uint32_t mi = fitting(sides[i], ti, &d);
+        const luaebpf_node *t = &sides[i]->nodes[ti];
+        if (!mi)
+            luaL_error(L, "bad option 'decode': field '%s' of the %s is %s (%d bytes), but %s "
+                       "takes %s", path, side_name[i], luaebpf_kind_name(t), (int)t->size, name,
+                       d.decoder == LUAEBPF_DEC_CIDR ? "8 or 20 bytes (an LPM trie key)"
+                       : d.flex ? "4 or 8 bytes"
+                       : lua_pushfstring(L, "%d bytes", (int)d.size));
+        if (apply) {
+            luaebpf_node *m = &sides[i]->nodes[mi];
+            m->kind = LUAEBPF_DECODED; /* its size, name and offset stay */
+            m->decoder = d.decoder;
+            m->flex = 0;
+        }
+    }
+    if (!found)
+        no_such_path(L, sides, path);
+}
+
+void luaebpf_codec_decorate(lua_State *L, luaebpf_codec *kc, luaebpf_codec *vc, int idx) {
+    luaebpf_codec *const sides[2] = {kc, vc};
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx))
+        luaL_error(L, "bad option 'decode': a table { [\"field.path\"] = \"decoder\" } "
+                   "expected, got %s", luaL_typename(L, idx));
+    luaL_checkstack(L, 8, "decode");
+    for (int apply = 0; apply <= 1; apply++) { /* all checked before any is marked */
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            decorate_entry(L, sides, apply);
+            lua_pop(L, 1);
+        }
+    }
+}
+
 /* ------------------------------------------------------ module functions */
 /* core.sizeof(spec): the byte size of a codec ("raw" has none of its own) */
 static int core_sizeof(lua_State *L) {
@@ -278,6 +441,8 @@ static int core_decode(lua_State *L) {
     int int64_string = luaebpf_opt_int64(L, 3, 0);
     luaebpf_codec *c = luaebpf_codec_compile(L, 1, "codec");
     c->int64_string = int64_string;
+    if (len <= UINT32_MAX) /* a flex decoder ("cidr", "syscall") takes the length given */
+        luaebpf_decoder_resize(&c->nodes[0], (uint32_t)len);
     uint32_t size = c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0
                         ? (uint32_t)len : c->nodes[0].size;
     if (len != size)

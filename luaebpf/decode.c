@@ -190,6 +190,36 @@ static void decode_bitfield(lua_State *L, const luaebpf_codec *c, const luaebpf_
     int_push(L, c, u, n->is_signed, n, at);
 }
 
+/* a decoder's text or float; when the bytes map to nothing, their integer,
+ * as a decimal string where a Lua number cannot hold it (LuaJIT, beyond
+ * 2^53): a read never raises for a value it cannot map. Apart from
+ * decode_node so that its buffer (a cgroup path may be long) costs the
+ * plain kinds nothing. */
+static __attribute__((noinline)) void decode_decoded(lua_State *L, const luaebpf_node *n,
+                                                     const unsigned char *p) {
+    char buf[4352];
+    uint64_t num = 0;
+    double f = 0;
+    buf[0] = '\0';
+    switch (luaebpf_decoded_read(n, p, buf, sizeof buf, &num, &f)) {
+    case LUAEBPF_READ_TEXT:
+        lua_pushstring(L, buf);
+        return;
+    case LUAEBPF_READ_FLOAT:
+        lua_pushnumber(L, (lua_Number)f);
+        return;
+    default:
+        break;
+    }
+    int is_signed = n->decoder == LUAEBPF_DEC_ERRNO;
+    if (luaebpf_push_exact(L, num, is_signed))
+        return;
+    if (is_signed && (int64_t)num < 0)
+        lua_pushfstring(L, "-%s", LUAEBPF_UTEXT(-(uint64_t)num));
+    else
+        lua_pushstring(L, LUAEBPF_UTEXT(num));
+}
+
 static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
                         const unsigned char *p, const dpath *at) {
     const luaebpf_node *n = &c->nodes[ni];
@@ -238,6 +268,9 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
         return;
     case LUAEBPF_BITFIELD:
         decode_bitfield(L, c, n, p, at);
+        return;
+    case LUAEBPF_DECODED:
+        decode_decoded(L, n, p);
         return;
     }
 }

@@ -375,6 +375,34 @@ static void encode_bitfield(encode_ctx *x, const luaebpf_node *n, int idx, unsig
     memcpy(p, &word, nbytes);
 }
 
+/* text for the decoders that write it (addresses, syscall and errno names), an
+ * integer of the node's width for those that take numbers */
+static void encode_decoded(encode_ctx *x, const luaebpf_node *n, int idx, unsigned char *p) {
+    lua_State *L = x->L;
+    int t = lua_type(L, idx);
+    int names = n->decoder <= LUAEBPF_DEC_CIDR || n->decoder == LUAEBPF_DEC_SYSCALL ||
+                n->decoder == LUAEBPF_DEC_ERRNO; /* they take text */
+    __int128 dec;
+    if (luaebpf_decoded_takes_number(n) &&
+        (t == LUA_TNUMBER || (t == LUA_TSTRING && !names && LUAEBPF_INT64_STRINGS &&
+                              n->size == 8 && parse_decimal(lua_tostring(L, idx), &dec)))) {
+        luaebpf_node as_int = *n; /* its width, unsigned but for errno */
+        as_int.kind = n->decoder == LUAEBPF_DEC_ERRNO ? LUAEBPF_INT : LUAEBPF_UINT;
+        store_uint(p, check_integer(x, &as_int, idx), n->size, 0);
+        return;
+    }
+    if (t != LUA_TSTRING)
+        bad_value(x, idx, luaebpf_decoded_expected(n));
+    const char *s = names ? luaebpf_tostring_nonul(L, idx) : NULL;
+    const char *expected = s ? luaebpf_decoded_parse(n, s, p) : luaebpf_decoded_expected(n);
+    if (expected) {
+        const char *shown = luaebpf_push_shown(L, idx);
+        push_path(x);
+        lua_pushfstring(L, "%s: %s expected, got \"%s\"", lua_tostring(L, -1), expected, shown);
+        raise_at(x);
+    }
+}
+
 static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
     const luaebpf_node *n = &x->c->nodes[ni];
     switch (n->kind) {
@@ -407,6 +435,9 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
         return;
     case LUAEBPF_BITFIELD:
         encode_bitfield(x, n, idx, p);
+        return;
+    case LUAEBPF_DECODED:
+        encode_decoded(x, n, idx, p);
         return;
     }
 }

@@ -1,9 +1,8 @@
 /* ksym.c: kernel symbols by address, for the "ksym" decoder and kernel stack
  * frames. /proc/kallsyms is read once per process (about 5 MiB and 40 ms of
  * kernel time here, too much per lookup) into one sorted array searched by
- * binary search. The table is never freed: it lives as long as the process,
- * like libc's own caches. Symbols loaded after the first use (modules, BPF
- * programs) are not in it. */
+ * binary search, and freed only when the module is unloaded. Symbols loaded
+ * after the first use (modules, BPF programs) are not in it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -97,6 +96,16 @@ const char *luaebpf_ksym(uint64_t addr, uint64_t *off) {
     if (addr - s->addr >= KSYM_MAX_OFFSET) return NULL;
     *off = addr - s->addr;
     return s->name;
+}
+
+/* The table lives until the module is unloaded: dlclose of its last user (a
+ * Lua state closing) runs this, when no code of the module can run again. */
+__attribute__((destructor)) static void ksym_unload(void) {
+    free(table.syms);
+    free(table.text);
+    table.syms = NULL;
+    table.text = NULL;
+    table.n = 0;
 }
 
 size_t luaebpf_ksym_count(void) {

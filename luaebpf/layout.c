@@ -35,6 +35,57 @@ int luaebpf_scalar_set(luaebpf_node *n, const char *name) {
     return 0;
 }
 
+/* The decoders (decoders.c reads and writes their bytes). A name without a
+ * width suffix is flex where it has two widths: as a whole key or value it
+ * takes the map's size, over a BTF field the field's (see codec_decorate);
+ * written in a struct or array it is its first width. Aligned as the C type
+ * that usually holds them (__be32, struct in6_addr, __u8[6], __u64...). */
+static const struct {
+    const char *name;
+    uint8_t decoder, size, align, flex;
+} decoders[] = {
+    {"ipv4", LUAEBPF_DEC_IPV4, 4, 4, 0},          {"ipv4:host", LUAEBPF_DEC_IPV4_HOST, 4, 4, 0},
+    {"ipv6", LUAEBPF_DEC_IPV6, 16, 4, 0},         {"mac", LUAEBPF_DEC_MAC, 6, 1, 0},
+    {"cidr", LUAEBPF_DEC_CIDR, 8, 4, 1},          {"cidr:ipv4", LUAEBPF_DEC_CIDR, 8, 4, 0},
+    {"cidr:ipv6", LUAEBPF_DEC_CIDR, 20, 4, 0},    {"ksym", LUAEBPF_DEC_KSYM, 8, 8, 0},
+    {"syscall", LUAEBPF_DEC_SYSCALL, 4, 4, 1},    {"syscall:u32", LUAEBPF_DEC_SYSCALL, 4, 4, 0},
+    {"syscall:u64", LUAEBPF_DEC_SYSCALL, 8, 8, 0}, {"errno", LUAEBPF_DEC_ERRNO, 4, 4, 1},
+    {"errno:i32", LUAEBPF_DEC_ERRNO, 4, 4, 0},    {"errno:i64", LUAEBPF_DEC_ERRNO, 8, 8, 0},
+    {"ifindex", LUAEBPF_DEC_IFINDEX, 4, 4, 0},    {"cgroup", LUAEBPF_DEC_CGROUP, 8, 8, 0},
+    {"boot_ns", LUAEBPF_DEC_BOOT_NS, 8, 8, 0},
+};
+#define NDECODERS (sizeof decoders / sizeof decoders[0])
+const char luaebpf_decoder_names[] =
+    "ipv4, ipv4:host, ipv6, mac, cidr (cidr:ipv4, cidr:ipv6), ksym, syscall (syscall:u32, "
+    "syscall:u64), errno (errno:i32, errno:i64), ifindex, cgroup, boot_ns";
+
+int luaebpf_decoder_set(luaebpf_node *n, const char *name) {
+    for (size_t i = 0; i < NDECODERS; i++) {
+        if (strcmp(name, decoders[i].name) == 0) {
+            n->kind = LUAEBPF_DECODED;
+            n->decoder = decoders[i].decoder;
+            n->size = decoders[i].size;
+            n->align = decoders[i].align;
+            n->flex = decoders[i].flex;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int luaebpf_decoder_resize(luaebpf_node *n, uint32_t size) {
+    if (n->kind != LUAEBPF_DECODED || !n->flex)
+        return 0;
+    for (size_t i = 0; i < NDECODERS; i++) {
+        if (decoders[i].decoder == n->decoder && decoders[i].size == size) {
+            n->size = size;
+            n->align = decoders[i].align;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* what a node is, as m:layout() and messages say it: "u32", "struct", "enum" */
 const char *luaebpf_kind_name(const luaebpf_node *n) {
     switch (n->kind) {
@@ -44,6 +95,11 @@ const char *luaebpf_kind_name(const luaebpf_node *n) {
     case LUAEBPF_STRUCT: return n->is_union ? "union" : "struct";
     case LUAEBPF_ENUM: return "enum";
     case LUAEBPF_BITFIELD: return "bitfield";
+    case LUAEBPF_DECODED: /* its family's name, whatever the width: "cidr", "syscall" */
+        for (size_t i = 0; i < NDECODERS; i++)
+            if (decoders[i].decoder == n->decoder)
+                return decoders[i].name;
+        return "?";
     default:
         for (size_t i = 0; i < NSCALARS; i++)
             if (scalars[i].kind == n->kind && scalars[i].size == n->size)
@@ -92,6 +148,25 @@ uint32_t luaebpf_codec_reserve(lua_State *L, luaebpf_codec *c, uint32_t count) {
     memset(c->nodes + c->n, 0, count * sizeof *c->nodes);
     c->n += count;
     return c->n - count;
+}
+
+/* a copy of c with nodes of its own, pushed: decorating it leaves c as it was */
+luaebpf_codec *luaebpf_codec_clone(lua_State *L, const luaebpf_codec *c) {
+    luaebpf_codec *d = luaebpf_codec_new(L);
+    luaebpf_codec_reserve(L, d, c->n);
+    for (uint32_t i = 0; i < c->n; i++) {
+        luaebpf_node *n = &d->nodes[i];
+        *n = c->nodes[i];
+        n->name = n->type_name = NULL; /* until copied: the GC frees what is set */
+        if ((c->nodes[i].name && !(n->name = strdup(c->nodes[i].name))) ||
+            (c->nodes[i].type_name && !(n->type_name = strdup(c->nodes[i].type_name))))
+            luaL_error(L, "out of memory copying a codec");
+    }
+    d->from_btf = c->from_btf;
+    d->has_lock = c->has_lock;
+    d->int64_string = c->int64_string;
+    memcpy(d->desc, c->desc, sizeof d->desc);
+    return d;
 }
 
 luaebpf_codec *luaebpf_codec_raw(lua_State *L, uint32_t size) {

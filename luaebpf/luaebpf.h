@@ -42,7 +42,23 @@ enum luaebpf_kind {
     LUAEBPF_ARRAY,  /* `count` elements of node `first` */
     LUAEBPF_STRUCT, /* `count` field nodes starting at `first`; a union has all at offset 0 */
     LUAEBPF_ENUM,   /* an integer of `size` bytes; `count` enumerator nodes from `first` */
-    LUAEBPF_BITFIELD /* bits [bit_offset, bit_offset + bit_size) of the bytes at offset */
+    LUAEBPF_BITFIELD, /* bits [bit_offset, bit_offset + bit_size) of the bytes at offset */
+    LUAEBPF_DECODED /* `size` bytes that mean something else (`decoder`): decoders.c */
+};
+
+/* what a LUAEBPF_DECODED node's bytes mean (README: Decoders) */
+enum luaebpf_decoder {
+    LUAEBPF_DEC_IPV4 = 1, /* 4 bytes, network order */
+    LUAEBPF_DEC_IPV4_HOST, /* a host-order u32 */
+    LUAEBPF_DEC_IPV6,     /* 16 bytes */
+    LUAEBPF_DEC_MAC,      /* 6 bytes */
+    LUAEBPF_DEC_CIDR,     /* an LPM trie key: host-order u32 prefix length, then 4 or 16 bytes */
+    LUAEBPF_DEC_KSYM,     /* a u64 kernel address */
+    LUAEBPF_DEC_SYSCALL,  /* a u32 or u64 syscall number of this architecture */
+    LUAEBPF_DEC_ERRNO,    /* an i32 or i64 errno, negative too */
+    LUAEBPF_DEC_IFINDEX,  /* a u32 interface index */
+    LUAEBPF_DEC_CGROUP,   /* a u64 cgroup id: the inode number of a cgroup2 directory */
+    LUAEBPF_DEC_BOOT_NS   /* u64 nanoseconds since boot (CLOCK_BOOTTIME) */
 };
 
 typedef struct luaebpf_node {
@@ -50,6 +66,9 @@ typedef struct luaebpf_node {
     uint8_t is_signed;      /* ENUM, BITFIELD */
     uint8_t is_union;       /* STRUCT: a union (every member at offset 0) */
     uint8_t bit_offset, bit_size; /* BITFIELD */
+    uint8_t decoder;        /* DECODED: an enum luaebpf_decoder */
+    uint8_t flex;           /* DECODED: may take the other width it has (syscall, errno:
+                             * 4 or 8; cidr: 8 or 20) from the key or value it is */
     uint32_t size, align;
     uint32_t offset;        /* as a struct field: offset in the parent */
     uint32_t count, first;  /* ARRAY, STRUCT and ENUM children, by node index */
@@ -76,6 +95,12 @@ void luaebpf_codec_describe(luaebpf_codec *c);
 void luaebpf_push_layout(lua_State *L, const luaebpf_codec *c);
 int luaebpf_scalar_set(luaebpf_node *n, const char *name);  /* "u32" -> kind, size; 0: none */
 const char *luaebpf_kind_name(const luaebpf_node *n);       /* "u32", "struct", "bitfield" */
+/* makes n the decoder called name ("ipv4", "syscall:u64"...); 0 when none is */
+int luaebpf_decoder_set(luaebpf_node *n, const char *name);
+/* a flex decoder n takes size when it is one of its widths: 1, else 0 (n unchanged) */
+int luaebpf_decoder_resize(luaebpf_node *n, uint32_t size);
+extern const char luaebpf_decoder_names[]; /* "ipv4, ipv6, ..." for messages */
+luaebpf_codec *luaebpf_codec_clone(lua_State *L, const luaebpf_codec *c); /* pushed */
 const char *luaebpf_push_shown(lua_State *L, int idx);      /* the string, NULs as \0 */
 const char *luaebpf_tostring_nonul(lua_State *L, int idx);  /* NULL if it holds a NUL */
 void luaebpf_layout_open(lua_State *L);                     /* the Codec metatable */
@@ -94,6 +119,33 @@ luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);
 void luaebpf_codec_open(lua_State *L);
 /* opts.int64 ("number" or "string") of the options table at idx: 0 or 1; dflt when absent */
 int luaebpf_opt_int64(lua_State *L, int idx, int dflt);
+/* m:codec{ decode = { ["a.b"] = "ipv4", ... } } (the table at idx) over the key codec kc
+ * and the value codec vc (either may be NULL): a path names a field of whichever side
+ * has it (both when both do). Checks every entry first and raises naming the path when
+ * one does not fit, having changed nothing; else marks the nodes. */
+void luaebpf_codec_decorate(lua_State *L, luaebpf_codec *kc, luaebpf_codec *vc, int idx);
+
+/* decoders.c: what the bytes of a DECODED node mean, both ways, without Lua.
+ * luaebpf_decoded_read: LUAEBPF_READ_TEXT (text written to buf), LUAEBPF_READ_FLOAT
+ * (*f), or LUAEBPF_READ_NUMBER: the bytes map to nothing; *num holds them as an
+ * integer (sign-extended for errno) for the caller to push as a number */
+enum { LUAEBPF_READ_NUMBER, LUAEBPF_READ_TEXT, LUAEBPF_READ_FLOAT };
+int luaebpf_decoded_read(const luaebpf_node *n, const unsigned char *p, char *buf, size_t size,
+                         uint64_t *num, double *f);
+/* text -> the node's bytes at p: NULL, or what was expected ("an IPv4 address such as
+ * \"10.0.0.1\""); decoders that take no text answer so */
+const char *luaebpf_decoded_parse(const luaebpf_node *n, const char *s, unsigned char *p);
+int luaebpf_decoded_takes_number(const luaebpf_node *n); /* syscall, errno, ksym, ... */
+const char *luaebpf_decoded_expected(const luaebpf_node *n); /* "an IPv4 address such as ..." */
+
+/* sysnames.c: this architecture's syscall and errno names, generated at build time
+ * from the system headers (NULL / -1 when unknown, or when the build had no table) */
+const char *luaebpf_syscall_name(uint64_t nr);
+int64_t luaebpf_syscall_number(const char *name);
+const char *luaebpf_errno_name(int64_t no); /* no > 0 */
+int64_t luaebpf_errno_number(const char *name);
+extern const char luaebpf_syscall_arch[]; /* "x86_64-linux-gnu": whose numbers they are */
+int luaebpf_sysnames_built(void); /* 0: the build had no generated table */
 
 /* ksym.c: kernel symbols from /proc/kallsyms, read once per process. The
  * name of the symbol holding addr (its offset in *off), or NULL when unknown:
@@ -133,9 +185,10 @@ int luaebpf_is_btf_spec(lua_State *L, int idx);
  * when there is some (loaded on first use: opening needs no privilege), else raw */
 void luaebpf_shape_set_codec(lua_State *L, luaebpf_shape *s, int owner, int spec_idx,
                              int is_key);
-/* m:codec{}: the specs at key_idx and value_idx (nil: unchanged), all or nothing */
+/* m:codec{}: the specs at key_idx and value_idx (nil: unchanged), then the decode
+ * table at decode_idx (0 or nil: none) over the resulting codecs, all or nothing */
 void luaebpf_shape_change_codecs(lua_State *L, luaebpf_shape *s, int owner, int key_idx,
-                                 int value_idx, int int64_string);
+                                 int value_idx, int decode_idx, int int64_string);
 /* loads the BTF (by btf_id) and attaches codecs from it for the sides in `which` */
 void luaebpf_shape_load_btf(lua_State *L, luaebpf_shape *s, int owner, int which,
                             const char *op);

@@ -461,10 +461,11 @@ static int map_fd(lua_State *L) {
     return 1;
 }
 
-/* m:codec{ key = spec, value = spec, int64 = "string" } sets; m:codec() returns
+/* m:codec{ key = spec, value = spec, int64 = "string", decode = { path = decoder } }
+ * sets; m:codec() returns
  * both descriptions */
 static int map_codec(lua_State *L) {
-    static const char *const known[] = {"key", "value", "int64", NULL};
+    static const char *const known[] = {"key", "value", "int64", "decode", NULL};
     luaebpf_map *m = luaebpf_check_map(L, 1, "codec");
     if (lua_isnoneornil(L, 2)) {
         lua_pushstring(L, luaebpf_shape_desc(&m->shape, 1));
@@ -482,7 +483,8 @@ static int map_codec(lua_State *L) {
     int int64_string = luaebpf_opt_int64(L, 2, m->shape.int64_string);
     lua_getfield(L, 2, "key");   /* 3 */
     lua_getfield(L, 2, "value"); /* 4 */
-    luaebpf_shape_change_codecs(L, &m->shape, 1, 3, 4, int64_string);
+    lua_getfield(L, 2, "decode"); /* 5 */
+    luaebpf_shape_change_codecs(L, &m->shape, 1, 3, 4, 5, int64_string);
     lua_settop(L, 1);
     return 1;
 }

@@ -67,6 +67,8 @@ static void check_codec_fits(lua_State *L, const luaebpf_shape *s, luaebpf_codec
                    luaebpf_type_name(s->type) ? luaebpf_type_name(s->type) : "?");
     if (c->nodes[0].kind == LUAEBPF_RAW && c->nodes[0].size == 0)
         c->nodes[0].size = want; /* plain "raw": the map's own size */
+    if (c->nodes[0].size != want) /* a flex decoder ("cidr", "syscall") takes it if it can */
+        luaebpf_decoder_resize(&c->nodes[0], want);
     if (c->nodes[0].size != want)
         luaL_error(L, "%s codec %s is %s bytes, but map '%s' (id %s) has %s-byte %ss", what,
                    c->desc, LUAEBPF_UTEXT(c->nodes[0].size), s->name, LUAEBPF_UTEXT(s->id),
@@ -106,11 +108,12 @@ static uint32_t btf_type_of(const luaebpf_shape *s, int is_key) {
     return s->btf_id ? (is_key ? s->btf_key_type_id : s->btf_value_type_id) : 0;
 }
 
-/* protected: args owner, shape (light), pending mask, btf (light). Builds and attaches. */
+/* protected: args shape (light), mask, btf (light). Returns the codecs built: the
+ * key's (mask & 1), then the value's (mask & 2) */
 static int build_btf_codecs(lua_State *L) {
-    luaebpf_shape *s = lua_touserdata(L, 2);
-    int which = (int)lua_tointeger(L, 3);
-    const struct btf *btf = lua_touserdata(L, 4);
+    luaebpf_shape *s = lua_touserdata(L, 1);
+    int which = (int)lua_tointeger(L, 2);
+    const struct btf *btf = lua_touserdata(L, 3);
     for (int is_key = 1; is_key >= 0; is_key--) {
         if (!(which & (is_key ? 1 : 2)))
             continue;
@@ -119,15 +122,13 @@ static int build_btf_codecs(lua_State *L) {
             lua_pop(L, 1); /* BTF and map disagree: bytes are the honest answer */
             luaebpf_codec_raw(L, is_key ? s->key_size : s->value_size);
         }
-        attach_codec(L, s, 1, lua_gettop(L), is_key);
-        lua_pop(L, 1);
     }
-    return 0;
+    return (which & 1) + !!(which & 2);
 }
 
-void luaebpf_shape_load_btf(lua_State *L, luaebpf_shape *s, int owner, int which,
-                            const char *op) {
-    owner = lua_absindex(L, owner);
+/* loads the BTF and pushes the codecs it gives for the sides in which (key first);
+ * returns the sides pushed (never the key of a keyless map) */
+static int push_btf_codecs(lua_State *L, luaebpf_shape *s, int which, const char *op) {
     for (int is_key = 1; is_key >= 0; is_key--) {
         if ((which & (is_key ? 1 : 2)) && !btf_type_of(s, is_key) && !(is_key && !s->key_size))
             luaL_error(L, "map '%s' (id %s) has no BTF for its %s: the \"btf\" codec needs it; "
@@ -147,14 +148,27 @@ void luaebpf_shape_load_btf(lua_State *L, luaebpf_shape *s, int owner, int which
     }
     /* protected, so the btf is freed whatever building raises */
     lua_pushcfunction(L, build_btf_codecs);
-    lua_pushvalue(L, owner);
     lua_pushlightuserdata(L, s);
     lua_pushinteger(L, which);
     lua_pushlightuserdata(L, btf);
-    int r = lua_pcall(L, 4, 0, 0);
+    int r = lua_pcall(L, 3, LUA_MULTRET, 0);
     btf__free(btf);
     if (r != 0)
         lua_error(L);
+    return which;
+}
+
+void luaebpf_shape_load_btf(lua_State *L, luaebpf_shape *s, int owner, int which,
+                            const char *op) {
+    owner = lua_absindex(L, owner);
+    int top = lua_gettop(L);
+    which = push_btf_codecs(L, s, which, op);
+    int at = top + 1;
+    if (which & 1)
+        attach_codec(L, s, owner, at++, 1);
+    if (which & 2)
+        attach_codec(L, s, owner, at, 0);
+    lua_settop(L, top);
     s->btf_pending &= ~which;
 }
 
@@ -179,14 +193,20 @@ void luaebpf_shape_set_codec(lua_State *L, luaebpf_shape *s, int owner, int spec
 }
 
 void luaebpf_shape_change_codecs(lua_State *L, luaebpf_shape *s, int owner, int key_idx,
-                                 int value_idx, int int64_string) {
+                                 int value_idx, int decode_idx, int int64_string) {
     owner = lua_absindex(L, owner);
     key_idx = lua_absindex(L, key_idx);
     value_idx = lua_absindex(L, value_idx);
-    /* compile both before attaching either, so a bad spec changes nothing */
+    int decode = decode_idx && !lua_isnoneornil(L, decode_idx);
+    if (decode)
+        decode_idx = lua_absindex(L, decode_idx);
+    /* build every new codec before attaching any, so a bad spec changes nothing */
     int kc = 0, vc = 0;
     int btf_sides = (luaebpf_is_btf_spec(L, key_idx) ? 1 : 0) |
                     (luaebpf_is_btf_spec(L, value_idx) ? 2 : 0);
+    if (decode) /* decoding sides whose BTF is not loaded yet: load it now */
+        btf_sides |= s->btf_pending & ((lua_isnil(L, key_idx) ? 1 : 0) |
+                                       (lua_isnil(L, value_idx) ? 2 : 0));
     if (!lua_isnil(L, key_idx) && !(btf_sides & 1)) {
         luaebpf_codec_compile(L, key_idx, "key");
         kc = lua_gettop(L);
@@ -199,8 +219,28 @@ void luaebpf_shape_change_codecs(lua_State *L, luaebpf_shape *s, int owner, int 
         check_codec_fits(L, s, lua_touserdata(L, kc), 1);
     if (vc)
         check_codec_fits(L, s, lua_touserdata(L, vc), 0);
-    if (btf_sides) /* may raise (no BTF, no privilege) before anything changed */
-        luaebpf_shape_load_btf(L, s, owner, btf_sides, "codec");
+    if (btf_sides) { /* may raise (no BTF, no privilege) before anything changed */
+        int top = lua_gettop(L);
+        int got = push_btf_codecs(L, s, btf_sides, "codec");
+        if (got & 1)
+            kc = ++top;
+        if (got & 2)
+            vc = ++top;
+    }
+    if (decode) {
+        /* a side this call leaves as it was is decorated on a copy: its codec may
+         * be decoding below, or shared (an mmap view holds the value codec) */
+        if (!kc && s->kc && s->key_size) {
+            luaebpf_codec_clone(L, s->kc);
+            kc = lua_gettop(L);
+        }
+        if (!vc && s->vc) {
+            luaebpf_codec_clone(L, s->vc);
+            vc = lua_gettop(L);
+        }
+        luaebpf_codec_decorate(L, kc ? lua_touserdata(L, kc) : NULL,
+                               vc ? lua_touserdata(L, vc) : NULL, decode_idx);
+    }
     if (kc)
         attach_codec(L, s, owner, kc, 1);
     if (vc)

@@ -138,7 +138,7 @@ describe("btf codec: types far larger than their bytes (issue 10, item 14)", fun
       .. "{return 0;}' | clang -x c -fsanitize=fuzzer -o /dev/null -")
     if not fuzzer then return pending("needs clang with libFuzzer: " .. why) end
     -- a make of its own: not this Lua's build variables, not the ASan preload
-    local env = "env -u LD_PRELOAD -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "
+    local env = "env -u LD_PRELOAD -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA "
     H.run(env .. "make -s fuzz/fuzz_btf fuzz/fuzz_codec")
     local out, ok = H.sh(env .. "make -s fuzz-replay")
     assert(ok, out)
