@@ -737,4 +737,15 @@ describe("luaebpf.prometheus with decoders", function()
     assert.is_truthy(text:find('flows{saddr="10.0.0.1",dport="443",family="2"} 3', 1, true), text)
     assert.is_truthy(text:find('flows{saddr="192.168.1.20",dport="80",family="2"} 5', 1, true), text)
   end)
+
+  it("refuses a value decoded as text, naming its decoder, rather than print text as a sample",
+    function()
+      local prom = require "luaebpf.prometheus"
+      local m = ebpf.create{ type = "hash", key = "u32", value = "errno", max_entries = 4 }
+      assert(m:update(1, "ENOENT"))
+      local msg = H.raised(prom.text, m, { name = "last_error" })
+      m:close()
+      assert.is_truthy(msg:find("errno", 1, true), msg)
+      assert.is_truthy(msg:find("opts.value", 1, true), msg)
+    end)
 end)

@@ -669,8 +669,11 @@ function P.collect(m, opts)
         help .. ", field " .. concat(names, "."),
         function(v) return get_path(v, names) end, is_unsigned64(leaf.layout))
     end
-  else
+  elseif NUMERIC[vl.kind] then
     new(base, help, function(v) return v end, is_unsigned64(vl))
+  else -- text such as a decoder's ("errno", "ipv4"), a string, raw bytes: no sample value
+    error("collect: the map's values read as " .. tostring(vl.kind)
+      .. ", not numbers; give opts.value (a field name or a function returning a number)", 2)
   end
 
   local kl = layout.key
