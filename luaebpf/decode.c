@@ -279,11 +279,21 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
 static void decode_root(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
                         const dpath *root) {
     const luaebpf_node *r = c->nodes;
-    if (r->kind == LUAEBPF_UINT && r->size == 8) { /* the hot case: a u64 counter */
-        uint64_t v;
-        memcpy(&v, buf, 8);
-        int_push(L, c, v, 0, r, root);
-        return;
+    /* the hot cases, a plain 4- or 8-byte integer (u64 counters, u32 keys):
+     * straight to the push, no walk of the node tree */
+    if (r->kind == LUAEBPF_UINT || r->kind == LUAEBPF_INT) {
+        if (r->size == 8) {
+            uint64_t v;
+            memcpy(&v, buf, 8);
+            int_push(L, c, v, r->kind == LUAEBPF_INT, r, root);
+            return;
+        }
+        if (r->size == 4) { /* exact on every Lua, LuaJIT's doubles too */
+            uint32_t u;
+            memcpy(&u, buf, 4);
+            lua_pushinteger(L, r->kind == LUAEBPF_INT ? (lua_Integer)(int32_t)u : (lua_Integer)u);
+            return;
+        }
     }
     decode_node(L, c, 0, buf, root);
 }
