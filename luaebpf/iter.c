@@ -32,6 +32,7 @@ typedef struct walk {
     uint64_t steps, limit;        /* next_key: get_next_key calls; max_entries + 64 */
     uint64_t restarts;            /* next_key: this walk's restarts (m->last is shared) */
     int last_was_new;
+    int reduce;                   /* opts.percpu: LUAEBPF_PERCPU_*, 0: none (percpu.c) */
 } walk;
 
 /* ------------------------------------------------------------ buffers */
@@ -279,17 +280,27 @@ static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char
     return 1;
 }
 
-/* options of pairs/keys/dump/drain: { batch = bool, n = entries per batch } */
+/* options of pairs/keys/dump/drain: { batch = bool, n = entries per batch,
+ * percpu = "sum" | "min" | "max" (not keys: it reads no values) } */
 static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *use_batch,
-                         uint32_t *n) {
-    static const char *const known[] = {"batch", "n", NULL};
+                         uint32_t *n, int *reduce, const char *op) {
+    static const char *const known[] = {"batch", "n", "percpu", NULL};
+    static const char *const known_keys[] = {"batch", "n", NULL};
     *use_batch = del ? luaebpf_type_has_delete_batch(m->shape.type)
                      : luaebpf_type_has_batch(m->shape.type);
     *n = default_batch(m);
+    if (reduce)
+        *reduce = 0;
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
-    luaebpf_check_options(L, idx, "iteration options", known);
+    luaebpf_check_options(L, idx, "iteration options", reduce ? known : known_keys);
+    if (reduce) {
+        lua_getfield(L, idx, "percpu");
+        if (!lua_isnil(L, -1))
+            *reduce = luaebpf_percpu_reduction(L, -1, &m->shape, op);
+        lua_pop(L, 1);
+    }
     lua_getfield(L, idx, "batch");
     if (!lua_isnil(L, -1)) {
         if (!lua_isboolean(L, -1))
@@ -314,6 +325,17 @@ static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
         luaebpf_raise(L, op, LUAEBPF_ENOTSUPP, m->name, m->id, "this map has no keys to walk");
 }
 
+/* pushes the value of an entry whose decoded key is at key_idx (named in the
+ * error if the value does not fit Lua), per-CPU reduced when reduce says so:
+ * folded in place, in the walk's own buffer, which no one reads again */
+static void decode_value(lua_State *L, luaebpf_map *m, int reduce, const unsigned char *v,
+                         int key_idx) {
+    if (reduce)
+        luaebpf_percpu_push(L, &m->shape, reduce, (unsigned char *)v, key_idx);
+    else
+        luaebpf_decode_entry_value(L, &m->shape, v, key_idx);
+}
+
 /* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false). The map upvalue
  * is a Map by construction: only whether it was closed needs checking. */
 static int pairs_step(lua_State *L) {
@@ -331,7 +353,7 @@ static int pairs_step(lua_State *L) {
     luaebpf_decode_key(L, &m->shape, k);
     if (!w->with_values)
         return 1;
-    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
+    decode_value(L, m, w->reduce, v, lua_gettop(L));
     return 2;
 }
 
@@ -339,11 +361,12 @@ static int iterate(lua_State *L, int with_values) {
     const char *op = with_values ? "pairs" : "keys";
     luaebpf_map *m = luaebpf_check_map_data(L, 1, op);
     check_walkable(L, m, op);
-    int use_batch;
+    int use_batch, reduce;
     uint32_t n;
-    walk_options(L, 2, m, 0, &use_batch, &n);
+    walk_options(L, 2, m, 0, &use_batch, &n, with_values ? &reduce : NULL, op);
     lua_settop(L, 1);                           /* map */
-    walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
+    walk *w = walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
+    w->reduce = with_values ? reduce : 0;
     if (luaebpf_type_is_array(m->shape.type))
         lua_pushboolean(L, 0);                  /* array walks never restart */
     else
@@ -369,10 +392,10 @@ static int map_keys(lua_State *L) {
 }
 
 /* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
-static void append_entry(lua_State *L, luaebpf_map *m, int keys, lua_Integer i,
+static void append_entry(lua_State *L, luaebpf_map *m, int reduce, int keys, lua_Integer i,
                          const unsigned char *k, const unsigned char *v) {
     luaebpf_decode_key(L, &m->shape, k);
-    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
+    decode_value(L, m, reduce, v, lua_gettop(L));
     lua_rawseti(L, keys + 1, i);
     lua_rawseti(L, keys, i);
 }
@@ -422,9 +445,9 @@ static int collect(lua_State *L, int del) {
     if (del && m->access == BPF_F_RDONLY)
         return luaebpf_raise(L, op, EPERM, m->name, m->id,
                              "opened read-only; open with access = \"rw\" to drain");
-    int use_batch;
+    int use_batch, reduce;
     uint32_t n;
-    walk_options(L, 2, m, del, &use_batch, &n);
+    walk_options(L, 2, m, del, &use_batch, &n, &reduce, op);
     lua_settop(L, 1);
     walk *w = walk_push(L, m, 1, del, use_batch, n); /* 2 */
     if (luaebpf_type_is_array(m->shape.type))
@@ -438,7 +461,7 @@ static int collect(lua_State *L, int del) {
     lua_Integer i = 0;
     const unsigned char *k, *v;
     while (walk_next(L, m, w, seen, op, &k, &v))
-        append_entry(L, m, 4, ++i, k, v);
+        append_entry(L, m, reduce, 4, ++i, k, v);
     walk_free(w);
     return 2;
 }
@@ -523,7 +546,8 @@ static cursor *cursor_resume(lua_State *L) {
 /* one slice of up to n entries into two new arrays it pushes: one batch call
  * (the arrays made as large as the kernel's answer), or n next_key steps
  * (also after a batch call found no batch support) */
-static void read_slice(lua_State *L, luaebpf_map *m, walk *w, lua_Integer n, int seen) {
+static void read_slice(lua_State *L, luaebpf_map *m, walk *w, lua_Integer n, int seen,
+                       int reduce) {
     lua_Integer i = 0;
     int got = -1;
     memset(&m->last, 0, sizeof m->last);
@@ -546,7 +570,7 @@ static void read_slice(lua_State *L, luaebpf_map *m, walk *w, lua_Integer n, int
     int keys = lua_gettop(L) - 1;
     if (got >= 0) {
         for (i = 0; i < got; i++)
-            append_entry(L, m, keys, i + 1, w->keys + (size_t)i * w->key_size,
+            append_entry(L, m, reduce, keys, i + 1, w->keys + (size_t)i * w->key_size,
                          w->values + (size_t)i * w->value_bytes);
         m->last.entries = (uint64_t)got;
         m->last.batch_size = w->cap;
@@ -555,16 +579,30 @@ static void read_slice(lua_State *L, luaebpf_map *m, walk *w, lua_Integer n, int
         m->last.fallback = 1;
         w->steps = 0; /* the bound applies per slice */
         while (i < n && next_key_step(L, m, w, seen, "read_batch"))
-            append_entry(L, m, keys, ++i, w->out, w->values);
+            append_entry(L, m, reduce, keys, ++i, w->out, w->values);
         m->last.entries = (uint64_t)i;
     }
 }
 
-/* m:read_batch([cursor [, n]]) -> keys, values, cursor (nil when done) */
+/* read_batch's opts (argument 4): { percpu = "sum" | "min" | "max" } */
+static int read_batch_reduce(lua_State *L, luaebpf_map *m) {
+    static const char *const known[] = {"percpu", NULL};
+    if (lua_isnoneornil(L, 4))
+        return 0;
+    luaL_checktype(L, 4, LUA_TTABLE);
+    luaebpf_check_options(L, 4, "read_batch options", known);
+    lua_getfield(L, 4, "percpu");
+    int reduce = lua_isnil(L, -1) ? 0 : luaebpf_percpu_reduction(L, -1, &m->shape, "read_batch");
+    lua_pop(L, 1);
+    return reduce;
+}
+
+/* m:read_batch([cursor [, n [, opts]]]) -> keys, values, cursor (nil when done) */
 static int map_read_batch(lua_State *L) {
     luaebpf_map *m = luaebpf_check_map_data(L, 1, "read_batch");
     check_walkable(L, m, "read_batch");
     lua_Integer n = read_batch_size(L, m);
+    int reduce = read_batch_reduce(L, m);
     lua_settop(L, 3);
     /* a new walk gets a new cursor */
     cursor *c = lua_isnil(L, 2) ? cursor_new(L, m, n) : cursor_resume(L); /* 4 */
@@ -572,7 +610,7 @@ static int map_read_batch(lua_State *L) {
     luaebpf_getuservalue(L, 4);
     lua_rawgeti(L, -1, 2);                      /* 5 uv, 6 seen */
     int seen = lua_istable(L, 6) ? 6 : 0;
-    read_slice(L, m, w, n, seen);               /* 7 keys, 8 values */
+    read_slice(L, m, w, n, seen, reduce);       /* 7 keys, 8 values */
     if (w->done) {
         walk_free(w);
         lua_pushnil(L);
