@@ -171,10 +171,11 @@ typedef struct luaebpf_percpu {
  * that is not per-CPU */
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op);
 /* during a lua_next walk of an options table (key string `key` of len bytes, its
- * value on top): takes "percpu" or "into" (whose table it copies to into_slot)
- * into pc and returns 1, checking them; 0 for any other key */
+ * value on top): takes "percpu" or "into" into pc and returns 1, checking them
+ * (the into table is copied below the walk's key, so it stays on the stack);
+ * 0 for any other key */
 int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaebpf_shape *s,
-                          const char *op, luaebpf_percpu *pc, int into_slot);
+                          const char *op, luaebpf_percpu *pc);
 /* pushes the per-CPU value at buf reduced by how; folds it in place (buf is
  * the caller's scratch). key_idx as for luaebpf_decode_entry_value */
 void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned char *buf,

@@ -630,26 +630,24 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
  * flag (a value holding a bpf_spin_lock is read under it by default) and, for
  * percpu.c, the per-CPU answer into pc. One pass over the table, its keys
  * compared as they come: the options sit on a hot path (a per-CPU lookup with
- * a reduction is meant to cost what the bare syscall does). `into` is copied
- * to slot 4. */
-static uint64_t check_lookup_options(lua_State *L, const luaebpf_map *m, luaebpf_percpu *pc) {
+ * a reduction is meant to cost what the bare syscall does). An `into` table
+ * is left on the stack, below the walk's key. */
+static __attribute__((noinline)) uint64_t check_lookup_options(lua_State *L,
+                                                               const luaebpf_map *m,
+                                                               luaebpf_percpu *pc) {
     static const char *const known[] = {"lock", "percpu", "into", NULL};
     uint64_t flags = luaebpf_shape_lock(&m->shape);
-    if (lua_isnoneornil(L, 3))
-        return flags;
     luaL_checktype(L, 3, LUA_TTABLE);
-    lua_settop(L, 3);
-    lua_pushnil(L); /* 4: the into table's slot */
     lua_pushnil(L);
     while (lua_next(L, 3)) {
         size_t len = 0;
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : "";
-        if (len == 4 && memcmp(k, "lock", 4) == 0) {
+        if (len == 4 && k[0] == 'l' && k[1] == 'o' && k[2] == 'c' && k[3] == 'k') {
             if (!lua_isboolean(L, -1))
                 luaL_error(L, "bad option 'lock': a boolean expected, got %s",
                            luaL_typename(L, -1));
             flags = lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
-        } else if (!luaebpf_percpu_option(L, k, len, &m->shape, "lookup", pc, 4)) {
+        } else if (!luaebpf_percpu_option(L, k, len, &m->shape, "lookup", pc)) {
             luaebpf_check_options(L, 3, "lookup options", known); /* raises */
         }
         lua_pop(L, 1);
@@ -663,6 +661,10 @@ static int map_lookup(lua_State *L) {
     if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
         return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to "
                           "look up; test membership with f:contains(value)");
+    if (lua_isnoneornil(L, 3)) { /* the hot path, with nothing of the options' */
+        uint64_t flags = luaebpf_shape_lock(&m->shape);
+        return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, NULL);
+    }
     luaebpf_percpu pc = {0, 0};
     uint64_t flags = check_lookup_options(L, m, &pc);
     return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &pc);

@@ -16,8 +16,6 @@
 #include <string.h>
 #include "luaebpf.h"
 
-static const char *const reduction_names[] = {"sum", "min", "max", NULL};
-
 /* ---------------------------------------------------------- arithmetic */
 
 static uint64_t load_be(const unsigned char *p, uint32_t size) {
@@ -183,14 +181,25 @@ static void check_percpu_map(lua_State *L, const luaebpf_shape *s, const char *o
                tn ? tn : "map of another type");
 }
 
+/* "sum", "min", "max" as LUAEBPF_PERCPU_*, 0 for anything else; by hand, as it
+ * runs on every lookup that asks for a reduction */
+static int reduction_of(const char *name, size_t len) {
+    if (len != 3)
+        return 0;
+    if (name[0] == 's' && name[1] == 'u' && name[2] == 'm')
+        return LUAEBPF_PERCPU_SUM;
+    if (name[0] == 'm' && name[1] == 'i' && name[2] == 'n')
+        return LUAEBPF_PERCPU_MIN;
+    if (name[0] == 'm' && name[1] == 'a' && name[2] == 'x')
+        return LUAEBPF_PERCPU_MAX;
+    return 0;
+}
+
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op) {
     idx = lua_absindex(L, idx);
     size_t len = 0;
     const char *name = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
-    int how = 0;
-    for (int i = 0; name && reduction_names[i]; i++)
-        if (strlen(reduction_names[i]) == len && memcmp(name, reduction_names[i], len) == 0)
-            how = LUAEBPF_PERCPU_SUM + i;
+    int how = name ? reduction_of(name, len) : 0;
     if (!how)
         luaL_error(L, "%s: bad option 'percpu': \"sum\", \"min\" or \"max\" expected, got %s",
                    op, name ? lua_pushfstring(L, "\"%s\"", luaebpf_push_shown(L, idx))
@@ -200,7 +209,7 @@ int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, cons
 }
 
 int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaebpf_shape *s,
-                          const char *op, luaebpf_percpu *pc, int into_slot) {
+                          const char *op, luaebpf_percpu *pc) {
     if (len == 6 && memcmp(key, "percpu", 6) == 0) {
         pc->reduce = luaebpf_percpu_reduction(L, -1, s, op);
     } else if (len == 4 && memcmp(key, "into", 4) == 0) {
@@ -208,9 +217,10 @@ int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaeb
             luaL_error(L, "%s: bad option 'into': a table to fill with the %d per-CPU values "
                        "expected, got %s", op, s->ncpus, luaL_typename(L, -1));
         check_percpu_map(L, s, op, "into");
+        /* key, value -> value, key, value: the table stays below the walk */
         lua_pushvalue(L, -1);
-        lua_replace(L, into_slot);
-        pc->into = into_slot;
+        lua_insert(L, -3);
+        pc->into = lua_gettop(L) - 2;
     } else {
         return 0;
     }
