@@ -430,6 +430,6 @@ describe("dump's result arrays", function()
     local out = churn:read("*a")
     churn:close()
     assert.truthy(out:find("inserts"), out)
-    assert.is_true(reads > 2)
+    assert.is_true(reads >= 2) -- one pass at least, both batch sizes
   end)
 end)
