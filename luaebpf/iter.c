@@ -33,6 +33,10 @@ typedef struct walk {
     uint64_t restarts;            /* next_key: this walk's restarts (m->last is shared) */
     int last_was_new;
     int reduce;                   /* opts.percpu: LUAEBPF_PERCPU_*, 0: none (percpu.c) */
+    /* pairs/keys: the map, held by the step's upvalue 2, and whether upvalue 3
+     * is the yielded-keys table; so a step makes one Lua API call to find all */
+    luaebpf_map *map;
+    int has_seen;
 } walk;
 
 /* ------------------------------------------------------------ buffers */
@@ -336,16 +340,22 @@ static void decode_value(lua_State *L, luaebpf_map *m, int reduce, const unsigne
         luaebpf_decode_entry_value(L, &m->shape, v, key_idx);
 }
 
-/* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false). The map upvalue
- * is a Map by construction: only whether it was closed needs checking. */
+/* upvalues: 1 walk, 2 map, 3 yielded-keys table (or false). The walk knows
+ * the map (a Map by construction, kept alive by upvalue 2): only whether it
+ * was closed needs checking. */
 static int pairs_step(lua_State *L) {
-    luaebpf_map *m = lua_touserdata(L, lua_upvalueindex(1));
+    walk *w = lua_touserdata(L, lua_upvalueindex(1));
+    luaebpf_map *m = w->map;
     if (m->fd < 0)
-        m = luaebpf_check_map(L, lua_upvalueindex(1), "iterate"); /* raises "closed" */
-    walk *w = lua_touserdata(L, lua_upvalueindex(2));
-    int seen = lua_istable(L, lua_upvalueindex(3)) ? lua_upvalueindex(3) : 0;
+        m = luaebpf_check_map(L, lua_upvalueindex(2), "iterate"); /* raises "closed" */
+    int seen = w->has_seen ? lua_upvalueindex(3) : 0;
     const unsigned char *k, *v;
-    if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
+    if (w->mode == WALK_BATCH && w->pos < w->count) { /* the common step: the next of a batch */
+        k = w->keys + (size_t)w->pos * w->key_size;
+        v = w->values + (size_t)w->pos * w->value_bytes;
+        w->pos++;
+        m->last.entries++;
+    } else if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
         walk_free(w); /* the loop is over: give the batch memory back now */
         lua_pushnil(L);
         return 1;
@@ -367,17 +377,20 @@ static int iterate(lua_State *L, int with_values) {
     lua_settop(L, 1);                           /* map */
     walk *w = walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
     w->reduce = with_values ? reduce : 0;
-    if (luaebpf_type_is_array(m->shape.type))
-        lua_pushboolean(L, 0);                  /* array walks never restart */
+    w->map = m;
+    lua_pushvalue(L, 1);                        /* map, walk, map */
+    w->has_seen = !luaebpf_type_is_array(m->shape.type);
+    if (w->has_seen)
+        lua_newtable(L);                        /* map, walk, map, seen */
     else
-        lua_newtable(L);                        /* map, walk, seen */
+        lua_pushboolean(L, 0);                  /* array walks never restart */
     lua_pushcclosure(L, pairs_step, 3);         /* step */
     lua_pushnil(L);
     lua_pushnil(L);
     if (!LUAEBPF_FOR_CLOSES)
         return 3;
     /* a fourth for-loop value: `break` closes it and frees the batch at once */
-    lua_getupvalue(L, -3, 2);
+    lua_getupvalue(L, -3, 1);
     return 4;
 }
 
