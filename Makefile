@@ -49,7 +49,7 @@ DEPS_TEST      := $(DEPS_BUILD) lua-busted lua-cjson bpftool python3-prometheus-
 DEPS_VALGRIND  := $(DEPS_TEST) valgrind
 DEPS_OPENRESTY := $(DEPS_BUILD) $(LUA_PKGS_luajit) nginx libnginx-mod-http-lua lua-resty-core curl \
                   bpftool python3-prometheus-client
-DEPS_BENCH     := $(DEPS_OPENRESTY) wrk
+DEPS_BENCH     := $(DEPS_OPENRESTY) wrk valgrind
 # libFuzzer's runtime; llvm for llvm-symbolizer's stack traces
 DEPS_FUZZ      := $(DEPS_BUILD) libclang-rt-dev llvm
 DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_FUZZ) \
@@ -205,6 +205,7 @@ bench: deps-bench all $(CBENCH)
 	$(LUA) bench/lookup.lua
 	$(LUA) bench/iterate.lua
 	$(LUA) bench/percpu.lua
+	sh bench/callgrind.sh $(LUA)
 	$(LUA) bench/mmap.lua
 	$(LUA) bench/btf.lua
 	$(LUA) bench/events.lua
