@@ -10,7 +10,6 @@
  * so it remembers the keys it yielded (types that can delete) and skips them;
  * it is bounded, and an entry whose lookup says ENOENT is skipped. */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
@@ -423,10 +422,11 @@ static void append_entry(lua_State *L, luaebpf_map *m, int reduce, int keys, lua
  * roundup_pow_of_two(max_entries) buckets read so far, and the count scales
  * by it (buckets hold about the same number of entries). */
 #define HINT_SMALL 4096 /* a next_key walk of a map this small: max_entries */
+#define HINT_MAX (1 << 26) /* beyond, the arrays grow as Lua grows them (LuaJIT's limit: 2^27) */
 static int collect_hint(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
     uint64_t max = m->max_entries, hint = 0;
-    if (luaebpf_type_is_array(m->shape.type))
-        hint = max;
+    if (luaebpf_type_is_array(m->shape.type) && luaebpf_type_has_batch(m->shape.type))
+        hint = max; /* array, percpu_array: every index is an entry (not so a prog_array's) */
     else if (w->mode == WALK_BATCH && batch_fetch(L, m, w, op) < 0)
         to_next_key(m, w); /* no batches after all: the next_key case below */
     else if (w->mode == WALK_BATCH && w->done)
@@ -447,7 +447,7 @@ static int collect_hint(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
         hint = max;
     if (max && hint > max)
         hint = max;
-    return hint > INT_MAX / 2 ? INT_MAX / 2 : (int)hint;
+    return hint > HINT_MAX ? HINT_MAX : (int)hint;
 }
 
 /* m:dump([opts]) / m:drain([opts]) -> keys, values (parallel arrays) */
