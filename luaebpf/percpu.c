@@ -157,16 +157,20 @@ void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned
         luaebpf_decode(L, s->vc, buf);
 }
 
+/* every value is decoded before t is touched: a decode that raises (LuaJIT, a
+ * u64 beyond 2^53) leaves t as it was, never half filled */
 void luaebpf_percpu_fill(lua_State *L, const luaebpf_shape *s, const unsigned char *buf,
                          int into, int key_idx) {
+    luaL_checkstack(L, s->ncpus + 1, "per-CPU values");
     for (int i = 0; i < s->ncpus; i++) {
         const unsigned char *p = buf + (size_t)i * s->value_stride;
         if (key_idx)
             luaebpf_decode_entry(L, s->vc, p, key_idx);
         else
             luaebpf_decode(L, s->vc, p);
-        lua_rawseti(L, into, i + 1);
     }
+    for (int i = s->ncpus; i > 0; i--)
+        lua_rawseti(L, into, i); /* pops the top: CPU i - 1's value */
     lua_pushvalue(L, into);
 }
 

@@ -240,6 +240,11 @@ describe("per-CPU reads without a table per CPU", function()
       m:codec{ int64 = "number" }
       local err = raised(m.lookup, m, 1, { percpu = "max" })
       assert.truthy(err:find("2^53", 1, true), err)
+      -- into decodes every CPU's value before it writes: the table stays as it was
+      local t = { "a", "b", n = 1 }
+      err = raised(m.lookup, m, 1, { into = t })
+      assert.truthy(err:find("2^53", 1, true), err)
+      assert.are.same({ "a", "b", n = 1 }, t)
     end
   end)
 
