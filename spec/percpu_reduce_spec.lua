@@ -241,8 +241,14 @@ describe("per-CPU reads without a table per CPU", function()
       local err = raised(m.lookup, m, 1, { percpu = "max" })
       assert.truthy(err:find("2^53", 1, true), err)
       -- into decodes every CPU's value before it writes: the table stays as it was
+      -- even when CPU 0's value fits and a later CPU's does not
+      local two = {}
+      for cpu = 1, NCPUS do two[cpu] = cpu == 1 and 5 or "18446744073709551615" end
+      m:codec{ int64 = "string" }
+      assert(m:update(2, two))
+      m:codec{ int64 = "number" }
       local t = { "a", "b", n = 1 }
-      err = raised(m.lookup, m, 1, { into = t })
+      err = raised(m.lookup, m, 2, { into = t })
       assert.truthy(err:find("2^53", 1, true), err)
       assert.are.same({ "a", "b", n = 1 }, t)
     end
