@@ -55,7 +55,7 @@ DEPS_OPENRESTY := $(DEPS_BUILD) $(LUA_PKGS_luajit) nginx libnginx-mod-http-lua l
                   bpftool python3-prometheus-client prometheus
 # headless Chromium loads the example's live page (examples/openresty/test_page.sh)
 DEPS_PAGE      := $(DEPS_OPENRESTY) chromium
-DEPS_BENCH     := $(DEPS_OPENRESTY) wrk
+DEPS_BENCH     := $(DEPS_OPENRESTY) wrk valgrind
 # libFuzzer's runtime; llvm for llvm-symbolizer's stack traces
 DEPS_FUZZ      := $(DEPS_BUILD) libclang-rt-dev llvm
 DEPS_ALL       := $(sort $(DEPS_VALGRIND) $(DEPS_BENCH) $(DEPS_PAGE) $(DEPS_FUZZ) \
@@ -256,6 +256,7 @@ bench: deps-bench all $(CBENCH)
 	$(LUA) bench/batch.lua
 	$(LUA) bench/iterate.lua
 	$(LUA) bench/percpu.lua
+	sh bench/callgrind.sh $(LUA)
 	$(LUA) bench/mmap.lua
 	$(LUA) bench/btf.lua
 	$(LUA) bench/events.lua

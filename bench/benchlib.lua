@@ -9,6 +9,9 @@ package.cpath = build .. package.cpath
 
 B.cbench = require "cbench"
 B.now = B.cbench.now
+-- this thread's CPU time: what the sides are timed in (cbench's loops too), so
+-- other work on a shared machine costs neither side
+B.cpu = B.cbench.cputime
 
 -- distinct values that use the high bits (cbench.fill stores the same)
 function B.expected(k) return k * 2654435761 + 7 end
@@ -77,6 +80,13 @@ function B.rounds(nrounds, sides, unit, ratio)
   local med = {}
   for _, s in ipairs(sides) do med[s.name] = B.median(got[s.name]) end
   return med
+end
+
+-- "a/b 1.07 (<= 1.10 met)": one ratio of medians against its target
+function B.ratio_text(med, a, b, target)
+  local r = med[a] / med[b]
+  return string.format("%s/%s %.3f%s", a, b, r,
+    target and string.format(" (<= %.2f %s)", target, B.verdict(r <= target)) or ""), r
 end
 
 -- deep equality of two decoded values (tables field by field)

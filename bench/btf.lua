@@ -12,7 +12,7 @@ local NKEYS = 100000
 local ROUNDS = tonumber(arg and arg[1]) or 7
 local TARGET = 1.5
 local SCRIPT = "bench/btf.lua"
-local cbench, now = B.cbench, B.now
+local cbench, now = B.cbench, B.cpu
 local function fail(msg) B.fail(SCRIPT, msg) end
 
 -- struct flow_value of bpf/bench_btf.bpf.c, by hand

@@ -1,10 +1,10 @@
 /* cbench.c: the C side of the benchmarks. A raw libbpf loop timed in C, so
  * the bench/ scripts can compare luaebpf against it in the same process:
  *   cbench.now()                              CLOCK_MONOTONIC seconds (ns resolution)
- *   cbench.lookup_loop(fd, nkeys, iterations [, value_bytes])   elapsed ns, misses
+ *   cbench.lookup_loop(fd, nkeys, iterations [, value_bytes])   CPU ns, misses
  *   cbench.fill(fd, n)                        u32 k -> u64 k * 2654435761 + 7, k < n
- *   cbench.batch_loop(fd, key_size, value_bytes, batch)  elapsed ns, entries, sum
- *   cbench.next_key_loop(fd, key_size, value_bytes)      elapsed ns, entries, sum
+ *   cbench.batch_loop(fd, key_size, value_bytes, batch)  CPU ns, entries, sum
+ *   cbench.next_key_loop(fd, key_size, value_bytes)      CPU ns, entries, sum
  *   cbench.update_batch_loop(fd, n, calls)    elapsed ns: calls times, u32 keys 0..n-1
  *       -> u64 k * 2654435761 + 7 written into arrays and by one bpf_map_update_batch
  * lookup_loop looks up u32 keys 0..nkeys-1 in turn with bpf_map_lookup_elem
@@ -28,6 +28,13 @@
  *       lua_setfield, the 6 fields) and calls fn(rec) with lua_call (an error
  *       in fn unwinds through libbpf: the record stays unconsumed)
  *   cbench.syscall_loop(seconds) -> calls     getppid() as fast as it can
+ * The floors (see below), Lua C functions to set beside luaebpf's calls:
+ *   cbench.lookup_floor(fd, key) -> value | nil
+ *   cbench.percpu_sum_floor(fd, key), percpu_into_floor(fd, key, t),
+ *   percpu_table_floor(fd, key)
+ *   cbench.dump_floor(fd, batch, hint) -> keys, values
+ *   cbench.pairs_floor(fd, batch) -> step (a generic for's iterator)
+ * The loops' times are this thread's CPU time, in ns.
  * Links libbpf only: the Lua symbols come from the host interpreter. */
 #include <errno.h>
 #include <stdint.h>
@@ -43,9 +50,11 @@
 
 int luaopen_cbench(lua_State *L);
 
-static uint64_t mono_ns(void) {
+/* the loops time themselves in this thread's CPU time, as the Lua sides do
+ * (benchlib's B.cpu): other work on a shared machine then costs neither side */
+static uint64_t cpu_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -65,7 +74,7 @@ static int cb_now(lua_State *L) {
     return 1;
 }
 
-/* cbench.lookup_loop(fd, nkeys, iterations [, value_bytes]) -> elapsed ns, misses */
+/* cbench.lookup_loop(fd, nkeys, iterations [, value_bytes]) -> CPU ns, misses */
 static int cb_lookup_loop(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer nkeys = luaL_checkinteger(L, 2);
@@ -85,7 +94,7 @@ static int cb_lookup_loop(lua_State *L) {
     uint32_t key = 0, n = (uint32_t)nkeys;
     uint64_t misses = 0;
     int failed = 0;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = cpu_ns();
     for (lua_Integer i = 0; i < iterations; i++) {
         if (bpf_map_lookup_elem(fd, &key, value) != 0) {
             if (errno != ENOENT) {
@@ -97,7 +106,7 @@ static int cb_lookup_loop(lua_State *L) {
         if (++key == n)
             key = 0;
     }
-    uint64_t elapsed = mono_ns() - t0;
+    uint64_t elapsed = cpu_ns() - t0;
     if (value != (unsigned char *)small)
         free(value);
     if (failed)
@@ -182,7 +191,7 @@ static void check_sizes(lua_State *L, lua_Integer key_size, lua_Integer value_by
                   "a value size in 1..2^24 expected");
 }
 
-/* cbench.batch_loop(fd, key_size, value_bytes, batch) -> elapsed ns, entries, sum */
+/* cbench.batch_loop(fd, key_size, value_bytes, batch) -> CPU ns, entries, sum */
 static int cb_batch_loop(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer key_size = luaL_checkinteger(L, 2);
@@ -198,7 +207,7 @@ static int cb_batch_loop(lua_State *L) {
     unsigned char *keys = malloc(cap * ks), *values = malloc(cap * vs);
     uint64_t entries = 0, sum = 0;
     int started = 0, failed = 0;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = cpu_ns();
     while (keys && values) {
         uint32_t count = (uint32_t)cap;
         int r = bpf_map_lookup_batch(fd, started ? in : NULL, out, keys, values, &count, NULL);
@@ -223,7 +232,7 @@ static int cb_batch_loop(lua_State *L) {
         memcpy(in, out, csize);
         started = 1;
     }
-    uint64_t elapsed = mono_ns() - t0;
+    uint64_t elapsed = cpu_ns() - t0;
     int oom = !keys || !values;
     free(keys);
     free(values);
@@ -237,7 +246,7 @@ static int cb_batch_loop(lua_State *L) {
     return 3;
 }
 
-/* cbench.next_key_loop(fd, key_size, value_bytes) -> elapsed ns, entries, sum
+/* cbench.next_key_loop(fd, key_size, value_bytes) -> CPU ns, entries, sum
  * the naive walk: get_next_key, then lookup; an entry deleted in between is skipped */
 static int cb_next_key_loop(lua_State *L) {
     int fd = (int)luaL_checkinteger(L, 1);
@@ -251,7 +260,7 @@ static int cb_next_key_loop(lua_State *L) {
     unsigned char *prev = buf, *key = buf + ks, *value = buf + 2 * ks;
     uint64_t entries = 0, sum = 0;
     int started = 0, failed = 0;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = cpu_ns();
     for (;;) {
         if (bpf_map_get_next_key(fd, started ? prev : NULL, key) != 0) {
             if (errno != ENOENT)
@@ -268,7 +277,7 @@ static int cb_next_key_loop(lua_State *L) {
         }
         memcpy(prev, key, ks);
     }
-    uint64_t elapsed = mono_ns() - t0;
+    uint64_t elapsed = cpu_ns() - t0;
     free(buf);
     if (failed)
         return luaL_error(L, "next_key_loop: %s", strerror(failed));
@@ -392,6 +401,12 @@ static int cb_ringbuf_close(lua_State *L) {
     return 0;
 }
 
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* cbench.syscall_loop(seconds) -> calls: getppid() until seconds have passed */
 static int cb_syscall_loop(lua_State *L) {
     lua_Number seconds = luaL_checknumber(L, 1);
@@ -405,6 +420,211 @@ static int cb_syscall_loop(lua_State *L) {
     return 1;
 }
 
+/* ---- floors: the least a Lua C function can do for each luaebpf read ----
+ * Each does the syscall work of the luaebpf call it stands beside, with a
+ * u32 key and u64 values hard-coded, no argument checks beyond what keeps it
+ * safe, no codecs: what a Lua call of that read cannot go below. */
+
+/* cbench.lookup_floor(fd, key) -> value | nil */
+static int cb_lookup_floor(lua_State *L) {
+    int fd = (int)lua_tointeger(L, 1);
+    uint32_t key = (uint32_t)lua_tointeger(L, 2);
+    uint64_t v;
+    if (bpf_map_lookup_elem(fd, &key, &v) != 0) {
+        if (errno != ENOENT)
+            return luaL_error(L, "lookup_floor: %s", strerror(errno));
+        lua_pushnil(L);
+        return 1;
+    }
+    push_u64(L, v);
+    return 1;
+}
+
+#define FLOOR_MAX_CPUS 512
+static int floor_ncpus(lua_State *L) {
+    static int n;
+    if (n <= 0)
+        n = libbpf_num_possible_cpus();
+    if (n <= 0 || n > FLOOR_MAX_CPUS)
+        luaL_error(L, "cbench: %d possible CPUs, at most %d supported", n, FLOOR_MAX_CPUS);
+    return n;
+}
+
+/* a per-CPU u64 lookup into buf (ncpus values); 0 when absent (nil pushed) */
+static int percpu_lookup(lua_State *L, uint64_t *buf) {
+    int fd = (int)lua_tointeger(L, 1);
+    uint32_t key = (uint32_t)lua_tointeger(L, 2);
+    if (bpf_map_lookup_elem(fd, &key, buf) == 0)
+        return 1;
+    if (errno != ENOENT)
+        luaL_error(L, "percpu floor: %s", strerror(errno));
+    lua_pushnil(L);
+    return 0;
+}
+
+/* cbench.percpu_sum_floor(fd, key) -> the u64 values of all CPUs summed | nil */
+static int cb_percpu_sum_floor(lua_State *L) {
+    uint64_t buf[FLOOR_MAX_CPUS], sum = 0;
+    int n = floor_ncpus(L);
+    if (!percpu_lookup(L, buf))
+        return 1;
+    for (int i = 0; i < n; i++)
+        sum += buf[i];
+    push_u64(L, sum);
+    return 1;
+}
+
+/* cbench.percpu_into_floor(fd, key, t) -> t, t[i] the value of CPU i - 1 | nil */
+static int cb_percpu_into_floor(lua_State *L) {
+    uint64_t buf[FLOOR_MAX_CPUS];
+    int n = floor_ncpus(L);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!percpu_lookup(L, buf))
+        return 1;
+    for (int i = 0; i < n; i++) {
+        push_u64(L, buf[i]);
+        lua_rawseti(L, 3, i + 1);
+    }
+    lua_settop(L, 3);
+    return 1;
+}
+
+/* cbench.percpu_table_floor(fd, key) -> a new table of the ncpus values | nil
+ * (what a plain per-CPU lookup does) */
+static int cb_percpu_table_floor(lua_State *L) {
+    uint64_t buf[FLOOR_MAX_CPUS];
+    int n = floor_ncpus(L);
+    if (!percpu_lookup(L, buf))
+        return 1;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        push_u64(L, buf[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* a batch walk of a u32 -> u64 hash, for dump_floor and pairs_floor */
+typedef struct floor_walk {
+    int fd, started, done;
+    uint32_t cap, count, pos;
+    uint64_t in, out; /* the hash cursor: a bucket number, 8-byte slots as luaebpf's */
+    uint32_t *keys;
+    uint64_t *values;
+} floor_walk;
+
+static void floor_free(floor_walk *w) {
+    free(w->keys);
+    free(w->values);
+    w->keys = NULL;
+    w->values = NULL;
+    w->done = 1;
+}
+
+static int floor_alloc(floor_walk *w, uint32_t cap) {
+    free(w->keys);
+    free(w->values);
+    w->keys = malloc((size_t)cap * sizeof *w->keys);
+    w->values = malloc((size_t)cap * sizeof *w->values);
+    w->cap = cap;
+    return w->keys && w->values;
+}
+
+/* the next batch into w: entries fetched (0 at the end); raises on failure */
+static uint32_t floor_fetch(lua_State *L, floor_walk *w) {
+    for (;;) {
+        uint32_t count = w->cap;
+        int r = bpf_map_lookup_batch(w->fd, w->started ? &w->in : NULL, &w->out, w->keys,
+                                     w->values, &count, NULL);
+        int no = r ? errno : 0;
+        if (no == ENOSPC) {
+            if (!floor_alloc(w, w->cap * 2)) {
+                floor_free(w);
+                luaL_error(L, "floor walk: out of memory");
+            }
+            continue;
+        }
+        if (no && no != ENOENT) {
+            floor_free(w);
+            luaL_error(L, "floor walk: lookup_batch failed: %s", strerror(no));
+        }
+        w->started = 1;
+        w->in = w->out;
+        w->done = no == ENOENT;
+        w->count = count;
+        w->pos = 0;
+        if (count || w->done)
+            return count;
+    }
+}
+
+#define CB_FLOOR_WALK "cbench.floor_walk"
+static int floor_walk_gc(lua_State *L) {
+    floor_free(luaL_checkudata(L, 1, CB_FLOOR_WALK));
+    return 0;
+}
+
+static floor_walk *floor_walk_new(lua_State *L, int fd, lua_Integer batch) {
+    luaL_argcheck(L, batch >= 1 && batch <= (1 << 24), 2, "a batch size in 1..2^24 expected");
+    floor_walk *w = lua_newuserdata(L, sizeof *w);
+    memset(w, 0, sizeof *w);
+    luaL_getmetatable(L, CB_FLOOR_WALK);
+    lua_setmetatable(L, -2);
+    w->fd = fd;
+    if (!floor_alloc(w, (uint32_t)batch)) {
+        floor_free(w);
+        luaL_error(L, "floor walk: out of memory");
+    }
+    return w;
+}
+
+/* cbench.dump_floor(fd, batch, hint) -> keys, values: the arrays made hint large */
+static int cb_dump_floor(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer batch = luaL_checkinteger(L, 2);
+    int hint = (int)luaL_optinteger(L, 3, 0);
+    floor_walk *w = floor_walk_new(L, fd, batch); /* 4 */
+    lua_createtable(L, hint, 0);                  /* 5 keys */
+    lua_createtable(L, hint, 0);                  /* 6 values */
+    lua_Integer i = 0;
+    while (!w->done) {
+        uint32_t n = floor_fetch(L, w);
+        for (uint32_t j = 0; j < n; j++) {
+            i++;
+            lua_pushinteger(L, (lua_Integer)w->keys[j]);
+            lua_rawseti(L, 5, i);
+            push_u64(L, w->values[j]);
+            lua_rawseti(L, 6, i);
+        }
+    }
+    floor_free(w);
+    return 2;
+}
+
+/* upvalue 1: the walk */
+static int floor_pairs_step(lua_State *L) {
+    floor_walk *w = lua_touserdata(L, lua_upvalueindex(1));
+    while (w->pos >= w->count) {
+        if (w->done || floor_fetch(L, w) == 0) {
+            floor_free(w);
+            lua_pushnil(L);
+            return 1;
+        }
+    }
+    lua_pushinteger(L, (lua_Integer)w->keys[w->pos]);
+    push_u64(L, w->values[w->pos]);
+    w->pos++;
+    return 2;
+}
+
+/* cbench.pairs_floor(fd, batch) -> step: for k, v in cbench.pairs_floor(fd, batch) do */
+static int cb_pairs_floor(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    floor_walk_new(L, fd, luaL_checkinteger(L, 2));
+    lua_pushcclosure(L, floor_pairs_step, 1);
+    return 1;
+}
+
 int luaopen_cbench(lua_State *L) {
     static const luaL_Reg funcs[] = {
         {"now", cb_now},           {"lookup_loop", cb_lookup_loop},
@@ -412,10 +632,18 @@ int luaopen_cbench(lua_State *L) {
         {"next_key_loop", cb_next_key_loop}, {"cputime", cb_cputime},
         {"getpid", cb_getpid},     {"fill_events", cb_fill_events},
         {"ringbuf", cb_ringbuf_new}, {"syscall_loop", cb_syscall_loop},
+        {"lookup_floor", cb_lookup_floor}, {"percpu_sum_floor", cb_percpu_sum_floor},
+        {"percpu_into_floor", cb_percpu_into_floor},
+        {"percpu_table_floor", cb_percpu_table_floor},
+        {"dump_floor", cb_dump_floor}, {"pairs_floor", cb_pairs_floor},
         {"update_batch_loop", cb_update_batch_loop}, {NULL, NULL}};
     static const luaL_Reg rb_methods[] = {
         {"consume", cb_ringbuf_consume}, {"poll", cb_ringbuf_poll},
         {"close", cb_ringbuf_close}, {NULL, NULL}};
+    luaL_newmetatable(L, CB_FLOOR_WALK);
+    lua_pushcfunction(L, floor_walk_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     luaL_newmetatable(L, CB_RINGBUF);
     lua_newtable(L);
 #if LUA_VERSION_NUM >= 502

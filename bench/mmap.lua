@@ -11,7 +11,7 @@ local ITERS = tonumber(arg and arg[1]) or 300000
 local ROUNDS = tonumber(arg and arg[2]) or 7
 local TARGET = 10
 local SCRIPT = "bench/mmap.lua"
-local cbench, now = B.cbench, B.now
+local cbench, now = B.cbench, B.cpu
 local function fail(msg) B.fail(SCRIPT, msg) end
 
 local m = ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = NKEYS,

@@ -31,6 +31,11 @@ typedef struct walk {
     uint64_t steps, limit;        /* next_key: get_next_key calls; max_entries + 64 */
     uint64_t restarts;            /* next_key: this walk's restarts (m->last is shared) */
     int last_was_new;
+    int reduce;                   /* opts.percpu: LUAEBPF_PERCPU_*, 0: none (percpu.c) */
+    /* pairs/keys: the map, held by the step's upvalue 2, and whether upvalue 3
+     * is the yielded-keys table; so a step makes one Lua API call to find all */
+    luaebpf_map *map;
+    int has_seen;
 } walk;
 
 /* ------------------------------------------------------------ buffers */
@@ -278,17 +283,27 @@ static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char
     return 1;
 }
 
-/* options of pairs/keys/dump/drain: { batch = bool, n = entries per batch } */
+/* options of pairs/keys/dump/drain: { batch = bool, n = entries per batch,
+ * percpu = "sum" | "min" | "max" (not keys: it reads no values) } */
 static void walk_options(lua_State *L, int idx, luaebpf_map *m, int del, int *use_batch,
-                         uint32_t *n) {
-    static const char *const known[] = {"batch", "n", NULL};
+                         uint32_t *n, int *reduce, const char *op) {
+    static const char *const known[] = {"batch", "n", "percpu", NULL};
+    static const char *const known_keys[] = {"batch", "n", NULL};
     *use_batch = del ? luaebpf_type_has_delete_batch(m->shape.type)
                      : luaebpf_type_has_batch(m->shape.type);
     *n = default_batch(m);
+    if (reduce)
+        *reduce = 0;
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
-    luaebpf_check_options(L, idx, "iteration options", known);
+    luaebpf_check_options(L, idx, "iteration options", reduce ? known : known_keys);
+    if (reduce) {
+        lua_getfield(L, idx, "percpu");
+        if (!lua_isnil(L, -1))
+            *reduce = luaebpf_percpu_reduction(L, -1, &m->shape, op);
+        lua_pop(L, 1);
+    }
     lua_getfield(L, idx, "batch");
     if (!lua_isnil(L, -1)) {
         if (!lua_isboolean(L, -1))
@@ -313,16 +328,33 @@ static void check_walkable(lua_State *L, luaebpf_map *m, const char *op) {
         luaebpf_raise(L, op, LUAEBPF_ENOTSUPP, m->name, m->id, "this map has no keys to walk");
 }
 
-/* upvalues: 1 map, 2 walk, 3 yielded-keys table (or false). The map upvalue
- * is a Map by construction: only whether it was closed needs checking. */
+/* pushes the value of an entry whose decoded key is at key_idx (named in the
+ * error if the value does not fit Lua), per-CPU reduced when reduce says so:
+ * folded in place, in the walk's own buffer, which no one reads again */
+static void decode_value(lua_State *L, luaebpf_map *m, int reduce, const unsigned char *v,
+                         int key_idx) {
+    if (reduce)
+        luaebpf_percpu_push(L, &m->shape, reduce, (unsigned char *)v, key_idx);
+    else
+        luaebpf_decode_entry_value(L, &m->shape, v, key_idx);
+}
+
+/* upvalues: 1 walk, 2 map, 3 yielded-keys table (or false). The walk knows
+ * the map (a Map by construction, kept alive by upvalue 2): only whether it
+ * was closed needs checking. */
 static int pairs_step(lua_State *L) {
-    luaebpf_map *m = lua_touserdata(L, lua_upvalueindex(1));
+    walk *w = lua_touserdata(L, lua_upvalueindex(1));
+    luaebpf_map *m = w->map;
     if (m->fd < 0)
-        m = luaebpf_check_map(L, lua_upvalueindex(1), "iterate"); /* raises "closed" */
-    walk *w = lua_touserdata(L, lua_upvalueindex(2));
-    int seen = lua_istable(L, lua_upvalueindex(3)) ? lua_upvalueindex(3) : 0;
+        m = luaebpf_check_map(L, lua_upvalueindex(2), "iterate"); /* raises "closed" */
+    int seen = w->has_seen ? lua_upvalueindex(3) : 0;
     const unsigned char *k, *v;
-    if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
+    if (w->mode == WALK_BATCH && w->pos < w->count) { /* the common step: the next of a batch */
+        k = w->keys + (size_t)w->pos * w->key_size;
+        v = w->values + (size_t)w->pos * w->value_bytes;
+        w->pos++;
+        m->last.entries++;
+    } else if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
         walk_free(w); /* the loop is over: give the batch memory back now */
         lua_pushnil(L);
         return 1;
@@ -330,7 +362,7 @@ static int pairs_step(lua_State *L) {
     luaebpf_decode_key(L, &m->shape, k);
     if (!w->with_values)
         return 1;
-    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
+    decode_value(L, m, w->reduce, v, lua_gettop(L));
     return 2;
 }
 
@@ -338,22 +370,26 @@ static int iterate(lua_State *L, int with_values) {
     const char *op = with_values ? "pairs" : "keys";
     luaebpf_map *m = luaebpf_check_map_data(L, 1, op);
     check_walkable(L, m, op);
-    int use_batch;
+    int use_batch, reduce;
     uint32_t n;
-    walk_options(L, 2, m, 0, &use_batch, &n);
+    walk_options(L, 2, m, 0, &use_batch, &n, with_values ? &reduce : NULL, op);
     lua_settop(L, 1);                           /* map */
-    walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
-    if (luaebpf_type_is_array(m->shape.type))
-        lua_pushboolean(L, 0);                  /* array walks never restart */
+    walk *w = walk_push(L, m, with_values, 0, use_batch, n); /* map, walk */
+    w->reduce = with_values ? reduce : 0;
+    w->map = m;
+    lua_pushvalue(L, 1);                        /* map, walk, map */
+    w->has_seen = !luaebpf_type_is_array(m->shape.type);
+    if (w->has_seen)
+        lua_newtable(L);                        /* map, walk, map, seen */
     else
-        lua_newtable(L);                        /* map, walk, seen */
+        lua_pushboolean(L, 0);                  /* array walks never restart */
     lua_pushcclosure(L, pairs_step, 3);         /* step */
     lua_pushnil(L);
     lua_pushnil(L);
     if (!LUAEBPF_FOR_CLOSES)
         return 3;
     /* a fourth for-loop value: `break` closes it and frees the batch at once */
-    lua_getupvalue(L, -3, 2);
+    lua_getupvalue(L, -3, 1);
     return 4;
 }
 
@@ -368,12 +404,50 @@ static int map_keys(lua_State *L) {
 }
 
 /* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
-static void append_entry(lua_State *L, luaebpf_map *m, int keys, lua_Integer i,
+static void append_entry(lua_State *L, luaebpf_map *m, int reduce, int keys, lua_Integer i,
                          const unsigned char *k, const unsigned char *v) {
     luaebpf_decode_key(L, &m->shape, k);
-    luaebpf_decode_entry_value(L, &m->shape, v, lua_gettop(L)); /* names the key if it raises */
+    decode_value(L, m, reduce, v, lua_gettop(L));
     lua_rawseti(L, keys + 1, i);
     lua_rawseti(L, keys, i);
+}
+
+/* How many entries a dump or drain will yield, as well as can be known
+ * before reading them all: the result arrays are made that large at once, so
+ * they are written once, with no doubling that copies and first-touches each
+ * element about twice over. A hint only: a wrong one costs time, never
+ * entries. An array holds max_entries. A hash is read one batch ahead: a map
+ * that fits in it gives the exact count; otherwise the batch cursor, which
+ * for the hash family is the next bucket's index, tells the fraction of the
+ * roundup_pow_of_two(max_entries) buckets read so far, and the count scales
+ * by it (buckets hold about the same number of entries). */
+#define HINT_SMALL 4096 /* a next_key walk of a map this small: max_entries */
+#define HINT_MAX (1 << 26) /* beyond, the arrays grow as Lua grows them (LuaJIT's limit: 2^27) */
+static int collect_hint(lua_State *L, luaebpf_map *m, walk *w, const char *op) {
+    uint64_t max = m->max_entries, hint = 0;
+    if (luaebpf_type_is_array(m->shape.type) && luaebpf_type_has_batch(m->shape.type))
+        hint = max; /* array, percpu_array: every index is an entry (not so a prog_array's) */
+    else if (w->mode == WALK_BATCH && batch_fetch(L, m, w, op) < 0)
+        to_next_key(m, w); /* no batches after all: the next_key case below */
+    else if (w->mode == WALK_BATCH && w->done)
+        hint = w->count;   /* the whole map came in the first batch */
+    else if (w->mode == WALK_BATCH) {
+        uint32_t next;
+        uint64_t buckets = 1;
+        memcpy(&next, w->in, sizeof next);
+        while (buckets < max)
+            buckets <<= 1;
+        hint = next > 0 && next <= buckets ? (uint64_t)w->count * buckets / next : w->count;
+        /* over by about three standard deviations of the batch's count (a
+         * sample of about 4096 entries: 1.6% each), since falling short by
+         * one entry costs Lua a rehash that copies the whole array */
+        hint += hint / 16;
+    }
+    if (w->mode == WALK_NEXT_KEY && !hint && max <= HINT_SMALL)
+        hint = max;
+    if (max && hint > max)
+        hint = max;
+    return hint > HINT_MAX ? HINT_MAX : (int)hint;
 }
 
 /* m:dump([opts]) / m:drain([opts]) -> keys, values (parallel arrays) */
@@ -384,9 +458,9 @@ static int collect(lua_State *L, int del) {
     if (del && m->access == BPF_F_RDONLY)
         return luaebpf_raise(L, op, EPERM, m->name, m->id,
                              "opened read-only; open with access = \"rw\" to drain");
-    int use_batch;
+    int use_batch, reduce;
     uint32_t n;
-    walk_options(L, 2, m, del, &use_batch, &n);
+    walk_options(L, 2, m, del, &use_batch, &n, &reduce, op);
     lua_settop(L, 1);
     walk *w = walk_push(L, m, 1, del, use_batch, n); /* 2 */
     if (luaebpf_type_is_array(m->shape.type))
@@ -394,12 +468,13 @@ static int collect(lua_State *L, int del) {
     else
         lua_newtable(L);                              /* 3: seen */
     int seen = lua_istable(L, 3) ? 3 : 0;
-    lua_newtable(L);                                  /* 4: keys */
-    lua_newtable(L);                                  /* 5: values */
+    int hint = collect_hint(L, m, w, op);
+    lua_createtable(L, hint, 0);                      /* 4: keys */
+    lua_createtable(L, hint, 0);                      /* 5: values */
     lua_Integer i = 0;
     const unsigned char *k, *v;
     while (walk_next(L, m, w, seen, op, &k, &v))
-        append_entry(L, m, 4, ++i, k, v);
+        append_entry(L, m, reduce, 4, ++i, k, v);
     walk_free(w);
     return 2;
 }
@@ -481,41 +556,66 @@ static cursor *cursor_resume(lua_State *L) {
     return c;
 }
 
-/* one slice of up to n entries into the arrays at keys and keys + 1: one batch
- * call, or n next_key steps (also after a batch call found no batch support) */
+/* one slice of up to n entries into two new arrays it pushes: one batch call
+ * (the arrays made as large as the kernel's answer), or n next_key steps
+ * (also after a batch call found no batch support) */
 static void read_slice(lua_State *L, luaebpf_map *m, walk *w, lua_Integer n, int seen,
-                       int keys) {
+                       int reduce) {
     lua_Integer i = 0;
+    int got = -1;
     memset(&m->last, 0, sizeof m->last);
     if (w->mode == WALK_BATCH) {
         uint32_t want = (uint32_t)n;
         if (w->cap != want && walk_alloc(w, want))
             luaebpf_raise(L, "read_batch", ENOMEM, m->name, m->id, "cannot allocate the batch");
-        int got = batch_fetch(L, m, w, "read_batch");
-        if (got < 0) {
+        got = batch_fetch(L, m, w, "read_batch");
+        if (got < 0)
             to_next_key(m, w);
-        } else {
-            for (i = 0; i < got; i++)
-                append_entry(L, m, keys, i + 1, w->keys + (size_t)i * w->key_size,
-                             w->values + (size_t)i * w->value_bytes);
-            m->last.entries = (uint64_t)got;
-            m->last.batch_size = w->cap;
-        }
+    }
+    /* next_key: up to n, or max_entries, and never a huge guess up front */
+    lua_Integer hint = got >= 0 ? got : n;
+    if (got < 0 && m->max_entries && hint > (lua_Integer)m->max_entries)
+        hint = m->max_entries;
+    if (got < 0 && hint > 1024)
+        hint = 1024;
+    lua_createtable(L, (int)hint, 0);
+    lua_createtable(L, (int)hint, 0);
+    int keys = lua_gettop(L) - 1;
+    if (got >= 0) {
+        for (i = 0; i < got; i++)
+            append_entry(L, m, reduce, keys, i + 1, w->keys + (size_t)i * w->key_size,
+                         w->values + (size_t)i * w->value_bytes);
+        m->last.entries = (uint64_t)got;
+        m->last.batch_size = w->cap;
     }
     if (w->mode == WALK_NEXT_KEY) {
         m->last.fallback = 1;
         w->steps = 0; /* the bound applies per slice */
         while (i < n && next_key_step(L, m, w, seen, "read_batch"))
-            append_entry(L, m, keys, ++i, w->out, w->values);
+            append_entry(L, m, reduce, keys, ++i, w->out, w->values);
         m->last.entries = (uint64_t)i;
     }
 }
 
-/* m:read_batch([cursor [, n]]) -> keys, values, cursor (nil when done) */
+/* read_batch's opts (argument 4): { percpu = "sum" | "min" | "max" } */
+static int read_batch_reduce(lua_State *L, luaebpf_map *m) {
+    static const char *const known[] = {"percpu", NULL};
+    if (lua_isnoneornil(L, 4))
+        return 0;
+    luaL_checktype(L, 4, LUA_TTABLE);
+    luaebpf_check_options(L, 4, "read_batch options", known);
+    lua_getfield(L, 4, "percpu");
+    int reduce = lua_isnil(L, -1) ? 0 : luaebpf_percpu_reduction(L, -1, &m->shape, "read_batch");
+    lua_pop(L, 1);
+    return reduce;
+}
+
+/* m:read_batch([cursor [, n [, opts]]]) -> keys, values, cursor (nil when done) */
 static int map_read_batch(lua_State *L) {
     luaebpf_map *m = luaebpf_check_map_data(L, 1, "read_batch");
     check_walkable(L, m, "read_batch");
     lua_Integer n = read_batch_size(L, m);
+    int reduce = read_batch_reduce(L, m);
     lua_settop(L, 3);
     /* a new walk gets a new cursor */
     cursor *c = lua_isnil(L, 2) ? cursor_new(L, m, n) : cursor_resume(L); /* 4 */
@@ -523,9 +623,7 @@ static int map_read_batch(lua_State *L) {
     luaebpf_getuservalue(L, 4);
     lua_rawgeti(L, -1, 2);                      /* 5 uv, 6 seen */
     int seen = lua_istable(L, 6) ? 6 : 0;
-    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 7 keys */
-    lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* 8 values */
-    read_slice(L, m, w, n, seen, 7);
+    read_slice(L, m, w, n, seen, reduce);       /* 7 keys, 8 values */
     if (w->done) {
         walk_free(w);
         lua_pushnil(L);

@@ -222,6 +222,30 @@ static inline uint64_t luaebpf_shape_lock(const luaebpf_shape *s) {
     return s->vc && s->vc->has_lock ? BPF_F_LOCK : 0;
 }
 
+/* ---- percpu.c: per-CPU values without a table of ncpus values ---- */
+enum { LUAEBPF_PERCPU_SUM = 1, LUAEBPF_PERCPU_MIN, LUAEBPF_PERCPU_MAX };
+/* how a lookup answers a per-CPU value: reduced, or into the caller's table */
+typedef struct luaebpf_percpu {
+    int reduce; /* LUAEBPF_PERCPU_*, 0: none */
+    int into;   /* stack index of the table to fill, 0: none */
+} luaebpf_percpu;
+/* opts.percpu's value at idx: a LUAEBPF_PERCPU_*; raises on another name or a map
+ * that is not per-CPU */
+int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op);
+/* during a lua_next walk of an options table (key string `key` of len bytes, its
+ * value on top): takes "percpu" or "into" into pc and returns 1, checking them
+ * (the into table is copied below the walk's key, so it stays on the stack);
+ * 0 for any other key */
+int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaebpf_shape *s,
+                          const char *op, luaebpf_percpu *pc);
+/* pushes the per-CPU value at buf reduced by how; folds it in place (buf is
+ * the caller's scratch). key_idx as for luaebpf_decode_entry_value */
+void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned char *buf,
+                         int key_idx);
+/* sets t[1..ncpus] of the table at into to the decoded per-CPU values; pushes t */
+void luaebpf_percpu_fill(lua_State *L, const luaebpf_shape *s, const unsigned char *buf,
+                         int into, int key_idx);
+
 /* ---- map.c: the Map handle ---- */
 /* what the last walk over a map did: m:last_read() */
 typedef struct luaebpf_stats {

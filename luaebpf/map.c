@@ -586,8 +586,10 @@ static inline int elem_syscall(int op, int fd, const void *key, void *value, uin
 /* Inlined into each method, so op is a constant there: the table lookups and
  * the syscall switch fold away and the lookup path costs what a hand-written
  * one would (callgrind: about 40 instructions per call less than a shared copy). */
+/* pc: how a lookup answers a per-CPU value (percpu.c), or NULL */
 static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf_map *m, int op,
-                                                           uint64_t flags, const char *flag) {
+                                                           uint64_t flags, const char *flag,
+                                                           const luaebpf_percpu *pc) {
     const struct elem_op *o = &elem_ops[op];
     elem_buf b;
     elem_buf_init(L, m, &b); /* before encoding: nothing of ours exists yet if it runs Lua */
@@ -619,34 +621,58 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
     /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
     VALGRIND_MAKE_MEM_DEFINED(b.value, m->shape.value_bytes);
     /* b is this call's own: a finalizer running while this decodes cannot touch it */
-    luaebpf_decode_entry_value(L, &m->shape, b.value, m->shape.key_size ? 2 : 0);
+    int key_idx = m->shape.key_size ? 2 : 0;
+    if (pc && pc->reduce) /* folds b in place */
+        luaebpf_percpu_push(L, &m->shape, pc->reduce, b.value, key_idx);
+    else if (pc && pc->into)
+        luaebpf_percpu_fill(L, &m->shape, b.value, pc->into, key_idx);
+    else
+        luaebpf_decode_entry_value(L, &m->shape, b.value, key_idx);
     return 1;
 }
 
-/* { lock = bool }; a value holding a bpf_spin_lock is read under it by default */
-static uint64_t check_lookup_flags(lua_State *L, int idx, const luaebpf_map *m) {
-    static const char *const known[] = {"lock", NULL};
-    uint64_t dflt = luaebpf_shape_lock(&m->shape);
-    if (lua_isnoneornil(L, idx))
-        return dflt;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    luaebpf_check_options(L, idx, "lookup options", known);
-    lua_getfield(L, idx, "lock");
-    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-        luaL_error(L, "bad option 'lock': a boolean expected, got %s", luaL_typename(L, -1));
-    uint64_t flags = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
-    lua_pop(L, 1);
+/* { lock = bool, percpu = "sum" | "min" | "max", into = table }: the BPF_F_LOCK
+ * flag (a value holding a bpf_spin_lock is read under it by default) and, for
+ * percpu.c, the per-CPU answer into pc. One pass over the table, its keys
+ * compared as they come: the options sit on a hot path (a per-CPU lookup with
+ * a reduction is meant to cost what the bare syscall does). An `into` table
+ * is left on the stack, below the walk's key. */
+static __attribute__((noinline)) uint64_t check_lookup_options(lua_State *L,
+                                                               const luaebpf_map *m,
+                                                               luaebpf_percpu *pc) {
+    static const char *const known[] = {"lock", "percpu", "into", NULL};
+    uint64_t flags = luaebpf_shape_lock(&m->shape);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        size_t len = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : "";
+        if (len == 4 && k[0] == 'l' && k[1] == 'o' && k[2] == 'c' && k[3] == 'k') {
+            if (!lua_isboolean(L, -1))
+                luaL_error(L, "bad option 'lock': a boolean expected, got %s",
+                           luaL_typename(L, -1));
+            flags = lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
+        } else if (!luaebpf_percpu_option(L, k, len, &m->shape, "lookup", pc)) {
+            luaebpf_check_options(L, 3, "lookup options", known); /* raises */
+        }
+        lua_pop(L, 1);
+    }
     return flags;
 }
 
-/* m:lookup(key [, { lock = true }]) -> value | nil | nil, err */
+/* m:lookup(key [, { lock = true } | { percpu = "sum" } | { into = t }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup");
     if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
         return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to "
                           "look up; test membership with f:contains(value)");
-    uint64_t flags = check_lookup_flags(L, 3, m);
-    return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL);
+    if (lua_isnoneornil(L, 3)) { /* the hot path, with nothing of the options' */
+        uint64_t flags = luaebpf_shape_lock(&m->shape);
+        return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, NULL);
+    }
+    luaebpf_percpu pc = {0, 0};
+    uint64_t flags = check_lookup_options(L, m, &pc);
+    return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &pc);
 }
 
 /* f:contains(value) -> true (maybe present) | false (absent) | nil, err: a
@@ -659,7 +685,7 @@ static int map_contains(lua_State *L) {
         return luaL_error(L, "contains is for bloom filters; this map is a %s: use lookup",
                           tn ? tn : "map of another type");
     luaL_checkany(L, 2); /* before the buffers, which may take the empty slot 2 */
-    return elem_call(L, m, ELEM_CONTAINS, 0, NULL);
+    return elem_call(L, m, ELEM_CONTAINS, 0, NULL, NULL);
 }
 
 static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
@@ -682,19 +708,20 @@ static int map_update(lua_State *L) {
     flags |= luaebpf_shape_lock(&m->shape); /* a spin-locked value is written under its lock */
     if (lua_type(L, 3) == LUA_TUSERDATA && luaebpf_type_holds_maps(m->shape.type))
         return luaebpf_update_inner(L, m, flags, fname); /* an inner Map by handle */
-    return elem_call(L, m, ELEM_UPDATE, flags, fname);
+    return elem_call(L, m, ELEM_UPDATE, flags, fname, NULL);
 }
 
 /* m:delete(key) -> true | false when absent | nil, err */
 static int map_delete(lua_State *L) {
-    return elem_call(L, fast_self(L, "delete"), ELEM_DELETE, 0, NULL);
+    return elem_call(L, fast_self(L, "delete"), ELEM_DELETE, 0, NULL, NULL);
 }
 
 /* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
 static int map_lookup_and_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup_and_delete");
     /* a spin-locked value is read under its lock (hash types, 5.14+) */
-    return elem_call(L, m, ELEM_LOOKUP_AND_DELETE, luaebpf_shape_lock(&m->shape), NULL);
+    return elem_call(L, m, ELEM_LOOKUP_AND_DELETE, luaebpf_shape_lock(&m->shape), NULL,
+                     NULL);
 }
 
 void luaebpf_map_open(lua_State *L) {
