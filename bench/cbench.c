@@ -5,7 +5,7 @@
  *   cbench.fill(fd, n)                        u32 k -> u64 k * 2654435761 + 7, k < n
  *   cbench.batch_loop(fd, key_size, value_bytes, batch)  CPU ns, entries, sum
  *   cbench.next_key_loop(fd, key_size, value_bytes)      CPU ns, entries, sum
- *   cbench.update_batch_loop(fd, n, calls)    elapsed ns: calls times, u32 keys 0..n-1
+ *   cbench.update_batch_loop(fd, n, calls)    CPU ns: calls times, u32 keys 0..n-1
  *       -> u64 k * 2654435761 + 7 written into arrays and by one bpf_map_update_batch
  * lookup_loop looks up u32 keys 0..nkeys-1 in turn with bpf_map_lookup_elem
  * into a value buffer of value_bytes (default 8, a u64; a per-CPU map needs
@@ -146,7 +146,7 @@ static int cb_fill(lua_State *L) {
     return 0;
 }
 
-/* cbench.update_batch_loop(fd, n, calls) -> elapsed ns. Each call fills the
+/* cbench.update_batch_loop(fd, n, calls) -> CPU ns. Each call fills the
  * key and value arrays (what encoding is to the Lua side) and writes them
  * with one BPF_MAP_UPDATE_BATCH; any failure raises. */
 static int cb_update_batch_loop(lua_State *L) {
@@ -159,7 +159,7 @@ static int cb_update_batch_loop(lua_State *L) {
     uint32_t *keys = malloc((size_t)n * sizeof *keys);
     uint64_t *values = malloc((size_t)n * sizeof *values);
     int failed = keys && values ? 0 : ENOMEM;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = cpu_ns();
     for (lua_Integer c = 0; c < calls && !failed; c++) {
         for (uint32_t i = 0; i < (uint32_t)n; i++) {
             keys[i] = i;
@@ -169,7 +169,7 @@ static int cb_update_batch_loop(lua_State *L) {
         if (bpf_map_update_batch(fd, keys, values, &count, NULL) != 0)
             failed = errno;
     }
-    uint64_t elapsed = mono_ns() - t0;
+    uint64_t elapsed = cpu_ns() - t0;
     free(keys);
     free(values);
     if (failed)
