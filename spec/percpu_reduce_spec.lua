@@ -254,6 +254,25 @@ describe("per-CPU reads without a table per CPU", function()
     end
   end)
 
+  it("keeps CPU 0's value of a decoded field (an address, an errno): no arithmetic on meaning",
+    function()
+      local m = ebpf.create{ type = "percpu_hash", key = "u32", max_entries = 4,
+                             value = { { "addr", "ipv4" }, { "err", "errno" }, { "n", "u32" } } }
+      finally(function() m:close() end)
+      local vals = {}
+      for cpu = 1, NCPUS do
+        vals[cpu] = { addr = "10.0.0." .. cpu, err = cpu == 1 and "ENOENT" or "EPERM", n = cpu }
+      end
+      assert(m:update(1, vals))
+      for _, how in ipairs{ "sum", "min", "max" } do
+        local v = m:lookup(1, { percpu = how })
+        assert.are.equal("10.0.0.1", v.addr, how)
+        assert.are.equal("ENOENT", v.err, how)
+        local n = how == "sum" and NCPUS * (NCPUS + 1) / 2 or how == "min" and 1 or NCPUS
+        assert.are.equal(n, v.n, how)
+      end
+    end)
+
   it("reduces a struct field by field; bool, char[] and enum-like fields keep CPU 0's", function()
     local codec = { { "count", "u64" }, { "delta", "i32" }, { "port", "be16" }, { "flag", "bool" },
                     { "tag", "char[5]" }, { "ratio", "f64" }, { "slots", { "u32", 3 } } }
