@@ -9,6 +9,7 @@ bpftool's dumps of the histogram maps give, and prints one line per check:
 "ok - ..." or "not ok - ...: why".
 Run by /usr/bin/python3 (Debian's python3-prometheus-client).
 """
+import ipaddress
 import json
 import os
 import subprocess
@@ -146,6 +147,26 @@ def check_shapes():
         return "comm with a quote and a backslash did not round-trip"
 
 
+def conns_oracle():
+    """bpftool's dump of conns: {(laddr, raddr, port, dir): count}, addresses
+    turned into text by Python's ipaddress from the key's bytes"""
+    want = {}
+    for e in dump("conns"):
+        k = bytes(int(h, 16) for h in e["key"])
+        want[(str(ipaddress.IPv4Address(k[0:4])), str(ipaddress.IPv4Address(k[4:8])),
+              int.from_bytes(k[8:10], "little"), k[10])] = le(e["value"])
+    return want
+
+
+def check_conns():
+    doc = entries_of("conns")
+    got = {(e["key"]["laddr"], e["key"]["raddr"], e["key"]["port"], e["key"]["dir"]): e["value"]
+           for e in doc["entries"]}
+    want = conns_oracle()
+    if got != want:
+        return "entries %r, bpftool has %r" % (got, want)
+
+
 def check_percpu():
     doc = entries_of("percpu_inner")
     want = {}
@@ -219,6 +240,14 @@ def check_metrics():
         return "ebpf_map_shapes_u64v samples %r" % got
     if 'comm="q\\"b\\\\s"' not in body:
         return "label value not escaped as the format says"
+    # conns: decoded key fields are labels with the addresses as text
+    c = fams.get("ebpf_map_conns4")
+    if c is None:
+        return "family ebpf_map_conns4 missing"
+    got = {(x.labels.get("laddr"), x.labels.get("raddr"), int(x.labels.get("port")),
+            int(x.labels.get("dir"))): x.value for x in c.samples}
+    if got != {k: float(v) for k, v in conns_oracle().items()}:
+        return "ebpf_map_conns4 samples %r, bpftool has %r" % (got, conns_oracle())
     # maps whose values are not numbers are left out (queue: no keys)
     if any(n.startswith("ebpf_map_queue") for n in fams):
         return "the queue was exported"
@@ -400,6 +429,8 @@ check("GET /maps/counts: u32 -> u64 entries equal bpftool's dump, exact u64", ch
 check("GET /maps/<id> serves the same map by id", check_counts("counts_id"))
 check("GET /maps/shapes: BTF struct keys and values equal bpftool's dump", check_shapes)
 check("GET /maps/percpu_inner: one value per CPU, equal to bpftool's dump", check_percpu)
+check("GET /maps/conns: decode=laddr:ipv4+raddr:ipv4 gives addresses as text, as bpftool's bytes say",
+      check_conns)
 check("GET /maps/big: every entry once, read in several read_batch slices", check_big("big"))
 check("GET /maps/lx_big: served maps are found by kernel name too", check_big("big_name"))
 check("GET /metrics parses with prometheus_client and matches the maps", check_metrics)

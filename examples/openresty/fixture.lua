@@ -12,6 +12,8 @@
 --   io_hist       array u32 -> u64 (no BTF) named lx_io_hist: a log2
 --                 histogram by its name
 --   edge_hist     array u32 -> u64 named lx_edge_hist: 2^53 + 1 in slot 1
+--   conns         bpf/tcpconn.bpf.o's conns4 (BTF key { laddr, raddr, port, dir }
+--                 with network-order addresses) -> u64, two connections
 --   private/hidden  a hash that is not served (the server answers 403)
 -- Runs under any Lua luaebpf builds for (5.1 syntax); needs root.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/openresty/[^/]*$") or "."
@@ -94,6 +96,16 @@ local edge_hist = ebpf.create{ type = "array", key = "u32", value = "u64", max_e
 assert(edge_hist:update(1, math.type and 9007199254740993 or "9007199254740993"))
 assert(edge_hist:update(2, 5))
 assert(edge_hist:pin(dir .. "/edge_hist"))
+
+-- TCP connections as bpf/tcpconn.bpf.o counts them: a BTF struct key whose
+-- addresses are network-order u32s, served with decode=laddr:ipv4+raddr:ipv4
+local tcp = ebpf.load(root .. "/bpf/tcpconn.bpf.o")
+local conns = tcp:map("conns4")
+conns:codec{ decode = { laddr = "ipv4", raddr = "ipv4" } }
+assert(conns:update({ laddr = "10.0.0.1", raddr = "192.168.7.20", port = 443, dir = 0 }, 3))
+assert(conns:update({ laddr = "127.0.0.1", raddr = "127.0.0.1", port = 8080, dir = 1 }, 5))
+assert(conns:pin(dir .. "/conns"))
+tcp:close()
 
 os.execute("mkdir -p '" .. dir .. "/private'")
 local hidden = ebpf.create{ type = "hash", key = "u32", value = "u32", max_entries = 4,

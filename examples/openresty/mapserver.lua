@@ -151,11 +151,21 @@ local REF_OPTS = {
   value = function(v) return v end,
   hist = function(v) return HIST[v] and v or nil end,
   step = function(v) return v:match("^%d+$") and tonumber(v) or nil end,
+  -- decode=laddr:ipv4+raddr:ipv4 -> m:codec{ decode = { laddr = "ipv4", raddr = "ipv4" } }
+  decode = function(v)
+    local t = {}
+    for part in v:gmatch("[^+]+") do
+      local path, dec = part:match("^([%w_.]+):([%w:]+)$")
+      if not path then return nil end
+      t[path] = dec
+    end
+    return next(t) and t or nil
+  end,
 }
 
 local function parse_ref(s)
   return util.parse_ref(s, "mapserver", "REF[,key=CODEC][,value=CODEC][,hist=log2|linear|none]"
-    .. "[,step=N (with hist=linear)]", REF_OPTS)
+    .. "[,step=N (with hist=linear)][,decode=FIELD:DECODER+...]", REF_OPTS)
 end
 
 -- the histogram kind of a served map: the list's hist= (none: not one), or
@@ -195,6 +205,13 @@ local function open_ref(spec)
     local ok, err = pcall(m.codec, m, "btf")
     if not ok then ngx.log(ngx.WARN, "mapserver: ", one_line(err), "; serving raw bytes") end
   end
+  if spec.decode then -- a bad field or decoder stops the start, naming both
+    local ok, err = pcall(m.codec, m, { decode = spec.decode })
+    if not ok then
+      m:close()
+      error("mapserver: '" .. ref .. "': decode: " .. one_line(err), 0)
+    end
+  end
   return m, info
 end
 
@@ -233,12 +250,13 @@ end
 
 --- in init_by_lua*: opens the maps to serve and snapshots the map list.
 -- c.maps: a string of refs separated by spaces, or an array of refs and
---   tables { ref, key =, value =, hist =, step =,
+--   tables { ref, key =, value =, hist =, step =, decode = { field = decoder },
 --            metric = { name =, help =, type =, value = } | false };
 --   a ref is a pinned path, a directory of pins, name:X or id:N, and in a
 --   string may carry codecs: "/sys/fs/bpf/counts,key=u32,value=u64", and
 --   mark a histogram: "/sys/fs/bpf/lat,hist=log2" ("hist=linear,step=1000";
---   "hist=none" for a map the rule would take for one).
+--   "hist=none" for a map the rule would take for one), and name field
+--   decoders: "/sys/fs/bpf/conns,decode=laddr:ipv4+raddr:ipv4".
 -- c.slice: entries per read_batch slice (1000); c.pause: seconds slept
 -- between slices (0.001; ngx.sleep(0) logs a warning on nginx without
 -- OpenResty's patches).
@@ -257,7 +275,7 @@ function M.init(c)
     if not spec[1]:match("^%a+:") and is_dir(spec[1]) then
       for _, file in ipairs(dir_files(spec[1])) do
         serve({ file, key = spec.key, value = spec.value, metric = spec.metric, hist = spec.hist,
-          step = spec.step }, true)
+          step = spec.step, decode = spec.decode }, true)
       end
     else
       serve(spec)

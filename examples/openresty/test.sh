@@ -78,7 +78,8 @@ EVENTS="$ROOT/bpf/execsnoop.bpf.o,record=struct+event"
 # maps without BTF get their codecs here; shapes and percpu_inner carry BTF;
 # lat (hist.bpf.o's `latency`) is marked a log2 histogram, io_hist is one by its name
 MAPS="$FS/counts,key=u32,value=u64 $FS/shapes $FS/percpu_inner $FS/big,key=u32,value=u64 $FS/queue
- $FS/lat,hist=log2 $FS/io_hist,key=u32,value=u64 $FS/edge_hist,key=u32,value=u64"
+ $FS/lat,hist=log2 $FS/io_hist,key=u32,value=u64 $FS/edge_hist,key=u32,value=u64
+ $FS/conns,decode=laddr:ipv4+raddr:ipv4"
 if ngx_start "$STATE" "$PORT" "$MAPS" "$EVENTS" "$KEEP"; then
   ok "nginx started on 127.0.0.1:$PORT, prefix $STATE"
 else
@@ -105,6 +106,7 @@ fetch shapes /maps/shapes
 fetch percpu_inner /maps/percpu_inner
 fetch big /maps/big
 fetch big_name /maps/lx_big
+fetch conns /maps/conns
 fetch metrics /metrics
 fetch nosuch /maps/no_such_map_lx
 fetch noid /maps/4294967295
