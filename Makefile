@@ -111,6 +111,11 @@ spec/fixtures/%.bpf.o: spec/fixtures/%.bpf.c
 spec/fixtures/libfault.so: spec/fixtures/fault.c
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -o $@ $< -ldl
 
+# makes the Lua state's allocator fail on demand, for spec/events_defects_spec.lua
+$(BUILD)/failalloc.so: spec/fixtures/failalloc.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -Wl,-z,nodelete -o $@ $<
+
 $(SO): $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) -o $@ $(OBJS) $(BPF_LIBS)
@@ -148,8 +153,8 @@ maps: deps-run all
 	$(LUA) examples/maps.lua $(ARGS)
 
 # what the specs use besides the module: the C baseline, the churn process, the
-# fixtures' BPF programs, the fault injector
-SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so
+# fixtures' BPF programs, the fault injectors
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so $(BUILD)/failalloc.so
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)

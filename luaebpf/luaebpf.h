@@ -265,16 +265,13 @@ typedef struct luaebpf_events_ops {
     int (*consume)(luaebpf_events *ev);
     int (*epoll_fd)(luaebpf_events *ev);
     void (*release)(luaebpf_events *ev);           /* frees everything; idempotent */
-    int unwinds;            /* a raise may cross libbpf's frames: the source commits each
-                             * record's consumer position itself (ringbuf, see decoded),
-                             * so a run needs one protected call, not one per record */
+    int unwinds;            /* a raise may cross libbpf's frames: the source consumes each
+                             * record itself before it is decoded (ringbuf) and hands it
+                             * over (luaebpf_events_hand_over), so a run needs one
+                             * protected call, not one per record */
     int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
     lua_CFunction step;     /* records()' step, upvalues self and timeout; NULL: one run
                              * of libbpf per step (events.c) */
-    /* with unwinds: called once the record of src is decoded, before fn sees it; the
-     * source then stores the consumer position past it (never before: until then the
-     * producer must not reuse its bytes) */
-    void (*decoded)(const luaebpf_source *src);
 } luaebpf_events_ops;
 
 /* The head of a Ringbuf or Perfbuf userdata (its first member) */
@@ -302,12 +299,19 @@ void luaebpf_claim_drop(luaebpf_claim *c);
  * opts.record ("raw" by default), opts.btf (default: the Object the Map at
  * map_idx came from), opts.int64 */
 luaebpf_codec *luaebpf_record_codec(lua_State *L, int opts_idx, int map_idx);
-/* from a libbpf sample callback: decodes the record and hands it to the run;
- * 0 to go on, -1 to stop (an error, the limit, a close) */
+/* from a libbpf sample callback of a source without unwinds: counts the record,
+ * decodes it and hands it to the run; 0 to go on, -1 to stop (an error, the
+ * limit, a close) */
 int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
                            size_t size, lua_Integer tag);
-/* pushes the record decoded by src's codec straight from data (the ring's
- * memory); a record shorter than the codec raises class "invalid" naming both sizes */
+/* from a sample callback of a source with unwinds: counts a record of size bytes
+ * (before it is decoded: it counts also when its decode raises) */
+void luaebpf_events_count(luaebpf_events *ev, size_t size);
+/* then, with the record (decoded) pushed on top of the run's stack: hands it and
+ * tag to fn; 0 to go on, -1 to stop; fn's error unwinds to the run */
+int luaebpf_events_hand_over(luaebpf_events *ev, lua_Integer tag);
+/* pushes the record decoded by src's codec from data; a record shorter than the
+ * codec raises class "invalid" naming both sizes */
 void luaebpf_events_push_record(lua_State *L, const luaebpf_source *src, const void *data,
                                 size_t size);
 /* pushes the error of a failed wait for records (EINTR: class "transient") */

@@ -81,7 +81,7 @@ static int perfbuf_epoll_fd(luaebpf_events *ev) {
 
 static const luaebpf_events_ops perfbuf_ops = {"perfbuf", perfbuf_poll_buffers,
                                                perfbuf_consume_buffers, perfbuf_epoll_fd,
-                                               perfbuf_release, 0, 1, NULL, NULL};
+                                               perfbuf_release, 0, 1, NULL};
 
 struct sample_raw { /* PERF_RECORD_SAMPLE with PERF_SAMPLE_RAW */
     struct perf_event_header header;
