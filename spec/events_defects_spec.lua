@@ -164,3 +164,50 @@ describe("a finalizer during a records() decode", function()
     assert.are.equal("0", field(out, "torn"), out)
   end)
 end)
+
+-- A callback that yields gets an error explaining why; building that text
+-- allocates. With the allocation number `skip` of the failed call failing
+-- (the yield's own message, the explanation, ...), for each skip in turn:
+-- the call raises, and the consumer is idle again (a consume works).
+local function memory_errors_in_a_failed_run(kind)
+  return child([[
+local KIND = "]] .. kind .. [["
+local c = KIND == "ringbuf" and ebpf.ringbuf(obj:map("events"), { record = EVENT })
+          or ebpf.perfbuf(obj:map("perf_events"), { record = EVENT })
+route(KIND == "ringbuf" and 1 or 4)
+local function drop() end
+local stuck, memory, explained = 0, 0, 0
+for skip = 0, 24 do
+  trigger(1)
+  local co = coroutine.wrap(function()
+    return c:consume(function() fa.fail(skip, K); coroutine.yield() end)
+  end)
+  local ok, err = pcall(co)
+  fa.fail(0, 0)
+  assert(not ok, "the yield was refused")
+  err = tostring(err)
+  if err:find("not enough memory", 1, true) then memory = memory + 1 end
+  if err:find("cannot yield inside a " .. KIND .. " callback", 1, true) then explained = explained + 1 end
+  local ok2, err2 = pcall(c.consume, c, drop)
+  if not ok2 then
+    stuck = stuck + 1
+    print("stuck at " .. skip .. ": " .. tostring(err2))
+  end
+end
+c:close()
+print("stuck=" .. stuck)
+print("memory=" .. memory)
+print("explained=" .. explained)
+]])
+end
+
+describe("a memory error while a run fails", function()
+  for _, kind in ipairs({ "ringbuf", "perfbuf" }) do
+    it("never leaves the " .. kind .. " busy", function()
+      local out = memory_errors_in_a_failed_run(kind)
+      assert.are.equal("0", field(out, "stuck"), out)
+      assert.is_true(tonumber(field(out, "memory")) >= 1, out)    -- some allocations failed
+      assert.is_true(tonumber(field(out, "explained")) >= 1, out) -- and past them, the text
+    end)
+  end
+end)
