@@ -116,6 +116,11 @@ $(BUILD)/failalloc.so: spec/fixtures/failalloc.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -Wl,-z,nodelete -o $@ $<
 
+# two Lua states in two threads (libbpf's print callback), for spec/events_defects_spec.lua
+$(BUILD)/printrace: spec/fixtures/printrace.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(shell pkg-config --libs $(LUA_PC)) $(BPF_LIBS) -lpthread
+
 $(SO): $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) -o $@ $(OBJS) $(BPF_LIBS)
@@ -154,7 +159,8 @@ maps: deps-run all
 
 # what the specs use besides the module: the C baseline, the churn process, the
 # fixtures' BPF programs, the fault injectors
-SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so $(BUILD)/failalloc.so
+SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so $(BUILD)/failalloc.so \
+              $(BUILD)/printrace
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)

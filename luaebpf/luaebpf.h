@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/bpf.h>
+#include <bpf/libbpf.h> /* libbpf_print_fn_t (print.c) */
 #include "compat.h"
 
 #define LUAEBPF_MAP   "luaebpf.Map"
@@ -239,6 +240,19 @@ struct btf *luaebpf_btf_load(uint32_t btf_id);
 /* pushes the Codec of the BTF type called name ("struct event", "union u",
  * "enum e", or a typedef's or integer's name) in the Object at idx */
 luaebpf_codec *luaebpf_object_codec(lua_State *L, int idx, const char *name);
+
+/* ---- print.c: libbpf's print callback, one for the whole process ---- */
+/* Between luaebpf_print_begin and luaebpf_print_end (which enclose libbpf
+ * calls, on one thread), what libbpf prints from this thread goes to capture
+ * (NULL: to what the enclosing section says, or the host's callback), and
+ * with quiet its warnings that a callback stopped it are dropped. Sections
+ * nest; begin returns what end needs to restore. */
+typedef struct luaebpf_print_section {
+    libbpf_print_fn_t capture;
+    int quiet;
+} luaebpf_print_section;
+luaebpf_print_section luaebpf_print_begin(libbpf_print_fn_t capture, int quiet);
+void luaebpf_print_end(luaebpf_print_section outer);
 
 /* ---- events.c: what ring buffers and perf buffers share ---- */
 /* One map consumed by this process: a ring buffer has one consumer position

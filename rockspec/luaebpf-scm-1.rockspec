@@ -33,6 +33,7 @@ build = {
         "luaebpf/expect.c", "luaebpf/ksym.c",
         "luaebpf/hint.c", "luaebpf/iter.c", "luaebpf/layout.c", "luaebpf/map.c",
         "luaebpf/mmap.c", "luaebpf/names.c", "luaebpf/object.c", "luaebpf/perfbuf.c",
+        "luaebpf/print.c",
         "luaebpf/ringbuf.c", "luaebpf/shape.c",
         "luaebpf/system.c",
       },

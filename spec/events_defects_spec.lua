@@ -211,3 +211,62 @@ describe("a memory error while a run fails", function()
     end)
   end
 end)
+
+-- build/<lua>/printrace runs two chunks in two Lua states in two threads of
+-- one process, with a host's print callback of its own installed first
+-- (spec/fixtures/printrace.c). Thread A loads an object the verifier refuses,
+-- again and again: each error must carry the verifier's reason, captured
+-- from libbpf's log on A's thread. Thread B meanwhile reads a perf buffer
+-- whose callback raises, so libbpf warns that a callback stopped it each
+-- time: B's quiet section must drop those lines. Afterwards libbpf's
+-- callback must be the host's again.
+describe("libbpf's print callback with Lua states in two threads", function()
+  it("is the host's again after both, each thread's capture and quiet its own", function()
+    local dir = H.tmpdir("printrace")
+    local flag = dir .. "/a-done"
+    local function chunk(name, src)
+      local path = dir .. "/" .. name .. ".lua"
+      local f = assert(io.open(path, "w"))
+      f:write("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n",
+              "local ebpf = require 'luaebpf'\n", src)
+      f:close()
+      return "dofile('" .. path .. "')"
+    end
+    local a = chunk("a", [[
+local ok, err = pcall(function()
+  for i = 1, 40 do
+    local loaded, e = pcall(ebpf.load, "spec/fixtures/unsafe.bpf.o")
+    assert(not loaded and tostring(e):find("map_value_or_null", 1, true), "load " .. i .. ": " .. tostring(e))
+  end
+end)
+assert(io.open("]] .. flag .. [[", "w")):close() -- B stops
+assert(ok, err)
+]])
+    local b = chunk("b", [[
+local obj = ebpf.load("spec/fixtures/events.bpf.o")
+local config = obj:map("config")
+config:codec{ key = "u32", value = { { "pid", "u32" }, { "nr", "u32" }, { "mode", "u32" },
+                                     { "pad", "u32" }, { "tag", "u64" } } }
+local pid = tonumber(io.popen("echo $PPID"):read("*l"))
+assert(config:update(0, { pid = pid, nr = ]] .. NR .. [[, mode = 4, pad = 0, tag = 0 }))
+local link = obj:attach("on_enter")
+local pb = obj:perfbuf("perf_events")
+local stops, i, t0 = 0, 0, os.time()
+local function stop() error("stop") end
+while true do
+  i = i + 1
+  if i % 20 == 0 and (io.open("]] .. flag .. [[") or os.time() - t0 > 30) then break end
+  os.remove("/nonexistent/luaebpf-printrace")
+  if not pcall(pb.consume, pb, stop) then stops = stops + 1 end
+end
+assert(stops > 0, "no callback stopped libbpf")
+pb:close(); link:close(); obj:close()
+]])
+    local out = H.run(string.format("build/%s/printrace '%s' \"%s\" \"%s\"", LUA, package.cpath, a, b))
+    H.run("rm -rf " .. dir)
+    assert.is_truthy(out:find("A ok\n", 1, true), out)
+    assert.is_truthy(out:find("B ok\n", 1, true), out)
+    assert.are.equal("yes", field(out, "host"), out)
+    assert.are.equal("0", field(out, "stopped"), out)
+  end)
+end)
