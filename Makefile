@@ -195,7 +195,8 @@ test-asan: deps-test $(SPEC_FILES) $(ASAN_SO)
 VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/read_batch_spec.lua \
                   spec/mmap_spec.lua spec/codec_spec.lua spec/btf_spec.lua spec/object_spec.lua \
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
-                  spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua
+                  spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua \
+                  spec/events_defects_spec.lua
 test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \

@@ -8,7 +8,9 @@
 -- of the child (os.remove of a path that does not exist) to the ring
 -- `events` (config.mode bit 1) or the perf buffer `perf_events` (bit 4), its
 -- value = config.tag + seq. Memory errors come from spec/fixtures/failalloc.c,
--- a wrapper round the child's allocator. 5.1 syntax.
+-- a wrapper round the child's allocator. The scenarios' C runs in the
+-- children: to check it under valgrind, set EVENTS_CHILD_PREFIX="valgrind
+-- -q --error-exitcode=3 ..." (a child with errors fails its test). 5.1 syntax.
 local H = require "spec.helpers"
 
 local LUA = H.lua_bin():match("[^/]*$")
@@ -49,8 +51,11 @@ end
 local link = obj:attach("on_enter")
 ]]
 
+-- EVENTS_CHILD_PREFIX: a command the children run under, e.g. valgrind
+local PREFIX = os.getenv("EVENTS_CHILD_PREFIX")
+
 local function child(body)
-  local out, ok = H.child(PRELUDE .. body)
+  local out, ok = H.child(PRELUDE .. body, PREFIX)
   assert(ok, out)
   return out
 end
@@ -262,7 +267,8 @@ end
 assert(stops > 0, "no callback stopped libbpf")
 pb:close(); link:close(); obj:close()
 ]])
-    local out = H.run(string.format("build/%s/printrace '%s' \"%s\" \"%s\"", LUA, package.cpath, a, b))
+    local out = H.run(string.format("%s build/%s/printrace '%s' \"%s\" \"%s\"", PREFIX or "", LUA,
+                                    package.cpath, a, b))
     H.run("rm -rf " .. dir)
     assert.is_truthy(out:find("A ok\n", 1, true), out)
     assert.is_truthy(out:find("B ok\n", 1, true), out)
