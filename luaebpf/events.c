@@ -17,7 +17,7 @@
  * - a ring buffer (ops->unwinds 1): the source copies each record out of
  *   the ring and stores the consumer position past it before decoding it
  *   (ringbuf.c), so the whole libbpf call runs in one protected call and the
- *   source pushes the record and hands it to fn (luaebpf_events_hand_over);
+ *   source pushes the record between luaebpf_events_take and _hand_over;
  *   an error unwinds libbpf's frames (nothing of theirs to undo) to that
  *   protected call, and the run raises it. The outcome is the same: the
  *   record that raised and those before it consumed, the rest in the ring;
@@ -226,22 +226,22 @@ static int deliver(luaebpf_events *ev, delivery *d, int fn_idx) {
     return deliver_next(ev);
 }
 
-void luaebpf_events_count(luaebpf_events *ev, size_t size) {
+int luaebpf_events_take(luaebpf_events *ev, size_t size) {
+    if (ev->stopped)
+        return -1;
     ev->records++; /* delivered, also when the decode or fn raises: it stays consumed */
     ev->bytes += size;
     ev->got++;
+    if (!lua_isnil(ev->L, ev->fn_idx))
+        lua_pushvalue(ev->L, ev->fn_idx);
+    return 0;
 }
 
 int luaebpf_events_hand_over(luaebpf_events *ev, lua_Integer tag) {
     lua_State *L = ev->L; /* inside the run's protected call: raises unwind to it */
-    if (!lua_isnil(L, ev->fn_idx)) {
-        lua_pushvalue(L, ev->fn_idx);
-        lua_insert(L, -2);
-        lua_pushinteger(L, tag);
+    lua_pushinteger(L, tag);
+    if (!lua_isnil(L, ev->fn_idx))
         lua_call(L, 2, 0);
-    } else {
-        lua_pushinteger(L, tag);
-    }
     return deliver_next(ev);
 }
 
@@ -249,7 +249,9 @@ int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const 
                            size_t size, lua_Integer tag) {
     if (ev->stopped)
         return -1;
-    luaebpf_events_count(ev, size);
+    ev->records++; /* delivered, also when fn raises: it stays consumed */
+    ev->bytes += size;
+    ev->got++;
     delivery d = {ev, src, data, size, tag};
     return deliver(ev, &d, ev->fn_idx);
 }

@@ -280,8 +280,8 @@ typedef struct luaebpf_events_ops {
     int (*epoll_fd)(luaebpf_events *ev);
     void (*release)(luaebpf_events *ev);           /* frees everything; idempotent */
     int unwinds;            /* a raise may cross libbpf's frames: the source consumes each
-                             * record itself before it is decoded (ringbuf) and hands it
-                             * over (luaebpf_events_hand_over), so a run needs one
+                             * record itself before it is decoded (ringbuf: between
+                             * luaebpf_events_take and _hand_over), so a run needs one
                              * protected call, not one per record */
     int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
     lua_CFunction step;     /* records()' step, upvalues self and timeout; NULL: one run
@@ -318,11 +318,13 @@ luaebpf_codec *luaebpf_record_codec(lua_State *L, int opts_idx, int map_idx);
  * limit, a close) */
 int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
                            size_t size, lua_Integer tag);
-/* from a sample callback of a source with unwinds: counts a record of size bytes
- * (before it is decoded: it counts also when its decode raises) */
-void luaebpf_events_count(luaebpf_events *ev, size_t size);
-/* then, with the record (decoded) pushed on top of the run's stack: hands it and
- * tag to fn; 0 to go on, -1 to stop; fn's error unwinds to the run */
+/* from a sample callback of a source with unwinds: -1 when the run has stopped
+ * (nothing pushed); else counts a record of size bytes (before it is decoded: it
+ * counts also when its decode raises) and pushes fn when the run has one. The
+ * source then pushes the record, decoded, and calls luaebpf_events_hand_over,
+ * which hands it and tag to fn: 0 to go on, -1 to stop; fn's error unwinds to
+ * the run */
+int luaebpf_events_take(luaebpf_events *ev, size_t size);
 int luaebpf_events_hand_over(luaebpf_events *ev, lua_Integer tag);
 /* pushes the record decoded by src's codec from data; a record shorter than the
  * codec raises class "invalid" naming both sizes */

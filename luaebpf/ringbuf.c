@@ -213,13 +213,16 @@ static int ringbuf_step(lua_State *L) {
         }
         if (RECORD_LEN(hdr) <= cap || codec_is_string(&r->src))
             break;
+        if (buf != small)
+            lua_pop(L, 1); /* a copy too small for what a finalizer let through */
         cap = RECORD_LEN(hdr);
         buf = luaebpf_newuserdata(L, cap); /* may run finalizers: look again */
     }
     luaebpf_source src = r->src; /* r goes when a finalizer closes b in the decode */
     lua_Integer index = r->index;
     uint32_t len = RECORD_LEN(hdr);
-    luaebpf_events_count(&b->ev, len); /* delivered, also when the decode raises */
+    b->ev.records++; /* delivered, also when the decode raises: it is consumed */
+    b->ev.bytes += len;
     const unsigned char *copy = ring_take(L, r, &src, h + BPF_RINGBUF_HDR_SZ, len, next, buf);
     if (copy)
         luaebpf_events_push_record(L, &src, copy, len);
@@ -246,16 +249,17 @@ static const luaebpf_events_ops ringbuf_ops = {"ringbuf", ringbuf_poll_rings,
 static int ring_sample(void *ctx, void *data, size_t size) {
     ring *r = ctx;
     luaebpf_events *ev = r->ev;
-    if (ev->stopped)
-        return -1; /* libbpf is told to stop, nothing delivered */
     lua_State *L = ev->L;
     int base = lua_gettop(L);
     unsigned char small[RECORD_STACK_COPY], *buf = small;
     if (size > sizeof small && !codec_is_string(&r->src)) /* may raise: nothing consumed */
         buf = luaebpf_newuserdata(L, size);
+    if (luaebpf_events_take(ev, size) != 0) {
+        lua_settop(L, base);
+        return -1; /* libbpf is told to stop, nothing delivered */
+    }
     unsigned long next = __atomic_load_n((unsigned long *)r->pos, __ATOMIC_RELAXED) +
                          ((size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7);
-    luaebpf_events_count(ev, size); /* delivered, also when the decode raises */
     const unsigned char *copy = ring_take(L, r, &r->src, data, size, next, buf);
     if (copy)
         luaebpf_events_push_record(L, &r->src, copy, size);

@@ -100,6 +100,92 @@ print("counters=" .. counters:lookup(0))
   end)
 end)
 
+-- Records longer than the 512 bytes a step copies on the C stack (mode 8: a
+-- struct event and 1000 bytes, byte i = (seq + i) & 0xff) go through a
+-- userdata: whole through poll and records(); a memory error at that
+-- allocation leaves the record in the ring, one in its decode consumes it.
+describe("records longer than the stack copy", function()
+  it("arrive whole; a memory error before the copy leaves them, after it consumes them", function()
+    local out = child([[
+local BIG = { { "pid", "u32" }, { "seq", "u32" }, { "value", "u64" }, { "comm", "char[16]" },
+              { "cpu", "u32" }, { "mode", "u32" }, { "fill", "raw[1000]" } }
+local rb = ebpf.ringbuf(obj:map("events"), { record = BIG })
+route(8)
+local bad = 0
+local function check(r)
+  local want = {}
+  for i = 0, 999 do want[i + 1] = string.char((r.seq + i) % 256) end
+  if r.fill ~= table.concat(want) or r.value ~= r.seq or r.pid ~= PID or r.mode ~= 8 then
+    bad = bad + 1
+  end
+  return r.seq
+end
+trigger(3) -- 3 records of 1040 + 8 bytes fit the 4096-byte ring
+local seqs = {}
+rb:consume(function(r) seqs[#seqs + 1] = check(r) end)
+print("consume=" .. table.concat(seqs, ","))
+trigger(3)
+seqs = {}
+for r in rb:records() do seqs[#seqs + 1] = check(r) end
+print("records=" .. table.concat(seqs, ","))
+print("bad=" .. bad)
+print("pending=" .. rb:stats().rings[1].pending)
+local it = rb:records()
+assert(it() == nil) -- warm
+trigger(2)
+fa.fail(1, K) -- the copy's userdata goes through, the decode's table fails
+local ok = pcall(it)
+print("decode_raised=" .. tostring(not ok))
+print("after_decode=" .. rb:stats().rings[1].pending)
+fa.fail(0, K) -- the copy's userdata fails
+ok = pcall(it)
+print("copy_raised=" .. tostring(not ok))
+print("after_copy=" .. rb:stats().rings[1].pending)
+print("last=" .. check(it()))
+print("records_stat=" .. rb:stats().records)
+-- poll: at each allocation in turn, a memory error; then what is left
+local delivered, raised = {}, 0
+local function collect(r) delivered[#delivered + 1] = check(r) end
+for skip = 0, 6 do
+  trigger(1)
+  fa.fail(skip, K)
+  local okc = pcall(rb.consume, rb, collect)
+  fa.fail(0, 0)
+  if not okc then raised = raised + 1 end
+end
+rb:consume(collect)
+local s = rb:stats()
+print("sweep_raised=" .. raised)
+print("sweep=" .. table.concat(delivered, ","))
+print("sweep_pending=" .. s.rings[1].pending)
+print("sweep_records=" .. s.records)
+print("bad2=" .. bad)
+rb:close()
+]])
+    assert.are.equal("1,2,3", field(out, "consume"), out)
+    assert.are.equal("4,5,6", field(out, "records"), out)
+    assert.are.equal("0", field(out, "bad"), out)
+    assert.are.equal("0", field(out, "pending"), out)
+    assert.are.equal("true", field(out, "decode_raised"), out)
+    assert.are.equal("1048", field(out, "after_decode"), out) -- seq 7 consumed, 8 left
+    assert.are.equal("true", field(out, "copy_raised"), out)
+    assert.are.equal("1048", field(out, "after_copy"), out)   -- 8 still there
+    assert.are.equal("8", field(out, "last"), out)
+    assert.are.equal("8", field(out, "records_stat"), out)    -- 1..8, 7 among them
+    -- the sweep sent 9..15: each delivered once, in order, or consumed by a failed decode
+    local got = {}
+    for n in field(out, "sweep"):gmatch("%d+") do got[#got + 1] = tonumber(n) end
+    for i = 2, #got do assert.is_true(got[i] > got[i - 1], out) end
+    assert.is_true(got[1] >= 9 and got[#got] <= 15, out)
+    assert.are.equal("0", field(out, "sweep_pending"), out)
+    assert.is_true(tonumber(field(out, "sweep_raised")) >= 1, out)
+    -- records counts every record taken: delivered, or consumed by a failed decode
+    assert.is_true(tonumber(field(out, "sweep_records")) - 8 >= #got, out)
+    assert.is_true(tonumber(field(out, "sweep_records")) - 8 <= 7, out)
+    assert.are.equal("0", field(out, "bad2"), out)
+  end)
+end)
+
 -- A finalizer that runs while a record is decoded (a GC step at one of the
 -- decode's allocations) closes the consumer or reads its stats, then routes
 -- events with another tag and mode and sends 100 of them: the ring (4096
@@ -123,7 +209,7 @@ local function mischief()
   hits = hits + 1
   round = round + 1
   if ACTION == "close" then rb:close() else rb:stats() end
-  route(1 + 8 * round, 10000 * round)
+  route(1 + 65536 * round, 10000 * round)
   trigger(100)
 end
 local function drop() end
@@ -140,7 +226,7 @@ for _ = 1, 6000 do
   inside = false
   if ok and r then
     seen = seen + 1
-    if r.value - r.seq ~= 10000 * math.floor((r.mode - 1) / 8) or r.pid ~= PID then
+    if r.value - r.seq ~= 10000 * math.floor(r.mode / 65536) or r.pid ~= PID then
       torn = torn + 1
     end
   end
