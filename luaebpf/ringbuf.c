@@ -40,7 +40,6 @@ typedef struct ringbuf {
     struct ring_buffer *rb; /* NULL until the first ring */
     ring **rings;
     int n, cap;
-    ring *pending;          /* the ring being added: freed if its setup raises */
 } ringbuf;
 
 static void ring_free(ring *r) {
@@ -68,8 +67,6 @@ static void ringbuf_release(luaebpf_events *ev) {
     free(b->rings);
     b->rings = NULL;
     b->n = b->cap = 0;
-    ring_free(b->pending);
-    b->pending = NULL;
 }
 
 static int ringbuf_poll_rings(luaebpf_events *ev, int timeout_ms) {
@@ -269,25 +266,6 @@ static int ring_sample(void *ctx, void *data, size_t size) {
     return rc;
 }
 
-/* a new ring, owned by b->pending until it is set up */
-static ring *ring_new(lua_State *L, ringbuf *b) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 2;
-        ring **p = realloc(b->rings, (size_t)cap * sizeof *p);
-        if (!p)
-            luaL_error(L, "not enough memory");
-        b->rings = p;
-        b->cap = cap;
-    }
-    ring *r = calloc(1, sizeof *r);
-    if (!r)
-        luaL_error(L, "not enough memory");
-    r->fd = -1;
-    r->ev = &b->ev;
-    b->pending = r;
-    return r;
-}
-
 /* maps the ring as the kernel lays it out: the consumer's position page at
  * offset 0 read-write (ring_sample and records() store it), the producer's
  * one page after read-only, then the data area read-only, mapped twice in a
@@ -310,27 +288,43 @@ static void ring_map(lua_State *L, ring *r) {
     r->data = p;
 }
 
-/* protected: self, map, opts -> adds the ring; b->pending holds it meanwhile */
+/* room for one more ring in b->rings */
+static void ringbuf_grow(lua_State *L, ringbuf *b) {
+    if (b->n < b->cap)
+        return;
+    int cap = b->cap ? b->cap * 2 : 2;
+    ring **p = realloc(b->rings, (size_t)cap * sizeof *p);
+    if (!p)
+        luaL_error(L, "not enough memory");
+    b->rings = p;
+    b->cap = cap;
+}
+
+/* protected: self, map, opts, r -> sets the ring r up and adds it to self.
+ * What allocates in Lua (and so may run a finalizer that adds a ring to
+ * self, or closes it) comes first; from ringbuf_grow on nothing does, so
+ * the room made is still there when r is linked, and r is linked last: a
+ * raise leaves it unlinked, the caller's to free. */
 static int ringbuf_add_body(lua_State *L) {
     ringbuf *b = lua_touserdata(L, 1);
+    ring *r = lua_touserdata(L, 4);
     luaebpf_map *m = luaebpf_events_map(L, 2, BPF_MAP_TYPE_RINGBUF, "ringbuf");
-    luaebpf_record_codec(L, 3, 2);      /* 4: the codec, kept in the user value */
+    luaebpf_record_codec(L, 3, 2);      /* 5: the codec, kept in the user value */
     luaebpf_getuservalue(L, 1);
-    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
     lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
-    ring *r = ring_new(L, b);
-    r->src.codec = lua_touserdata(L, 4);
+    r->src.codec = lua_touserdata(L, 5);
     snprintf(r->src.name, sizeof r->src.name, "%s", m->name);
     r->src.id = m->id;
     r->size = m->max_entries;
-    r->index = b->n + 1;
     luaebpf_claim_take(L, &r->claim, m, "ringbuf", LUAEBPF_RINGBUF, b, "ring",
                        "a ring buffer has one consumer position");
     r->fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3);
     if (r->fd < 0)
         return luaebpf_raise(L, "ringbuf", errno, m->name, m->id, "cannot duplicate the fd");
     ring_map(L, r);
+    ringbuf_grow(L, b);
     int err = b->rb ? ring_buffer__add(b->rb, r->fd, ring_sample, r) : 0;
     if (!b->rb) {
         b->rb = ring_buffer__new(r->fd, ring_sample, r, NULL);
@@ -338,24 +332,31 @@ static int ringbuf_add_body(lua_State *L) {
     }
     if (err)
         return luaebpf_raise(L, "ringbuf", -err, m->name, m->id, NULL);
+    r->index = b->n + 1;
     b->rings[b->n++] = r;
-    b->pending = NULL;
     return 0;
 }
 
 /* adds the Map at map_idx with opts at opts_idx to the ringbuf at 1; on a
  * failure nothing of it stays, and the error is on top: returns the status */
 static int ringbuf_add_ring(lua_State *L, int map_idx, int opts_idx) {
-    lua_pushcfunction(L, ringbuf_add_body);
+    ringbuf *b = lua_touserdata(L, 1);
+    lua_pushcfunction(L, ringbuf_add_body); /* allocates in 5.1: before r exists */
     lua_pushvalue(L, 1);
     lua_pushvalue(L, map_idx);
     lua_pushvalue(L, opts_idx);
-    int status = lua_pcall(L, 3, 0, 0);
-    ringbuf *b = lua_touserdata(L, 1);
-    if (status != 0) {
-        ring_free(b->pending);
-        b->pending = NULL;
+    ring *r = calloc(1, sizeof *r);
+    if (!r) {
+        lua_pop(L, 4);
+        lua_pushliteral(L, "not enough memory");
+        return LUA_ERRMEM;
     }
+    r->fd = -1;
+    r->ev = &b->ev;
+    lua_pushlightuserdata(L, r);
+    int status = lua_pcall(L, 4, 0, 0);
+    if (status != 0)
+        ring_free(r); /* not linked: the body links it last */
     return status;
 }
 

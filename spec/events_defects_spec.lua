@@ -256,6 +256,71 @@ describe("a finalizer during a records() decode", function()
   end)
 end)
 
+-- rb:add sets a ring up with Lua allocations (the codec, error texts), so a
+-- finalizer may run rb:add (or close) on the same consumer in the middle of
+-- it, also while an add that fails builds its error. Each ring must end up
+-- in the consumer once, or not at all when its add failed, and a ring whose
+-- add failed must be freed (valgrind sees a leak: run with
+-- EVENTS_CHILD_PREFIX).
+describe("rb:add from a finalizer during rb:add", function()
+  it("adds each ring once, frees a ring whose add failed; a close meanwhile frees what was added", function()
+    local out = child([[
+local function ring() return ebpf.create{ type = "ringbuf", key_size = 0, value_size = 0, max_entries = 4096 } end
+local m1, m2, m3 = ring(), ring(), ring()
+local ids = { [m1:info().id] = "m1", [m2:info().id] = "m2", [m3:info().id] = "m3" }
+local hits, hits_fail, closes, bad = 0, 0, 0, 0
+local rb, inside, action
+local function nested()
+  if not inside or not rb then return end
+  if action == "close" then rb:close(); closes = closes + 1; return end
+  if pcall(rb.add, rb, m3) then
+    hits = hits + 1
+    if action == "fail" then hits_fail = hits_fail + 1 end
+  end
+end
+if jit then jit.off() end
+collectgarbage("setpause", 0)
+local want = { add = { ["m1,m2"] = true, ["m1,m3,m2"] = true }, fail = { m1 = true, ["m1,m3"] = true },
+               close = { ["m1,m2"] = true } } -- unless the finalizer closed it in the add
+for i = 1, 600 do
+  action = ({ "add", "close", "fail" })[i % 3 + 1]
+  local holder = action == "fail" and ebpf.ringbuf(m2) or nil -- the add of m2 is refused
+  rb = ebpf.ringbuf(m1)
+  garbage(nested)
+  inside = true
+  pcall(rb.add, rb, m2, { record = { { "a", "u32" }, { "b", "u64" }, { "c", "char[8]" } } })
+  inside = false
+  local sok, s = pcall(rb.stats, rb)
+  if sok then
+    local names = {}
+    for k, r in ipairs(s.rings) do names[k] = ids[r.id] end
+    local list = table.concat(names, ",")
+    if not (want[action] or {})[list] then bad = bad + 1; print("bad: " .. action .. " " .. list) end
+  elseif not tostring(s):find("closed", 1, true) then
+    bad = bad + 1; print("bad: " .. tostring(s))
+  end
+  rb:close()
+  rb = nil
+  if holder then holder:close() end
+end
+collectgarbage("setpause", 200)
+print("hits=" .. hits)
+print("hits_fail=" .. hits_fail)
+print("closes=" .. closes)
+print("bad=" .. bad)
+for _, m in ipairs({ m1, m2, m3 }) do -- every claim released: a new consumer of each works
+  ebpf.ringbuf(m):close()
+end
+print("claims=free")
+]])
+    assert.is_true(tonumber(field(out, "hits")) >= 1, out)
+    assert.is_true(tonumber(field(out, "hits_fail")) >= 1, out) -- inside a failing add
+    assert.is_true(tonumber(field(out, "closes")) >= 1, out)
+    assert.are.equal("0", field(out, "bad"), out)
+    assert.are.equal("free", field(out, "claims"), out)
+  end)
+end)
+
 -- A callback that yields gets an error explaining why; building that text
 -- allocates. With the allocation number `skip` of the failed call failing
 -- (the yield's own message, the explanation, ...), for each skip in turn:
