@@ -1,11 +1,12 @@
 /* ringbuf.c: the Ringbuf consumer, over libbpf's ring_buffer. ebpf.ringbuf(m
  * or {m1, m2, ...} [, opts]) and rb:add(m [, opts]) each add a ring with its
  * own record codec; rb:stats() reads each ring's fill level from views of
- * its consumer and producer pages (libbpf 1.1 exposes neither), and
- * ring_sample stores the consumer position through the first. rb:records()
- * needs no libbpf: each step reads the next record from the ring's data
- * area, which this file maps too (ringbuf_step), and waits on libbpf's
- * epoll fd when there is none. Delivery, runs and the lifecycle are events.c's.
+ * its consumer and producer pages (libbpf 1.1 exposes neither), and each
+ * record is consumed through the first as soon as it is copied out of the
+ * ring, before it is decoded (ring_take). rb:records() needs no libbpf: each
+ * step reads the next record from the ring's data area, which this file
+ * maps too (ringbuf_step), and waits on libbpf's epoll fd when there is
+ * none. Delivery, runs and the lifecycle are events.c's.
  *
  * Each ring holds a dup of the map's fd (libbpf keeps the fd it is given, and
  * the Map may be closed first) and a claim on the map's id: a ring buffer has
