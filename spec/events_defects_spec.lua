@@ -418,9 +418,10 @@ end
 assert(stops > 0, "no callback stopped libbpf")
 pb:close(); link:close(); obj:close()
 ]])
-    local out = H.run(string.format("%s build/%s/printrace '%s' \"%s\" \"%s\"", PREFIX or "", LUA,
-                                    package.cpath, a, b))
+    local out, ok = H.sh(string.format("%s build/%s/printrace '%s' \"%s\" \"%s\"", PREFIX or "", LUA,
+                                       package.cpath, a, b))
     H.run("rm -rf " .. dir)
+    assert(ok, out)
     assert.is_truthy(out:find("A ok\n", 1, true), out)
     assert.is_truthy(out:find("B ok\n", 1, true), out)
     assert.are.equal("yes", field(out, "host"), out)
