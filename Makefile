@@ -144,6 +144,16 @@ $(SYSNAMES_H):
 	  echo '    {-1, NULL}};'; } >$@.tmp && mv $@.tmp $@
 $(BUILD)/sysnames.o: $(SYSNAMES_H)
 
+# makes the Lua state's allocator fail on demand, for spec/events_defects_spec.lua
+$(BUILD)/failalloc.so: spec/fixtures/failalloc.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC $(LIBFLAG) -Wl,-z,nodelete -o $@ $<
+
+# two Lua states in two threads (libbpf's print callback), for spec/events_defects_spec.lua
+$(BUILD)/printrace: spec/fixtures/printrace.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(shell pkg-config --libs $(LUA_PC)) $(BPF_LIBS) -lpthread
+
 $(SO): $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) -o $@ $(OBJS) $(BPF_LIBS)
@@ -181,10 +191,11 @@ maps: deps-run all
 	$(LUA) examples/maps.lua $(ARGS)
 
 # what the specs use besides the module: the C baseline, the churn process, the
-# fixtures' BPF programs, the fault injector
+# fixtures' BPF programs, the fault injectors
 SPEC_FILES := all $(CBENCH) spec/churn $(SPEC_BPF) spec/fixtures/libfault.so spec/fixtures/stackbin \
               spec/fixtures/stackbin-nopie \
-              spec/fixtures/uprobe_target
+              spec/fixtures/uprobe_target \
+              $(BUILD)/failalloc.so $(BUILD)/printrace
 
 test: deps-test $(SPEC_FILES)
 	$(BUSTED) --cpath='$(TEST_CPATH)' $(BUSTED_ARGS)
@@ -221,7 +232,8 @@ VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
                   spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua \
                   spec/stack_spec.lua spec/globals_spec.lua spec/link_spec.lua spec/around_spec.lua \
-                  spec/decoders_spec.lua
+                  spec/decoders_spec.lua \
+                  spec/events_defects_spec.lua
 test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --suppressions=spec/valgrind.supp \

@@ -14,14 +14,19 @@
  *   an error the callback stops libbpf after that record (libbpf then stores
  *   the position past it), the error value stays on top of the stack, and
  *   the run raises it once libbpf has returned;
- * - a ring buffer (ops->unwinds 1): the source has stored the consumer
- *   position past the record before delivering it (ringbuf.c), so the whole
- *   libbpf call runs in one protected call and a record is decoded and
- *   handed to fn directly; an error unwinds libbpf's frames (nothing of
- *   theirs to undo) to that protected call, and the run raises it. The
- *   outcome is the same: the record that raised and those before it
- *   consumed, the rest in the ring; per record it saves a protected call and
- *   a call of deliver_body. */
+ * - a ring buffer (ops->unwinds 1): the source copies each record out of
+ *   the ring and stores the consumer position past it before decoding it
+ *   (ringbuf.c), so the whole libbpf call runs in one protected call and the
+ *   source pushes the record between luaebpf_events_take and _hand_over;
+ *   an error unwinds libbpf's frames (nothing of theirs to undo) to that
+ *   protected call, and the run raises it. The outcome is the same: the
+ *   record that raised and those before it consumed, the rest in the ring;
+ *   per record it saves a protected call and a call of deliver_body.
+ *
+ * The consumer is busy from the start of a run to its end, and nothing in
+ * between raises past the run (every raise is caught by a protected call,
+ * and an error is explained only once busy is down): a consumer is never
+ * left busy. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -199,6 +204,13 @@ static void explain_yield(lua_State *L, const char *kind) {
     lua_remove(L, -2);
 }
 
+/* after a record: stop libbpf when the limit is reached or a close is pending */
+static int deliver_next(luaebpf_events *ev) {
+    if (ev->close_pending || (ev->limit && ev->got >= ev->limit))
+        ev->stopped = 1;
+    return ev->stopped ? -1 : 0;
+}
+
 static int deliver(luaebpf_events *ev, delivery *d, int fn_idx) {
     lua_State *L = ev->L;
     if (ev->stopped)
@@ -208,13 +220,29 @@ static int deliver(luaebpf_events *ev, delivery *d, int fn_idx) {
     lua_pushlightuserdata(L, d);
     int collect = d->src && lua_isnil(L, fn_idx);
     if (lua_pcall(L, 2, collect ? 2 : 0, 0) != 0) {
-        explain_yield(L, ev->ops->kind);
-        ev->failed = ev->stopped = 1;
+        ev->failed = ev->stopped = 1; /* the error on top: run() raises it */
         return -1;
     }
-    if (ev->close_pending || (ev->limit && ev->got >= ev->limit))
-        ev->stopped = 1;
-    return ev->stopped ? -1 : 0;
+    return deliver_next(ev);
+}
+
+int luaebpf_events_take(luaebpf_events *ev, size_t size) {
+    if (ev->stopped)
+        return -1;
+    ev->records++; /* delivered, also when the decode or fn raises: it stays consumed */
+    ev->bytes += size;
+    ev->got++;
+    if (!lua_isnil(ev->L, ev->fn_idx))
+        lua_pushvalue(ev->L, ev->fn_idx);
+    return 0;
+}
+
+int luaebpf_events_hand_over(luaebpf_events *ev, lua_Integer tag) {
+    lua_State *L = ev->L; /* inside the run's protected call: raises unwind to it */
+    lua_pushinteger(L, tag);
+    if (!lua_isnil(L, ev->fn_idx))
+        lua_call(L, 2, 0);
+    return deliver_next(ev);
 }
 
 int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
@@ -224,20 +252,6 @@ int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const 
     ev->records++; /* delivered, also when fn raises: it stays consumed */
     ev->bytes += size;
     ev->got++;
-    if (ev->ops->unwinds) { /* inside the run's protected call: raises unwind to it */
-        lua_State *L = ev->L;
-        int collect = lua_isnil(L, ev->fn_idx);
-        if (!collect)
-            lua_pushvalue(L, ev->fn_idx);
-        luaebpf_events_push_record(L, src, data, size);
-        ev->ops->decoded(src); /* consumed: fn's raise may now cross libbpf's frames */
-        lua_pushinteger(L, tag);
-        if (!collect)
-            lua_call(L, 2, 0);
-        if (ev->close_pending || (ev->limit && ev->got >= ev->limit))
-            ev->stopped = 1;
-        return ev->stopped ? -1 : 0;
-    }
     delivery d = {ev, src, data, size, tag};
     return deliver(ev, &d, ev->fn_idx);
 }
@@ -329,10 +343,8 @@ static int run_unwinding(lua_State *L, luaebpf_events *ev, int timeout, int *no)
     else
         lua_pushnil(L);
     lua_pushlightuserdata(L, &c);
-    if (lua_pcall(L, 3, LUA_MULTRET, 0) != 0) {
-        explain_yield(L, ev->ops->kind);
+    if (lua_pcall(L, 3, LUA_MULTRET, 0) != 0)
         ev->failed = ev->stopped = 1;
-    }
     *no = c.no;
     lua_pushnil(L); /* where run_body was: what it collected stays above deliver_idx */
     lua_insert(L, ev->deliver_idx);
@@ -387,8 +399,10 @@ static int run(lua_State *L, int fn_idx, uint32_t limit, int timeout, const char
     int failed = ev->failed, stopped = ev->stopped;
     if (ev->close_pending && ev->busy == 0)
         events_release(ev);
-    if (failed)
-        return lua_error(L); /* fn's error, on top */
+    if (failed) { /* fn's error, on top; busy is down: explaining it may raise */
+        explain_yield(L, ops->kind);
+        return lua_error(L);
+    }
     if (rc < 0 && !stopped) {
         lua_pushnil(L);
         luaebpf_events_push_wait_error(L, op, no);

@@ -13,13 +13,14 @@
 #include "valgrind.h"
 
 /* libbpf's print callback is process-wide and has no user pointer. Between
- * luaebpf_log_begin and luaebpf_log_end, which enclose libbpf calls and no Lua, it appends
- * to this buffer, grown to whatever libbpf prints: a verifier log comes as
- * one call of up to 16 MiB, its reason at the very end. */
-static struct {
+ * luaebpf_log_begin and luaebpf_log_end, which enclose libbpf calls and no
+ * Lua, what libbpf prints on this thread (print.c routes it) is appended to
+ * this thread's buffer, grown to whatever libbpf prints: a verifier log comes
+ * as one call of up to 16 MiB, its reason at the very end. */
+static _Thread_local struct {
     char *buf;
     size_t len, cap;
-    libbpf_print_fn_t prev; /* the host's callback, back in place after luaebpf_log_end */
+    luaebpf_print_section outer; /* restored by luaebpf_log_end */
 } logc;
 
 static int log_capture(enum libbpf_print_level level, const char *fmt, va_list ap) {
@@ -50,12 +51,12 @@ static int log_capture(enum libbpf_print_level level, const char *fmt, va_list a
 
 void luaebpf_log_begin(void) {
     logc.len = 0;
-    logc.prev = libbpf_set_print(log_capture);
+    logc.outer = luaebpf_print_begin(log_capture, 0);
 }
 
-/* puts the host's callback back and pushes what was captured, as a string */
+/* ends the capture and pushes what was captured, as a string */
 void luaebpf_log_end(lua_State *L) {
-    libbpf_set_print(logc.prev);
+    luaebpf_print_end(logc.outer);
     lua_pushlstring(L, logc.buf ? logc.buf : "", logc.len); /* copies before any GC step */
     free(logc.buf); /* a big log is not kept for the life of the process */
     logc.buf = NULL;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/bpf.h>
+#include <bpf/libbpf.h> /* libbpf_print_fn_t (print.c) */
 #include "compat.h"
 
 #define LUAEBPF_MAP   "luaebpf.Map"
@@ -370,6 +371,19 @@ void luaebpf_link_open(lua_State *L);
 void luaebpf_program_push(lua_State *L, int owner_idx, int fd, const char *name);
 void luaebpf_program_open(lua_State *L);
 
+/* ---- print.c: libbpf's print callback, one for the whole process ---- */
+/* Between luaebpf_print_begin and luaebpf_print_end (which enclose libbpf
+ * calls, on one thread), what libbpf prints from this thread goes to capture
+ * (NULL: to what the enclosing section says, or the host's callback), and
+ * with quiet its warnings that a callback stopped it are dropped. Sections
+ * nest; begin returns what end needs to restore. */
+typedef struct luaebpf_print_section {
+    libbpf_print_fn_t capture;
+    int quiet;
+} luaebpf_print_section;
+luaebpf_print_section luaebpf_print_begin(libbpf_print_fn_t capture, int quiet);
+void luaebpf_print_end(luaebpf_print_section outer);
+
 /* ---- events.c: what ring buffers and perf buffers share ---- */
 /* One map consumed by this process: a ring buffer has one consumer position
  * and a perf_event_array one set of per-CPU buffers, so two consumers of the
@@ -395,16 +409,13 @@ typedef struct luaebpf_events_ops {
     int (*consume)(luaebpf_events *ev);
     int (*epoll_fd)(luaebpf_events *ev);
     void (*release)(luaebpf_events *ev);           /* frees everything; idempotent */
-    int unwinds;            /* a raise may cross libbpf's frames: the source commits each
-                             * record's consumer position itself (ringbuf, see decoded),
-                             * so a run needs one protected call, not one per record */
+    int unwinds;            /* a raise may cross libbpf's frames: the source consumes each
+                             * record itself before it is decoded (ringbuf: between
+                             * luaebpf_events_take and _hand_over), so a run needs one
+                             * protected call, not one per record */
     int reports_lost;       /* the user value may hold opts.lost (perfbuf) */
     lua_CFunction step;     /* records()' step, upvalues self and timeout; NULL: one run
                              * of libbpf per step (events.c) */
-    /* with unwinds: called once the record of src is decoded, before fn sees it; the
-     * source then stores the consumer position past it (never before: until then the
-     * producer must not reuse its bytes) */
-    void (*decoded)(const luaebpf_source *src);
 } luaebpf_events_ops;
 
 /* The head of a Ringbuf or Perfbuf userdata (its first member) */
@@ -432,12 +443,21 @@ void luaebpf_claim_drop(luaebpf_claim *c);
  * opts.record ("raw" by default), opts.btf (default: the Object the Map at
  * map_idx came from), opts.int64 */
 luaebpf_codec *luaebpf_record_codec(lua_State *L, int opts_idx, int map_idx);
-/* from a libbpf sample callback: decodes the record and hands it to the run;
- * 0 to go on, -1 to stop (an error, the limit, a close) */
+/* from a libbpf sample callback of a source without unwinds: counts the record,
+ * decodes it and hands it to the run; 0 to go on, -1 to stop (an error, the
+ * limit, a close) */
 int luaebpf_events_deliver(luaebpf_events *ev, const luaebpf_source *src, const void *data,
                            size_t size, lua_Integer tag);
-/* pushes the record decoded by src's codec straight from data (the ring's
- * memory); a record shorter than the codec raises class "invalid" naming both sizes */
+/* from a sample callback of a source with unwinds: -1 when the run has stopped
+ * (nothing pushed); else counts a record of size bytes (before it is decoded: it
+ * counts also when its decode raises) and pushes fn when the run has one. The
+ * source then pushes the record, decoded, and calls luaebpf_events_hand_over,
+ * which hands it and tag to fn: 0 to go on, -1 to stop; fn's error unwinds to
+ * the run */
+int luaebpf_events_take(luaebpf_events *ev, size_t size);
+int luaebpf_events_hand_over(luaebpf_events *ev, lua_Integer tag);
+/* pushes the record decoded by src's codec from data; a record shorter than the
+ * codec raises class "invalid" naming both sizes */
 void luaebpf_events_push_record(lua_State *L, const luaebpf_source *src, const void *data,
                                 size_t size);
 /* pushes the error of a failed wait for records (EINTR: class "transient") */

@@ -10,7 +10,6 @@
  * a second consumer would replace the first one's buffers in the map. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,33 +43,21 @@ static void perfbuf_release(luaebpf_events *ev) {
 
 /* libbpf warns on stderr whenever a callback stops it, which is how a
  * callback's error or the records() step ends a read: those lines are not
- * for users. Other lines go to the callback that was there before. */
-static libbpf_print_fn_t host_print;
-
-static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap) {
-    if (strstr(fmt, "error while processing records") || strstr(fmt, "failed to process records"))
-        return 0;
-    return host_print ? host_print(level, fmt, ap) : 0;
-}
-
+ * for users, so libbpf's calls run in a quiet section (print.c) */
 static int perfbuf_poll_buffers(luaebpf_events *ev, int timeout_ms) {
-    libbpf_print_fn_t prev = libbpf_set_print(quiet_print);
-    if (prev != quiet_print)
-        host_print = prev;
+    luaebpf_print_section outer = luaebpf_print_begin(NULL, 1);
     int rc = perf_buffer__poll(((perfbuf *)ev)->pb, timeout_ms);
     int no = errno;
-    libbpf_set_print(prev);
+    luaebpf_print_end(outer);
     errno = no;
     return rc;
 }
 
 static int perfbuf_consume_buffers(luaebpf_events *ev) {
-    libbpf_print_fn_t prev = libbpf_set_print(quiet_print);
-    if (prev != quiet_print)
-        host_print = prev;
+    luaebpf_print_section outer = luaebpf_print_begin(NULL, 1);
     int rc = perf_buffer__consume(((perfbuf *)ev)->pb);
     int no = errno;
-    libbpf_set_print(prev);
+    luaebpf_print_end(outer);
     errno = no;
     return rc;
 }
@@ -81,7 +68,7 @@ static int perfbuf_epoll_fd(luaebpf_events *ev) {
 
 static const luaebpf_events_ops perfbuf_ops = {"perfbuf", perfbuf_poll_buffers,
                                                perfbuf_consume_buffers, perfbuf_epoll_fd,
-                                               perfbuf_release, 0, 1, NULL, NULL};
+                                               perfbuf_release, 0, 1, NULL};
 
 struct sample_raw { /* PERF_RECORD_SAMPLE with PERF_SAMPLE_RAW */
     struct perf_event_header header;

@@ -1,11 +1,12 @@
 /* ringbuf.c: the Ringbuf consumer, over libbpf's ring_buffer. ebpf.ringbuf(m
  * or {m1, m2, ...} [, opts]) and rb:add(m [, opts]) each add a ring with its
  * own record codec; rb:stats() reads each ring's fill level from views of
- * its consumer and producer pages (libbpf 1.1 exposes neither), and
- * ring_sample stores the consumer position through the first. rb:records()
- * needs no libbpf: each step reads the next record from the ring's data
- * area, which this file maps too (ringbuf_step), and waits on libbpf's
- * epoll fd when there is none. Delivery, runs and the lifecycle are events.c's.
+ * its consumer and producer pages (libbpf 1.1 exposes neither), and each
+ * record is consumed through the first as soon as it is copied out of the
+ * ring, before it is decoded (ring_take). rb:records() needs no libbpf: each
+ * step reads the next record from the ring's data area, which this file
+ * maps too (ringbuf_step), and waits on libbpf's epoll fd when there is
+ * none. Delivery, runs and the lifecycle are events.c's.
  *
  * Each ring holds a dup of the map's fd (libbpf keeps the fd it is given, and
  * the Map may be closed first) and a claim on the map's id: a ring buffer has
@@ -20,6 +21,7 @@
 #include <unistd.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
+#include "valgrind.h"
 
 typedef struct ring {
     luaebpf_source src;     /* the record codec, the map's name and id */
@@ -28,14 +30,10 @@ typedef struct ring {
     int fd;                 /* our dup of the map's fd; -1 when none */
     uint32_t size;          /* max_entries: the data area's bytes */
     int index;              /* 1-based, in the order added: the i given to fn */
-    void *pos;              /* the consumer page, read-write: ring_sample stores it */
+    void *pos;              /* the consumer page, read-write: records are consumed through it */
     void *prod;             /* the producer page, read-only */
     const unsigned char *data; /* the data area, read-only, mapped twice in a row (as the
                                 * kernel lays it out): records() reads records from it */
-    unsigned long pending;  /* 0, or the consumer position past the record being decoded
-                             * (or whose decode raised), by records() or ring_sample:
-                             * stored once it is decoded, or by the next look */
-    struct ring *dead_next; /* in ringbuf.dead */
 } ring;
 
 typedef struct ringbuf {
@@ -43,57 +41,22 @@ typedef struct ringbuf {
     struct ring_buffer *rb; /* NULL until the first ring */
     ring **rings;
     int n, cap;
-    ring *pending;          /* the ring being added: freed if its setup raises */
-    int decoding;           /* records() steps decoding from a data area (see ringbuf_step) */
-    ring *dead;             /* rings closed while decoding: data areas not yet unmapped */
 } ringbuf;
 
-/* stores the consumer position past the record last handed out, once decoded */
-static void ring_settle(ring *r) {
-    if (r->pending) {
-        __atomic_store_n((unsigned long *)r->pos, r->pending, __ATOMIC_RELEASE);
-        r->pending = 0;
-    }
-}
-
-static void ring_unmap_free(ring *r) {
-    if (r->data)
-        munmap((void *)r->data, 2 * (size_t)r->size);
-    free(r);
-}
-
-/* frees r; while a records() step may be decoding from its data area (a
- * finalizer closed the consumer), that stays mapped, r on b->dead */
-static void ring_free(ringbuf *b, ring *r) {
+static void ring_free(ring *r) {
     if (!r)
         return;
     luaebpf_claim_drop(&r->claim);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (r->pos) {
-        ring_settle(r); /* handed out: consumed */
+    if (r->pos)
         munmap(r->pos, page);
-        r->pos = NULL;
-    }
     if (r->prod)
         munmap(r->prod, page);
-    r->prod = NULL;
+    if (r->data)
+        munmap((void *)r->data, 2 * (size_t)r->size);
     if (r->fd >= 0)
         close(r->fd);
-    r->fd = -1;
-    if (b->decoding && r->data) {
-        r->dead_next = b->dead;
-        b->dead = r;
-    } else {
-        ring_unmap_free(r);
-    }
-}
-
-static void ringbuf_bury(ringbuf *b) {
-    while (b->dead) {
-        ring *r = b->dead;
-        b->dead = r->dead_next;
-        ring_unmap_free(r);
-    }
+    free(r);
 }
 
 static void ringbuf_release(luaebpf_events *ev) {
@@ -101,35 +64,68 @@ static void ringbuf_release(luaebpf_events *ev) {
     ring_buffer__free(b->rb); /* first: it uses the rings' fds and maps */
     b->rb = NULL;
     for (int i = 0; i < b->n; i++)
-        ring_free(b, b->rings[i]);
+        ring_free(b->rings[i]);
     free(b->rings);
     b->rings = NULL;
     b->n = b->cap = 0;
-    ring_free(b, b->pending);
-    b->pending = NULL;
-    if (!b->decoding)
-        ringbuf_bury(b);
-}
-
-/* a decode that raised left its record's position unstored: store it
- * before libbpf reads the positions */
-static void ringbuf_settle(ringbuf *b) {
-    for (int i = 0; i < b->n; i++)
-        ring_settle(b->rings[i]);
 }
 
 static int ringbuf_poll_rings(luaebpf_events *ev, int timeout_ms) {
-    ringbuf_settle((ringbuf *)ev);
     return ring_buffer__poll(((ringbuf *)ev)->rb, timeout_ms);
 }
 
 static int ringbuf_consume_rings(luaebpf_events *ev) {
-    ringbuf_settle((ringbuf *)ev);
     return ring_buffer__consume(((ringbuf *)ev)->rb);
 }
 
 static int ringbuf_epoll_fd(luaebpf_events *ev) {
     return ring_buffer__epoll_fd(((ringbuf *)ev)->rb);
+}
+
+/* ------------------------------------------------------ taking a record
+ *
+ * A record is copied out of the ring, then consumed (the consumer position
+ * stored past it), then decoded from the copy: a decode allocates, so
+ * finalizers may run in it and do anything (close the consumer, read its
+ * stats, trigger more events); once the position moves the producer may
+ * reuse the bytes, so nothing decodes from the ring itself. A decode that
+ * raises leaves nothing behind: the record is consumed, the copy is on the C
+ * stack or in a userdata the collector frees. A "raw" record is its own copy:
+ * lua_pushlstring reads all its bytes before any finalizer can run. */
+
+/* records up to this size are copied on the C stack; longer ones into a userdata */
+#define RECORD_STACK_COPY 512
+
+/* does src's codec take the record as a string of all its bytes ("raw")? */
+static int codec_is_string(const luaebpf_source *src) {
+    return src->codec->nodes[0].kind == LUAEBPF_RAW && src->codec->nodes[0].size == 0;
+}
+
+/* stores r's consumer position: the bytes before next are the producer's again */
+static void ring_consume(ring *r, unsigned long next) {
+    __atomic_store_n((unsigned long *)r->pos, next, __ATOMIC_RELEASE);
+}
+
+/* Pushes the record of len bytes at data (in the ring, readable until the
+ * position moves), copied to buf when it needs a copy (len <= buf's size),
+ * and consumes it (ring_consume(r, next)). Returns what to decode from: the
+ * string's bytes for "raw" (pushed, nothing more to do: NULL), else buf. */
+static const unsigned char *ring_take(lua_State *L, ring *r, const luaebpf_source *src,
+                                      const unsigned char *data, size_t len,
+                                      unsigned long next, unsigned char *buf) {
+    VALGRIND_MAKE_MEM_DEFINED(data, len); /* written by the kernel */
+    if (codec_is_string(src)) {
+        lua_pushlstring(L, (const char *)data, len);
+        ring_consume(r, next);
+        return NULL;
+    }
+    if (len < src->codec->nodes[0].size) { /* raises, naming both sizes, reading nothing */
+        ring_consume(r, next);
+        luaebpf_events_push_record(L, src, data, len);
+    }
+    memcpy(buf, data, len);
+    ring_consume(r, next);
+    return buf;
 }
 
 /* ------------------------------------------------- records(): no libbpf */
@@ -142,7 +138,6 @@ static int ringbuf_epoll_fd(luaebpf_events *ev) {
  * acquire, each header with acquire (the kernel clears BUSY once the
  * record is written), a record taking round_up(len + 8, 8) bytes. */
 static const unsigned char *ring_peek(ring *r, uint32_t *hdr, unsigned long *next) {
-    ring_settle(r);
     unsigned long *pos = r->pos;
     unsigned long cons = __atomic_load_n(pos, __ATOMIC_ACQUIRE);
     unsigned long prod = __atomic_load_n((const unsigned long *)r->prod, __ATOMIC_ACQUIRE);
@@ -175,80 +170,67 @@ static ring *ringbuf_peek(ringbuf *b, const unsigned char **h, uint32_t *hdr,
     return NULL;
 }
 
-/* Pushes the record at h (header hdr) of r decoded, and r's index.
- * The position past it is stored after the decode, not before: until then
- * the producer may not reuse its bytes. It waits in r->pending meanwhile,
- * so a decode that raises leaves it for the next look at the ring (or a
- * poll, consume, stats or close) to store: the record is consumed either
- * way. b->decoding keeps a close by a finalizer during the decode from
- * unmapping the data area under it (ring_free); no busy flag is held, so
- * nothing is left to undo when the decode raises (decoding then stays up,
- * and the unmapping of a later close waits for the collector). */
-static int ring_hand_out(lua_State *L, ringbuf *b, ring *r, const unsigned char *h,
-                         uint32_t hdr, unsigned long next) {
-    uint32_t len = RECORD_LEN(hdr);
-    const luaebpf_source *src = &r->src;
-    lua_Integer index = r->index;
-    b->ev.records++; /* delivered, also when the decode raises: it is consumed */
-    b->ev.bytes += len;
-    r->pending = next;
-    if (len < src->codec->nodes[0].size) /* raises, naming both sizes, reading nothing */
-        luaebpf_events_push_record(L, src, h + BPF_RINGBUF_HDR_SZ, len);
-    b->decoding++;
-    luaebpf_events_push_record(L, src, h + BPF_RINGBUF_HDR_SZ, len);
-    b->decoding--;
-    if (r->pending == next) /* else stored already (a close, a nested step or run) */
-        ring_settle(r);
-    if (!b->decoding && b->dead)
-        ringbuf_bury(b);
-    lua_pushinteger(L, index);
-    return 2;
+/* raises unless b is open and idle (a finalizer may close it, or start a run) */
+static void ringbuf_check_step(lua_State *L, ringbuf *b) {
+    if (!b->ev.open || b->ev.close_pending || b->ev.busy)
+        luaebpf_events_check(L, lua_upvalueindex(1), "records", 1); /* raises */
 }
 
 /* One step of rb:records(): upvalues self, timeout. Reads the next record
  * straight from the rings' data areas, mapped by ring_map: one record per
  * step, consumed as it is handed out, so a `break` leaves the rest. When no
  * ring has one, waits up to timeout on libbpf's epoll fd (ring_buffer__poll
- * would consume them all), looks once more, and ends the loop. */
+ * would consume them all), looks once more, and ends the loop. A record
+ * longer than the stack copy needs a userdata first, whose allocation may run
+ * finalizers: the step then looks again, from the start. */
 static int ringbuf_step(lua_State *L) {
     ringbuf *b = lua_touserdata(L, lua_upvalueindex(1)); /* records() checked its class */
-    if (!b->ev.open || b->ev.close_pending || b->ev.busy)
-        luaebpf_events_check(L, lua_upvalueindex(1), "records", 1); /* raises */
+    unsigned char small[RECORD_STACK_COPY], *buf = small;
+    size_t cap = sizeof small;
     const unsigned char *h;
     uint32_t hdr;
     unsigned long next;
-    ring *r = ringbuf_peek(b, &h, &hdr, &next);
-    b->ev.polls++;
-    if (!r) {
-        int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
-        if (timeout == 0)
-            return 0;
-        struct epoll_event e;
-        if (epoll_wait(ring_buffer__epoll_fd(b->rb), &e, 1, timeout) < 0) {
-            luaebpf_events_push_wait_error(L, "records", errno);
-            return lua_error(L);
+    ring *r;
+    int looks = 0;
+    for (;;) {
+        ringbuf_check_step(L, b);
+        r = ringbuf_peek(b, &h, &hdr, &next);
+        if (looks++ == 0)
+            b->ev.polls++;
+        if (!r) {
+            int timeout = (int)lua_tointeger(L, lua_upvalueindex(2));
+            if (looks > 1 || timeout == 0)
+                return 0;
+            struct epoll_event e;
+            if (epoll_wait(ring_buffer__epoll_fd(b->rb), &e, 1, timeout) < 0) {
+                luaebpf_events_push_wait_error(L, "records", errno);
+                return lua_error(L);
+            }
+            b->ev.polls++;
+            continue;
         }
-        b->ev.polls++;
-        if (!(r = ringbuf_peek(b, &h, &hdr, &next)))
-            return 0;
+        if (RECORD_LEN(hdr) <= cap || codec_is_string(&r->src))
+            break;
+        if (buf != small)
+            lua_pop(L, 1); /* a copy too small for what a finalizer let through */
+        cap = RECORD_LEN(hdr);
+        buf = luaebpf_newuserdata(L, cap); /* may run finalizers: look again */
     }
-    return ring_hand_out(L, b, r, h, hdr, next);
+    luaebpf_source src = r->src; /* r goes when a finalizer closes b in the decode */
+    lua_Integer index = r->index;
+    uint32_t len = RECORD_LEN(hdr);
+    b->ev.records++; /* delivered, also when the decode raises: it is consumed */
+    b->ev.bytes += len;
+    const unsigned char *copy = ring_take(L, r, &src, h + BPF_RINGBUF_HDR_SZ, len, next, buf);
+    if (copy)
+        luaebpf_events_push_record(L, &src, copy, len);
+    lua_pushinteger(L, index);
+    return 2; /* a userdata copy below them is garbage now */
 }
-
-static void ring_decoded(const luaebpf_source *src);
 
 static const luaebpf_events_ops ringbuf_ops = {"ringbuf", ringbuf_poll_rings,
                                                ringbuf_consume_rings, ringbuf_epoll_fd,
-                                               ringbuf_release, 1, 0, ringbuf_step,
-                                               ring_decoded};
-
-/* __gc: no step runs on a consumer that is garbage, so nothing decodes */
-static int ringbuf_gc(lua_State *L) {
-    ringbuf *b = lua_touserdata(L, 1);
-    if (b)
-        b->decoding = 0;
-    return luaebpf_events_gc(L);
-}
+                                               ringbuf_release, 1, 0, ringbuf_step};
 
 /* libbpf's sample callback: ctx is the ring; a negative answer stops libbpf
  * with the consumer position past this record.
@@ -257,41 +239,32 @@ static int ringbuf_gc(lua_State *L) {
  * holds this record's start now, and stores it past this one when the
  * callback returns, whatever it answers. events.c runs a ring buffer in one
  * protected call, not one per record, so a raise may leave libbpf's frames
- * at once: the position past the record waits in r->pending and is stored
- * as soon as the record is decoded (ring_decoded, before fn runs), or, when
- * the decode itself raised, by the next run (ringbuf_settle). Either way this
- * record and those before it are consumed, the rest stay in the ring, and the
- * producer never reuses bytes that are still being decoded. */
+ * at once: the record is taken (ring_take: copied, then consumed) before it
+ * is decoded and fn sees it, so this record and those before it are consumed
+ * whatever raises, the rest stay in the ring, and the producer never reuses
+ * bytes that are still being decoded. (Finalizers cannot close the rings
+ * under libbpf here: the consumer is busy, a close waits for the run's end.) */
 static int ring_sample(void *ctx, void *data, size_t size) {
     ring *r = ctx;
-    if (!r->ev->stopped) /* else libbpf is told to stop, nothing delivered */
-        r->pending = __atomic_load_n((unsigned long *)r->pos, __ATOMIC_RELAXED) +
-                     ((size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7);
-    return luaebpf_events_deliver(r->ev, &r->src, data, size, r->index);
-}
-
-/* the src of a ring is its first member */
-static void ring_decoded(const luaebpf_source *src) {
-    ring_settle((ring *)src);
-}
-
-/* a new ring, owned by b->pending until it is set up */
-static ring *ring_new(lua_State *L, ringbuf *b) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 2;
-        ring **p = realloc(b->rings, (size_t)cap * sizeof *p);
-        if (!p)
-            luaL_error(L, "not enough memory");
-        b->rings = p;
-        b->cap = cap;
+    luaebpf_events *ev = r->ev;
+    lua_State *L = ev->L;
+    int base = lua_gettop(L);
+    unsigned char small[RECORD_STACK_COPY], *buf = small;
+    if (size > sizeof small && !codec_is_string(&r->src)) /* may raise: nothing consumed */
+        buf = luaebpf_newuserdata(L, size);
+    if (luaebpf_events_take(ev, size) != 0) {
+        lua_settop(L, base);
+        return -1; /* libbpf is told to stop, nothing delivered */
     }
-    ring *r = calloc(1, sizeof *r);
-    if (!r)
-        luaL_error(L, "not enough memory");
-    r->fd = -1;
-    r->ev = &b->ev;
-    b->pending = r;
-    return r;
+    unsigned long next = __atomic_load_n((unsigned long *)r->pos, __ATOMIC_RELAXED) +
+                         ((size + BPF_RINGBUF_HDR_SZ + 7) & ~(size_t)7);
+    const unsigned char *copy = ring_take(L, r, &r->src, data, size, next, buf);
+    if (copy)
+        luaebpf_events_push_record(L, &r->src, copy, size);
+    int rc = luaebpf_events_hand_over(ev, r->index);
+    if (buf != small)
+        lua_remove(L, base + 1); /* the copy, below what a collecting run keeps */
+    return rc;
 }
 
 /* maps the ring as the kernel lays it out: the consumer's position page at
@@ -316,27 +289,43 @@ static void ring_map(lua_State *L, ring *r) {
     r->data = p;
 }
 
-/* protected: self, map, opts -> adds the ring; b->pending holds it meanwhile */
+/* room for one more ring in b->rings */
+static void ringbuf_grow(lua_State *L, ringbuf *b) {
+    if (b->n < b->cap)
+        return;
+    int cap = b->cap ? b->cap * 2 : 2;
+    ring **p = realloc(b->rings, (size_t)cap * sizeof *p);
+    if (!p)
+        luaL_error(L, "not enough memory");
+    b->rings = p;
+    b->cap = cap;
+}
+
+/* protected: self, map, opts, r -> sets the ring r up and adds it to self.
+ * What allocates in Lua (and so may run a finalizer that adds a ring to
+ * self, or closes it) comes first; from ringbuf_grow on nothing does, so
+ * the room made is still there when r is linked, and r is linked last: a
+ * raise leaves it unlinked, the caller's to free. */
 static int ringbuf_add_body(lua_State *L) {
     ringbuf *b = lua_touserdata(L, 1);
+    ring *r = lua_touserdata(L, 4);
     luaebpf_map *m = luaebpf_events_map(L, 2, BPF_MAP_TYPE_RINGBUF, "ringbuf");
-    luaebpf_record_codec(L, 3, 2);      /* 4: the codec, kept in the user value */
+    luaebpf_record_codec(L, 3, 2);      /* 5: the codec, kept in the user value */
     luaebpf_getuservalue(L, 1);
-    lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
     lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
-    ring *r = ring_new(L, b);
-    r->src.codec = lua_touserdata(L, 4);
+    r->src.codec = lua_touserdata(L, 5);
     snprintf(r->src.name, sizeof r->src.name, "%s", m->name);
     r->src.id = m->id;
     r->size = m->max_entries;
-    r->index = b->n + 1;
     luaebpf_claim_take(L, &r->claim, m, "ringbuf", LUAEBPF_RINGBUF, b, "ring",
                        "a ring buffer has one consumer position");
     r->fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3);
     if (r->fd < 0)
         return luaebpf_raise(L, "ringbuf", errno, m->name, m->id, "cannot duplicate the fd");
     ring_map(L, r);
+    ringbuf_grow(L, b);
     int err = b->rb ? ring_buffer__add(b->rb, r->fd, ring_sample, r) : 0;
     if (!b->rb) {
         b->rb = ring_buffer__new(r->fd, ring_sample, r, NULL);
@@ -344,24 +333,31 @@ static int ringbuf_add_body(lua_State *L) {
     }
     if (err)
         return luaebpf_raise(L, "ringbuf", -err, m->name, m->id, NULL);
+    r->index = b->n + 1;
     b->rings[b->n++] = r;
-    b->pending = NULL;
     return 0;
 }
 
 /* adds the Map at map_idx with opts at opts_idx to the ringbuf at 1; on a
  * failure nothing of it stays, and the error is on top: returns the status */
 static int ringbuf_add_ring(lua_State *L, int map_idx, int opts_idx) {
-    lua_pushcfunction(L, ringbuf_add_body);
+    ringbuf *b = lua_touserdata(L, 1);
+    lua_pushcfunction(L, ringbuf_add_body); /* allocates in 5.1: before r exists */
     lua_pushvalue(L, 1);
     lua_pushvalue(L, map_idx);
     lua_pushvalue(L, opts_idx);
-    int status = lua_pcall(L, 3, 0, 0);
-    ringbuf *b = lua_touserdata(L, 1);
-    if (status != 0) {
-        ring_free(b, b->pending);
-        b->pending = NULL;
+    ring *r = calloc(1, sizeof *r);
+    if (!r) {
+        lua_pop(L, 4);
+        lua_pushliteral(L, "not enough memory");
+        return LUA_ERRMEM;
     }
+    r->fd = -1;
+    r->ev = &b->ev;
+    lua_pushlightuserdata(L, r);
+    int status = lua_pcall(L, 4, 0, 0);
+    if (status != 0)
+        ring_free(r); /* not linked: the body links it last */
     return status;
 }
 
@@ -433,7 +429,6 @@ static uint64_t load_position(const void *page) {
  * consumer, pending }, ... } } */
 static int ringbuf_stats(lua_State *L) {
     ringbuf *b = (ringbuf *)luaebpf_events_check(L, 1, "stats", 0);
-    ringbuf_settle(b);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)b->ev.records);
     lua_setfield(L, -2, "records");
@@ -483,7 +478,7 @@ void luaebpf_ringbuf_open(lua_State *L) {
         {"stats", ringbuf_stats}, {"add", ringbuf_add}, {"close", luaebpf_events_close},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {
-        {"__gc", ringbuf_gc}, {"__close", luaebpf_events_close},
+        {"__gc", luaebpf_events_gc}, {"__close", luaebpf_events_close},
         {"__tostring", ringbuf_tostring}, {NULL, NULL}};
     luaebpf_class(L, LUAEBPF_RINGBUF, "Ringbuf", meta, methods, 0);
     lua_pushcfunction(L, core_ringbuf);
