@@ -31,6 +31,20 @@ end
 
 --- starts `sleep 30` in the background; its pid once it runs sleep (between
 -- fork and exec its comm is still the shell's)
+--- starts n `sleep 30` at once, so the task iterator's output is large on
+-- any machine (a fresh VM may run too few tasks for several pages); their
+-- pids, for kill_all
+local function spawn_many(n)
+  local out = H.run("for i in $(seq " .. n .. "); do sleep 30 </dev/null >/dev/null 2>&1 & echo $!; done")
+  local pids = {}
+  for pid in out:gmatch("%d+") do pids[#pids + 1] = pid end
+  return pids
+end
+
+local function kill_all(pids)
+  H.run("kill " .. table.concat(pids, " ") .. " 2>/dev/null; true")
+end
+
 local function spawn_sleep()
   local pid = tonumber((H.run("sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s", "")))
   for _ = 1, 100 do
@@ -91,7 +105,9 @@ describe("link:read", function()
   it("reads output of many pages whole", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks_8x"))
+    local sleepers = spawn_many(150) -- 8 lines of ~18 bytes each: 21 KiB at least
     local text = link:read()
+    kill_all(sleepers)
     assert.is_true(#text > 4 * 4096, #text .. " bytes")
     local seen = {}
     for line in text:gmatch("[^\n]+") do seen[line] = (seen[line] or 0) + 1 end
@@ -138,10 +154,12 @@ describe("link:read", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks_8x"))
     local parts = {}
+    local sleepers = spawn_many(150) -- more than one chunk's worth on any machine
     for chunk in link:chunks() do
       assert.is_true(#chunk > 0 and #chunk <= 16384, #chunk .. " bytes")
       parts[#parts + 1] = chunk
     end
+    kill_all(sleepers)
     assert.is_true(#parts > 1, #parts .. " chunks")
     local seen = {}
     for line in table.concat(parts):gmatch("[^\n]+") do seen[line] = (seen[line] or 0) + 1 end
