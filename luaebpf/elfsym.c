@@ -25,6 +25,7 @@
 typedef struct elfsym {
     uint64_t addr, size;
     const char *name; /* into the file's names block */
+    int local;        /* STB_LOCAL: a name the file keeps to itself */
 } elfsym;
 
 typedef struct elfseg {
@@ -62,13 +63,29 @@ static void file_free(elffile *f) {
     free(f);
 }
 
+/* Among aliases at one address (write and __write, nanosleep and
+ * __nanosleep in libc; __GI_ names in a .symtab), the name to show: an
+ * exported one before a local one, then the fewest leading underscores (the
+ * public name), then the shorter, then by bytes, so the choice does not
+ * depend on the order of the table. nm lists them all; each is right. */
+static size_t underscores(const char *s) {
+    return strspn(s, "_");
+}
+
+static int better(const elfsym *x, const elfsym *y) {
+    if (x->local != y->local) return y->local;
+    size_t ux = underscores(x->name), uy = underscores(y->name);
+    if (ux != uy) return ux < uy;
+    size_t lx = strlen(x->name), ly = strlen(y->name);
+    if (lx != ly) return lx < ly;
+    return strcmp(x->name, y->name) < 0;
+}
+
 static int by_addr(const void *a, const void *b) {
     const elfsym *x = a, *y = b;
     if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
-    /* aliases at one address: the longer range first, then by name, so the
-     * choice does not depend on the order of the table */
-    if (x->size != y->size) return x->size > y->size ? -1 : 1;
-    return strcmp(x->name, y->name);
+    if (better(x, y)) return -1;
+    return better(y, x) ? 1 : 0;
 }
 
 /* the NT_GNU_BUILD_ID note of any SHT_NOTE section */
@@ -146,6 +163,7 @@ static const char *read_symbols(Elf *e, elffile *f) {
         if (!name || !*name) continue;
         f->syms[n].addr = s.st_value;
         f->syms[n].size = s.st_size;
+        f->syms[n].local = GELF_ST_BIND(s.st_info) == STB_LOCAL;
         f->syms[n++].name = name; /* libelf's, until the copy below */
         total += strlen(name) + 1;
     }
@@ -289,14 +307,17 @@ static const elfsym *find(const elffile *f, uint64_t vaddr) {
         size_t mid = lo + (hi - lo) / 2;
         if (f->syms[mid].addr <= vaddr) lo = mid + 1; else hi = mid;
     }
-    /* a few symbols back: a short one (an alias, a local label with a size)
-     * may start inside a longer function that holds vaddr */
+    /* a few symbols back: a short one (a local label with a size) may start
+     * inside a longer function that holds vaddr; the nearest start wins */
     for (size_t i = lo, steps = 0; i > 0 && steps < 16; i--, steps++) {
         const elfsym *s = &f->syms[i - 1];
         if (vaddr - s->addr < s->size) {
-            /* among aliases of s, the first in sort order (the longest range) */
-            while (i > 1 && f->syms[i - 2].addr == s->addr && vaddr - s->addr < f->syms[i - 2].size)
-                s = &f->syms[--i - 1];
+            /* aliases at s's address sort best first: the first of them that
+             * also holds vaddr (an alias may be shorter) */
+            size_t j = i - 1;
+            while (j > 0 && f->syms[j - 1].addr == s->addr) j--;
+            for (; j < i - 1; j++)
+                if (vaddr - f->syms[j].addr < f->syms[j].size) return &f->syms[j];
             return s;
         }
     }

@@ -328,6 +328,114 @@ describe("m:stack on user stacks", function()
   end)
 end)
 
+describe("m:stack on frames in a shared library", function()
+  --- the C library the fixture process maps (its path in /proc/PID/maps)
+  local function libc_of(p)
+    for line in io.lines("/proc/" .. p .. "/maps") do
+      local file = line:match("%s(/%S*/libc%.so%.%d+)$") or line:match("%s(/%S*/libc%-[%d.]+%.so)$")
+      if file then return file end
+    end
+  end
+
+  --- readelf's PT_LOAD segments: file offset -> the address symbols use
+  local function vaddr_of(path, off)
+    for line in H.run("readelf -lW " .. path):gmatch("[^\n]+") do
+      local o, v, fsz = line:match("^%s*LOAD%s+0x(%x+)%s+0x(%x+)%s+0x%x+%s+0x(%x+)")
+      if o then
+        o, v, fsz = tonumber(o, 16), tonumber(v, 16), tonumber(fsz, 16)
+        if off >= o and off < o + fsz then return off - o + v end
+      end
+    end
+  end
+
+  --- and back: the file offset of vaddr
+  local function offset_of(path, vaddr)
+    for line in H.run("readelf -lW " .. path):gmatch("[^\n]+") do
+      local o, v, fsz = line:match("^%s*LOAD%s+0x(%x+)%s+0x(%x+)%s+0x%x+%s+0x(%x+)")
+      if o then
+        o, v, fsz = tonumber(o, 16), tonumber(v, 16), tonumber(fsz, 16)
+        if vaddr >= v and vaddr < v + fsz then return vaddr - v + o end
+      end
+    end
+  end
+
+  --- nm -D's functions holding vaddr: { name = value }
+  local function nm_dynamic_holding(path, vaddr)
+    local t = {}
+    for line in H.run("nm -D -S " .. path):gmatch("[^\n]+") do
+      local v, s, ty, name = line:match("^(%x+) (%x+) (%a) ([^@%s]+)")
+      if v and ty:match("[tTwWi]") then
+        v, s = tonumber(v, 16), tonumber(s, 16)
+        if vaddr >= v and vaddr < v + s then t[name] = v end
+      end
+    end
+    return t
+  end
+
+  it("names a frame inside libc as nm -D does", function()
+    -- the same process's clock_nanosleep calls (usleep), whose innermost
+    -- frame lies in the C library
+    local config = obj:map("config")
+    local nr = tonumber((H.run("printf '#include <sys/syscall.h>\\nSYS_clock_nanosleep\\n' | cc -E -P -")
+      :match("(%d+)%s*$")))
+    assert(ids:update(3, 0))
+    assert(config:update(0, { pid = pid, nr = nr }))
+    local link = obj:attach("on_enter")
+    for _ = 1, 50 do
+      if id_at(3) >= 1 then break end
+      H.run("sleep 0.1")
+    end
+    link:close()
+    assert(config:update(0, { pid = 0, nr = 0 }))
+    assert.is_true(id_at(3) >= 1, "no clock_nanosleep seen")
+    assert(id_at(1) >= 0, "bpf_get_stackid failed: " .. id_at(1))
+    local frames = stacks:stack(id_at(1), { pid = pid })
+    local libc = assert(libc_of(pid))
+    local named = 0
+    for i, fr in ipairs(frames) do
+      if fr.file == libc then
+        local vaddr = assert(vaddr_of(libc, fr.file_offset))
+        local holding = nm_dynamic_holding(libc, vaddr)
+        if next(holding) then
+          assert(fr.name and holding[fr.name], "frame " .. i .. ": " .. tostring(fr.name)
+            .. " (" .. tostring(fr.error) .. ")")
+          assert.are.equal(vaddr - holding[fr.name], fr.offset)
+          named = named + 1
+        else
+          -- an internal function (stripped from .dynsym): unnamed, kept as file+offset
+          assert.is_nil(fr.name)
+          H.mentions(fr.error, { "in no function of " .. libc })
+          assert.are.equal(string.format("%s+0x%x", libc, fr.file_offset), fr.text)
+        end
+      end
+    end
+    assert.are.equal(libc, frames[1].file)
+    assert.are.equal("clock_nanosleep", frames[1].name)
+    assert.is_true(named >= 1)
+  end)
+
+  it("names an exported function by the alias without leading underscores", function()
+    -- nm -D lists write and __write (and nanosleep, __nanosleep) at one
+    -- address; either is right, the plain name is the one a reader knows
+    local libc = assert(libc_of(pid))
+    local base = assert(load_base(pid, libc))
+    local want, addrs = {}, {}
+    for line in H.run("nm -D -S " .. libc):gmatch("[^\n]+") do
+      local v, ty, name = line:match("^(%x+) %x+ (%a) ([^@%s]+)")
+      if v and ty:match("[tTwW]") and (name == "write" or name == "nanosleep") and not want[name] then
+        want[name] = true
+        addrs[#addrs + 1] = { base + offset_of(libc, tonumber(v, 16)) + 1, name }
+      end
+    end
+    assert.are.equal(2, #addrs)
+    for _, a in ipairs(addrs) do
+      local fr = ebpf.symbolize({ a[1] }, { pid = pid })[1]
+      assert.are.equal(a[2], fr.name)
+      assert.are.equal(1, fr.offset)
+    end
+  end)
+end)
+
 describe("m:stack on build-id stacks", function()
   it("finds the binary among the process's files and names the frames", function()
     local plain = stacks:stack(uid, { pid = pid })
