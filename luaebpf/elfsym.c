@@ -341,6 +341,29 @@ static int failed(lua_State *L, const char *path, const char *why, int errnum) {
     return 2;
 }
 
+/* What elf_symbolize copies out of the cache under the lock, before any Lua
+ * allocation: a userdata, so that a memory error while the results are
+ * pushed leaves it to the collector instead of leaking it. */
+#define ELFSYM_COPIES "luaebpf.ElfSymbolCopies"
+typedef struct copies {
+    size_t n;
+    char **names;    /* strdup'd, NULL where no function holds the offset */
+    uint64_t *delta;
+} copies;
+
+static void copies_free(copies *c) { /* idempotent */
+    for (size_t i = 0; c->names && i < c->n; i++) free(c->names[i]);
+    free(c->names);
+    free(c->delta);
+    c->names = NULL;
+    c->delta = NULL;
+}
+
+static int copies_gc(lua_State *L) {
+    copies_free(luaL_checkudata(L, 1, ELFSYM_COPIES));
+    return 0;
+}
+
 /* core.elf_symbolize(path, offsets): for each file offset in the array
  * offsets, the name of the function holding it (false when none) and the
  * offset into that function; as two arrays names, offsets. nil, message when
@@ -362,37 +385,45 @@ static int core_elf_symbolize(lua_State *L) {
         lua_pop(L, 1);
         offs[i] = (uint64_t)v;
     }
+    copies *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, ELFSYM_COPIES);
+    lua_setmetatable(L, -2);
     lua_createtable(L, (int)n, 0);
     lua_createtable(L, (int)n, 0);
     int names = lua_gettop(L) - 1;
-    int errnum = 0;
+    /* lua_push* may fail for memory (and a collection may run a finalizer
+     * that calls back in here), so the lock is never held across one:
+     * names go through C copies, pushed after unlocking */
+    c->delta = malloc((n ? n : 1) * sizeof *c->delta);
+    c->names = calloc(n ? n : 1, sizeof *c->names);
+    if (!c->delta || !c->names) return luaL_error(L, "out of memory");
+    c->n = n;
+    int errnum = 0, oom = 0;
     pthread_mutex_lock(&cache_lock);
     elffile *f = file_get(path, &errnum);
     if (!f || f->why) {
         const char *why = f ? f->why : NULL;
         pthread_mutex_unlock(&cache_lock);
+        copies_free(c);
         return failed(L, path, why, errnum);
     }
-    /* lua_push* may only fail for memory, and then the lock must not stay
-     * held: names go through a C buffer first, pushed after unlocking */
-    uint64_t *delta = malloc((n ? n : 1) * sizeof *delta);
-    char **copies = calloc(n ? n : 1, sizeof *copies);
-    int oom = !delta || !copies;
     for (size_t i = 0; !oom && i < n; i++) {
         uint64_t vaddr;
         const elfsym *s = to_vaddr(f, offs[i], &vaddr) ? find(f, vaddr) : NULL;
         if (s) {
-            delta[i] = vaddr - s->addr;
-            copies[i] = strdup(s->name);
-            if (!copies[i]) oom = 1;
+            c->delta[i] = vaddr - s->addr;
+            c->names[i] = strdup(s->name);
+            if (!c->names[i]) oom = 1;
         }
     }
     pthread_mutex_unlock(&cache_lock);
-    for (size_t i = 0; !oom && i < n; i++) {
-        if (copies[i]) {
-            lua_pushstring(L, copies[i]);
+    if (oom) return luaL_error(L, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (c->names[i]) {
+            lua_pushstring(L, c->names[i]);
             lua_rawseti(L, names, (lua_Integer)i + 1);
-            lua_pushinteger(L, (lua_Integer)delta[i]); /* within a symbol's size */
+            lua_pushinteger(L, (lua_Integer)c->delta[i]); /* within a symbol's size */
         } else {
             lua_pushboolean(L, 0);
             lua_rawseti(L, names, (lua_Integer)i + 1);
@@ -400,10 +431,7 @@ static int core_elf_symbolize(lua_State *L) {
         }
         lua_rawseti(L, names + 1, (lua_Integer)i + 1);
     }
-    for (size_t i = 0; copies && i < n; i++) free(copies[i]);
-    free(copies);
-    free(delta);
-    if (oom) return luaL_error(L, "out of memory");
+    copies_free(c);
     return 2;
 }
 
@@ -430,6 +458,10 @@ static int core_elf_build_id(lua_State *L) {
 }
 
 void luaebpf_elfsym_open(lua_State *L) {
+    luaL_newmetatable(L, ELFSYM_COPIES);
+    lua_pushcfunction(L, copies_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     lua_pushcfunction(L, core_elf_symbolize);
     lua_setfield(L, -2, "elf_symbolize");
     lua_pushcfunction(L, core_elf_build_id);
