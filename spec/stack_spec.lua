@@ -101,6 +101,24 @@ end
 
 local function id_at(slot) return ids:lookup(slot) end
 
+--- points the program at process p's system call nr until it has stored
+-- one stack, then back at nothing; the id of the user stack
+local function capture(p, nr)
+  local config = obj:map("config")
+  assert(ids:update(3, 0))
+  assert(config:update(0, { pid = p, nr = nr }))
+  local link = obj:attach("on_enter")
+  for _ = 1, 50 do
+    if id_at(3) >= 1 then break end
+    H.run("sleep 0.1")
+  end
+  link:close()
+  assert(config:update(0, { pid = 0, nr = 0 }))
+  assert(id_at(3) >= 1, "the program saw no system call " .. nr .. " of process " .. p)
+  assert(id_at(1) >= 0, "bpf_get_stackid failed: " .. id_at(1))
+  return id_at(1)
+end
+
 setup(function()
   tmp = H.tmpdir("luaebpf-stack")
   bin = tmp .. "/stackbin"
@@ -291,7 +309,7 @@ describe("m:stack on user stacks", function()
     local frames = ebpf.symbolize(addrs, { pid = p2 })
     os.execute("kill " .. p2)
     p:close()
-    assert.are.equal(5, #addrs)
+    assert.are.equal(7, #addrs) -- main and the six stack_ functions of stackbin.c
     for i, fr in ipairs(frames) do
       assert.are.equal(want[i], fr.name)
       assert.are.equal(3, fr.offset)
@@ -305,6 +323,39 @@ describe("m:stack on user stacks", function()
     for i, fr in ipairs(frames) do offs[i] = fr.file_offset end
     assert.are.same(ebpf.elf_symbolize(path, offs), ebpf.elf_symbolize(dbg, offs))
     assert.are.same(want, (ebpf.elf_symbolize(dbg, offs)))
+  end)
+
+  it("names a caller by its call, not by the bytes after it", function()
+    -- stack_tail_caller ends with its call to stack_forever, which never
+    -- returns: its return address lies past its end (nm), yet it is the caller
+    local path = tmp .. "/noreturn"
+    H.run("cp " .. bin .. " " .. path)
+    local p2, nr, p = start(path, "-1 noreturn")
+    local ok, frames = pcall(function() return stacks:stack(capture(p2, nr), { pid = p2 }) end)
+    local base = load_base(p2, path)
+    -- symbolize takes addresses as they are (not known to be return addresses)
+    local again = ok and ebpf.symbolize({ frames[3].addr }, { pid = p2 })[1]
+    os.execute("kill " .. p2)
+    p:close()
+    assert(ok, frames)
+    local syms = nm_functions(path)
+    local want = { "stack_level_three", "stack_forever", "stack_tail_caller", "main" }
+    local tail
+    for i, name in ipairs(want) do
+      local fr = frames[i]
+      local vaddr = fr.addr - base
+      -- the innermost frame is where the process is; the others return addresses
+      local s = assert(nm_holding(syms, i == 1 and vaddr or vaddr - 1), "nm: no function at " .. vaddr)
+      assert.are.equal(name, s.name)
+      assert.are.equal(name, fr.name, "frame " .. i .. ": " .. tostring(fr.error))
+      assert.are.equal(vaddr - s.value, fr.offset)
+      if name == "stack_tail_caller" then tail = { vaddr = vaddr, s = s } end
+    end
+    -- the case at hand: the return address is stack_tail_caller's end
+    assert.are.equal(tail.s.value + tail.s.size, tail.vaddr)
+    assert.are.equal(string.format("stack_tail_caller+0x%x", tail.s.size), frames[3].text)
+    assert.are.equal(path, again.file)
+    assert.are_not.equal("stack_tail_caller", again.name)
   end)
 
   it("marks frames of a file deleted since it was mapped", function()
@@ -375,21 +426,9 @@ describe("m:stack on frames in a shared library", function()
   it("names a frame inside libc as nm -D does", function()
     -- the same process's clock_nanosleep calls (usleep), whose innermost
     -- frame lies in the C library
-    local config = obj:map("config")
     local nr = tonumber((H.run("printf '#include <sys/syscall.h>\\nSYS_clock_nanosleep\\n' | cc -E -P -")
       :match("(%d+)%s*$")))
-    assert(ids:update(3, 0))
-    assert(config:update(0, { pid = pid, nr = nr }))
-    local link = obj:attach("on_enter")
-    for _ = 1, 50 do
-      if id_at(3) >= 1 then break end
-      H.run("sleep 0.1")
-    end
-    link:close()
-    assert(config:update(0, { pid = 0, nr = 0 }))
-    assert.is_true(id_at(3) >= 1, "no clock_nanosleep seen")
-    assert(id_at(1) >= 0, "bpf_get_stackid failed: " .. id_at(1))
-    local frames = stacks:stack(id_at(1), { pid = pid })
+    local frames = stacks:stack(capture(pid, nr), { pid = pid })
     local libc = assert(libc_of(pid))
     local named = 0
     for i, fr in ipairs(frames) do

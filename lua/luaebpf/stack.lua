@@ -133,16 +133,24 @@ end
 
 -- Resolves the frames in `pending` (file -> list of frames with file_offset
 -- set) with one call per file; a file that cannot be read marks its frames.
-local function resolve_files(pending)
+-- A caller's frame holds a return address, the byte after its call: that
+-- call may be the function's last instruction (a call to abort, exit or any
+-- function that does not return), so the byte after it can belong to the
+-- next function or to none. Such a frame is named by the byte before (as the
+-- kernel's %pB does), its offset still counted to the address it holds.
+local function resolve_files(pending, returns)
   for path, frames in pairs(pending) do
     local offs = {}
-    for i, fr in ipairs(frames) do offs[i] = fr.file_offset end
+    for i, fr in ipairs(frames) do
+      offs[i] = fr.file_offset
+      if returns[fr] and offs[i] > 0 then offs[i] = offs[i] - 1 end
+    end
     local names, deltas = core.elf_symbolize(path, offs)
     for i, fr in ipairs(frames) do
       if not names then
         fr.error = deltas
       elseif names[i] then
-        fr.name, fr.offset = names[i], deltas[i]
+        fr.name, fr.offset = names[i], deltas[i] + (fr.file_offset - offs[i])
       else
         fr.error = "in no function of " .. path
       end
@@ -267,8 +275,9 @@ local function context(opts, fname, argn)
   return ctx
 end
 
-local function finish(frames, pending)
-  resolve_files(pending)
+-- returns: the frames (a set) whose address is a return address
+local function finish(frames, pending, returns)
+  resolve_files(pending, returns or {})
   for _, fr in ipairs(frames) do fr.text = text_of(fr) end
   return frames
 end
@@ -309,7 +318,7 @@ function M.stack(m, id, opts)
     if build_id == nil then return nil end -- no such stack
     return nil, build_id
   end
-  local frames, pending = {}, {}
+  local frames, pending, returns = {}, {}, {}
   for i, e in ipairs(raw) do
     if build_id then
       frames[i] = build_id_frame(e, ctx, pending)
@@ -318,8 +327,11 @@ function M.stack(m, id, opts)
       if kernel == nil then kernel = is_kernel(e) end
       frames[i] = kernel and kernel_frame(e) or user_frame(e, ctx, pending)
     end
+    -- past the innermost frame, the kernel's user stack walk gives return
+    -- addresses (kernel frames are left as ebpf.ksym names them)
+    if i > 1 and not frames[i].kernel then returns[frames[i]] = true end
   end
-  return finish(frames, pending)
+  return finish(frames, pending, returns)
 end
 
 return M
