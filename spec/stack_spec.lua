@@ -584,7 +584,8 @@ describe("ELF parsing of damaged files", function()
     return table.concat(t)
   end
 
-  it("answers for every truncated copy of a real ELF file", function()
+  it("answers for every truncated copy of a real ELF file, keeping no fd", function()
+    local fds = H.fd_count_min()
     local whole = H.read_file(bin)
     -- every length through the headers, then steps through the rest, and
     -- around the section header table at the end
@@ -597,6 +598,12 @@ describe("ELF parsing of damaged files", function()
     local path = tmp .. "/whole"
     H.write_file(path, whole)
     assert.is_table((ebpf.elf_symbolize(path, { 0 })))
+    -- and the other ways to fail: absent, a directory, a device
+    for _, bad in ipairs({ tmp .. "/absent", tmp, "/dev/null" }) do
+      assert.is_nil((ebpf.elf_symbolize(bad, { 0 })))
+      assert.is_nil((ebpf.elf_build_id(bad)))
+    end
+    assert.are.equal(fds, H.fd_count_min())
   end)
 
   it("answers for copies with bytes changed in the headers and tables", function()
