@@ -10,6 +10,7 @@
  * ELFSYM_CACHE_MAX files and drops the least recently used. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@ typedef struct elfsym {
     uint64_t addr, size;
     const char *name; /* into the file's names block */
     int local;        /* STB_LOCAL: a name the file keeps to itself */
+    int sizeless;     /* st_size 0: size = up to the next symbol or its section's end */
 } elfsym;
 
 typedef struct elfseg {
@@ -73,6 +75,7 @@ static size_t underscores(const char *s) {
 }
 
 static int better(const elfsym *x, const elfsym *y) {
+    if (x->sizeless != y->sizeless) return y->sizeless; /* a size the file states */
     if (x->local != y->local) return y->local;
     size_t ux = underscores(x->name), uy = underscores(y->name);
     if (ux != uy) return ux < uy;
@@ -133,9 +136,23 @@ static const char *read_segments(Elf *e, elffile *f) {
     return NULL;
 }
 
-/* the functions of .symtab, or of .dynsym when the file was stripped: only
+/* the end of the section a symbol lies in, 0 when it lies in none */
+static uint64_t section_end(Elf *e, const GElf_Sym *s) {
+    GElf_Shdr sh;
+    Elf_Scn *scn;
+    if (s->st_shndx == SHN_UNDEF || s->st_shndx >= SHN_LORESERVE ||
+        !(scn = elf_getscn(e, s->st_shndx)) || !gelf_getshdr(scn, &sh) ||
+        !(sh.sh_flags & SHF_ALLOC) || s->st_value < sh.sh_addr ||
+        s->st_value - sh.sh_addr >= sh.sh_size)
+        return 0;
+    return sh.sh_addr + sh.sh_size;
+}
+
+/* the functions of .symtab, or of .dynsym when the file was stripped:
  * defined functions with a size, so an address past the end of one is not
- * taken for the function before it */
+ * taken for the function before it. A function without a size (assembly
+ * without .size: crtstuff's, _init, _fini) reaches up to the next symbol or
+ * the end of its section, and gives way to any function with a size. */
 static const char *read_symbols(Elf *e, elffile *f) {
     Elf_Scn *scn = NULL, *symtab = NULL, *dynsym = NULL;
     GElf_Shdr sh;
@@ -150,19 +167,26 @@ static const char *read_symbols(Elf *e, elffile *f) {
     Elf_Data *d = elf_getdata(scn, NULL);
     if (!d || sh.sh_type == SHT_NOBITS) return "unreadable symbol table";
     size_t count = sh.sh_size / sh.sh_entsize, total = 0, n = 0;
+    if (count > INT_MAX) return "unreadable symbol table"; /* gelf_getsym takes an int */
     f->syms = calloc(count ? count : 1, sizeof *f->syms);
     if (!f->syms) return "out of memory";
     for (size_t i = 0; i < count; i++) {
         GElf_Sym s;
         if (!gelf_getsym(d, (int)i, &s)) continue;
         int type = GELF_ST_TYPE(s.st_info);
-        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s.st_shndx == SHN_UNDEF ||
-            s.st_size == 0)
-            continue;
+        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s.st_shndx == SHN_UNDEF) continue;
+        uint64_t size = s.st_size;
+        int sizeless = size == 0;
+        if (sizeless) {
+            uint64_t end = section_end(e, &s);
+            if (end == 0) continue;
+            size = end - s.st_value; /* cut at the next symbol below */
+        }
         const char *name = elf_strptr(e, sh.sh_link, s.st_name);
         if (!name || !*name) continue;
         f->syms[n].addr = s.st_value;
-        f->syms[n].size = s.st_size;
+        f->syms[n].size = size;
+        f->syms[n].sizeless = sizeless;
         f->syms[n].local = GELF_ST_BIND(s.st_info) == STB_LOCAL;
         f->syms[n++].name = name; /* libelf's, until the copy below */
         total += strlen(name) + 1;
@@ -178,6 +202,13 @@ static const char *read_symbols(Elf *e, elffile *f) {
     }
     f->nsyms = n;
     qsort(f->syms, n, sizeof *f->syms, by_addr);
+    /* a sizeless function ends where the next function starts */
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (j <= i) j = i + 1;
+        while (j < n && f->syms[j].addr == f->syms[i].addr) j++;
+        if (f->syms[i].sizeless && j < n && f->syms[j].addr - f->syms[i].addr < f->syms[i].size)
+            f->syms[i].size = f->syms[j].addr - f->syms[i].addr;
+    }
     return NULL;
 }
 
@@ -308,7 +339,9 @@ static const elfsym *find(const elffile *f, uint64_t vaddr) {
         if (f->syms[mid].addr <= vaddr) lo = mid + 1; else hi = mid;
     }
     /* a few symbols back: a short one (a local label with a size) may start
-     * inside a longer function that holds vaddr; the nearest start wins */
+     * inside a longer function that holds vaddr; the nearest start wins,
+     * though a function without a size only when no sized one holds vaddr */
+    const elfsym *fallback = NULL;
     for (size_t i = lo, steps = 0; i > 0 && steps < 16; i--, steps++) {
         const elfsym *s = &f->syms[i - 1];
         if (vaddr - s->addr < s->size) {
@@ -317,11 +350,13 @@ static const elfsym *find(const elffile *f, uint64_t vaddr) {
             size_t j = i - 1;
             while (j > 0 && f->syms[j - 1].addr == s->addr) j--;
             for (; j < i - 1; j++)
-                if (vaddr - f->syms[j].addr < f->syms[j].size) return &f->syms[j];
-            return s;
+                if (vaddr - f->syms[j].addr < f->syms[j].size) break;
+            s = &f->syms[j];
+            if (!s->sizeless) return s;
+            if (!fallback) fallback = s;
         }
     }
-    return NULL;
+    return fallback;
 }
 
 static const char *check_path(lua_State *L, int i) {

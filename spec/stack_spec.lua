@@ -527,6 +527,33 @@ describe("ELF symbols", function()
     assert.are_not.equal(build_id_of(bin), ebpf.elf_build_id(path))
   end)
 
+  it("names functions that have no size, up to the next symbol, as nm -n orders them", function()
+    -- crtstuff's deregister_tm_clones and frame_dummy, _init, _fini: assembly
+    -- without .size (readelf shows size 0); nm -n gives the next symbol
+    local sizeless, order = {}, {}
+    for line in H.run("readelf -sW " .. bin):gmatch("[^\n]+") do
+      local v, size, ty, name = line:match("^%s*%d+: (%x+)%s+(%d+) (%S+)%s+%S+%s+%S+%s+%d+ (%S+)$")
+      if ty == "FUNC" and size == "0" then sizeless[name] = tonumber(v, 16) end
+    end
+    for line in H.run("nm -n " .. bin):gmatch("[^\n]+") do
+      local v, name = line:match("^(%x+) %a (%S+)$")
+      if v then order[#order + 1] = { value = tonumber(v, 16), name = name } end
+    end
+    local offs, want = {}, {}
+    for i, e in ipairs(order) do
+      local nxt = order[i + 1]
+      -- a sizeless function with room after it before the next symbol
+      if sizeless[e.name] and nxt and nxt.value > e.value + 1 and e.name ~= "_fini" then
+        offs[#offs + 1] = e.value + 1 -- a PIE: file offsets equal addresses in .text
+        want[#want + 1] = e.name
+      end
+    end
+    assert.is_true(#want >= 2, "sizeless functions: " .. #want)
+    local names, deltas = ebpf.elf_symbolize(bin, offs)
+    assert.are.same(want, names)
+    for i = 1, #want do assert.are.equal(1, deltas[i]) end
+  end)
+
   it("says why a file gives no symbols", function()
     local names, why = ebpf.elf_symbolize("/etc/hostname", { 0 })
     assert.is_nil(names)
