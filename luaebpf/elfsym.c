@@ -5,9 +5,10 @@
  * and finds the function whose range holds it, from .symtab or else .dynsym.
  * It also reads the file's GNU build id, to find the file a build-id frame
  * names. Files are read with libelf once and kept in a small process-wide
- * cache, keyed by path and by the file's device, inode, size and mtime, so a
- * file replaced on disk is read again; the cache holds at most
- * ELFSYM_CACHE_MAX files and drops the least recently used. */
+ * cache, keyed by the file's device, inode, size and mtime (not its path), so
+ * a file replaced on disk is read again; the cache holds at most
+ * ELFSYM_CACHE_MAX files and drops the least recently used. A mutex guards
+ * it: every Lua state of the process shares it, from any thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,7 +38,6 @@ typedef struct elfseg {
 
 typedef struct elffile {
     struct elffile *next;
-    char *path;
     dev_t dev;
     ino_t ino;
     off_t size;
@@ -58,7 +58,6 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static elffile *cache;      /* most recently used first */
 
 static void file_free(elffile *f) {
-    free(f->path);
     free(f->syms);
     free(f->names);
     free(f->segs);
@@ -242,24 +241,22 @@ static elffile *file_get(const char *path, int *errnum) {
         if (fd >= 0) close(fd);
         return NULL;
     }
+    /* by the file, not the path: one file reached by many paths (each
+     * process's /proc/PID/root/usr/lib/...) is read once, and a path whose
+     * file was replaced finds no entry; the replaced file's entry ages out */
     elffile **pp = &cache, *f;
     for (; (f = *pp) != NULL; pp = &f->next) {
-        if (strcmp(f->path, path) != 0) continue;
-        *pp = f->next; /* unlinked: back in front when current, else dropped */
         if (f->dev == st.st_dev && f->ino == st.st_ino && f->size == st.st_size &&
             f->mtime.tv_sec == st.st_mtim.tv_sec && f->mtime.tv_nsec == st.st_mtim.tv_nsec) {
             close(fd);
+            *pp = f->next; /* to the front */
             f->next = cache;
             cache = f;
             return f;
         }
-        file_free(f);
-        break;
     }
     f = calloc(1, sizeof *f);
-    if (f) f->path = strdup(path);
-    if (!f || !f->path) {
-        if (f) free(f);
+    if (!f) {
         close(fd);
         *errnum = ENOMEM;
         return NULL;

@@ -357,6 +357,35 @@ describe("m:stack on user stacks", function()
     assert.are_not.equal("stack_tail_caller", again.name)
   end)
 
+  it("reads a file as the process sees it, in its own mount namespace", function()
+    -- in a mount namespace of its own the process runs stackbin at a path
+    -- where this namespace has another ELF file (the nopie build): symbols
+    -- must come from the file the process maps, not from ours
+    local path, real = tmp .. "/in-ns", tmp .. "/real"
+    H.run("cp spec/fixtures/stackbin-nopie " .. path)
+    H.run("cp " .. bin .. " " .. real)
+    local p = io.popen("exec env -u LD_PRELOAD unshare -m --propagation private sh -c 'mount --bind "
+      .. real .. " " .. path .. " && exec " .. path .. "'")
+    local p2 = tonumber(p:read("*l"):match("^(%d+)"))
+    local base = load_base(p2, path)
+    local addrs, want = {}, {}
+    for _, s in ipairs(nm_functions(real)) do
+      if s.name:match("^stack_level") then
+        addrs[#addrs + 1] = base + s.value + 1
+        want[#want + 1] = s.name
+      end
+    end
+    local frames = ebpf.symbolize(addrs, { pid = p2 })
+    os.execute("kill " .. p2)
+    p:close()
+    assert.are.equal(3, #want)
+    for i, fr in ipairs(frames) do
+      assert.are.equal(path, fr.file) -- the path as the process's maps say
+      assert.are.equal(want[i], fr.name, tostring(fr.error))
+      assert.are.equal(1, fr.offset)
+    end
+  end)
+
   it("marks frames of a file deleted since it was mapped", function()
     local path = tmp .. "/deleted"
     H.run("cp " .. bin .. " " .. path)
@@ -576,7 +605,8 @@ describe("ELF parsing of damaged files", function()
   -- no oracle for a damaged file beyond "answers instead of crashing": run
   -- under make test-asan and valgrind, where a bad read fails the run. Every
   -- case gets a file of its own (never reused: a path rewritten with the same
-  -- size within one mtime tick looks unchanged to the cache).
+  -- size within one mtime tick looks unchanged to the cache, and a removed
+  -- file's inode may come back at once: they are removed at the end).
   local seq = 0
   local function try(bytes)
     seq = seq + 1
@@ -596,8 +626,8 @@ describe("ELF parsing of damaged files", function()
     local id, why = ebpf.elf_build_id(path)
     assert(id == false or (type(id) == "string" and id:match("^%x+$"))
       or (id == nil and type(why) == "string"), "elf_build_id: " .. tostring(id) .. " " .. tostring(why))
-    os.remove(path)
   end
+  after_each(function() H.run("rm -f " .. tmp .. "/damaged*") end)
 
   -- a small generator of its own (math.random differs between versions)
   local state = 12345

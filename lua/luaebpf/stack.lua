@@ -152,7 +152,7 @@ local function resolve_files(pending, returns)
       elseif names[i] then
         fr.name, fr.offset = names[i], deltas[i] + (fr.file_offset - offs[i])
       else
-        fr.error = "in no function of " .. path
+        fr.error = "in no function of " .. fr.file
       end
     end
   end
@@ -189,13 +189,13 @@ local function user_frame(addr, ctx, pending)
   if m.deleted then
     fr.error = m.path .. ": deleted since " .. ctx.who .. " mapped it"
   else
-    add_pending(pending, m.path, fr)
+    add_pending(pending, ctx.root .. m.path, fr)
   end
   return fr
 end
 
 -- the file holding build id `bid`: a file mapped by opts.pid, else the debug
--- file under opts.debug_dir; nil when neither has it
+-- file under opts.debug_dir; nil when neither has it. Then the path to read it by.
 local function file_of_build_id(bid, ctx)
   if ctx.by_build_id == nil then
     ctx.by_build_id = {}
@@ -208,16 +208,16 @@ local function file_of_build_id(bid, ctx)
       for _, m in ipairs(ctx.maps or {}) do
         if not m.deleted and not seen[m.path] then
           seen[m.path] = true
-          local id = core.elf_build_id(m.path)
+          local id = core.elf_build_id(ctx.root .. m.path)
           if id then ctx.by_build_id[id] = m.path end
         end
       end
     end
   end
   local path = ctx.by_build_id[bid]
-  if path then return path end
+  if path then return path, ctx.root .. path end
   path = ctx.debug_dir .. "/.build-id/" .. bid:sub(1, 2) .. "/" .. bid:sub(3) .. ".debug"
-  if core.elf_build_id(path) == bid then return path end
+  if core.elf_build_id(path) == bid then return path, path end
 end
 
 local function build_id_frame(e, ctx, pending)
@@ -226,10 +226,10 @@ local function build_id_frame(e, ctx, pending)
     return user_frame(e.ip, ctx, pending)
   end
   local fr = { kernel = false, build_id = e.build_id, file_offset = e.offset }
-  local path = file_of_build_id(e.build_id, ctx)
+  local path, read = file_of_build_id(e.build_id, ctx)
   if path then
     fr.file = path
-    add_pending(pending, path, fr)
+    add_pending(pending, read, fr)
   else
     fr.error = "no file with build id " .. e.build_id .. (ctx.who and " mapped by "
       .. ctx.who .. " nor" or "") .. " under " .. ctx.debug_dir .. "/.build-id"
@@ -240,7 +240,7 @@ end
 local known = { pid = true, kernel = true, debug_dir = true, maps = true }
 
 local function context(opts, fname, argn)
-  local ctx = { debug_dir = DEBUG_DIR }
+  local ctx = { debug_dir = DEBUG_DIR, root = "" }
   if opts == nil then return ctx end
   if type(opts) ~= "table" then
     error("bad argument #" .. argn .. " to '" .. fname .. "' (table expected, got " .. type(opts)
@@ -269,6 +269,9 @@ local function context(opts, fname, argn)
       .. type(opts.maps), 3)
   end
   ctx.pid, ctx.kernel, ctx.maps = pid, opts.kernel, opts.maps
+  -- the paths in a process's maps are in its mount namespace (a container's
+  -- /usr/lib is not ours): read them through its root while it lives
+  if pid then ctx.root = "/proc/" .. string.format("%d", pid) .. "/root" end
   -- for messages: whose mappings name user addresses
   ctx.who = pid and "process " .. pid or ctx.maps and "the maps given"
   if opts.debug_dir then ctx.debug_dir = opts.debug_dir end
