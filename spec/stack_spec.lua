@@ -534,6 +534,27 @@ describe("m:stack on build-id stacks", function()
     end
   end)
 
+  it("keeps a frame whose offset no file can hold, without raising", function()
+    -- the kernel's u64 offset: beyond 2^53 LuaJIT reads it as a "0x..."
+    -- string, 5.3+ past 2^63 as a negative integer. No real stack gives one,
+    -- so the real raw stack is read and its first offset replaced.
+    local core = require "luaebpf.core"
+    local real = core.stack_read
+    local huge = (jit and "0xfffffffffffff000") or math.mininteger + 0x1000
+    core.stack_read = function(...)
+      local raw, b = real(...)
+      raw[1].offset = huge
+      return raw, b
+    end
+    local ok, frames = pcall(build_ids.stack, build_ids, bid, { pid = pid })
+    core.stack_read = real
+    assert(ok, frames)
+    assert.is_nil(frames[1].name)
+    H.mentions(frames[1].error, { "offset" })
+    assert.is_truthy(frames[1].text:find("+0x", 1, true), frames[1].text)
+    assert.are.equal(LEVELS[2], frames[2].name)
+  end)
+
   it("says the build id and offset when no file has it", function()
     local frames = build_ids:stack(bid, { debug_dir = tmp .. "/nothing" })
     local id = build_id_of(bin)

@@ -113,8 +113,8 @@ end
 
 local function text_of(fr)
   if fr.name then return string.format("%s+0x%x", fr.name, fr.offset) end
-  if fr.file then return string.format("%s+0x%x", fr.file, fr.file_offset) end
-  if fr.build_id then return string.format("%s+0x%x", fr.build_id, fr.file_offset) end
+  if fr.file then return fr.file .. "+" .. hex(fr.file_offset) end
+  if fr.build_id then return fr.build_id .. "+" .. hex(fr.file_offset) end
   return hex(fr.addr)
 end
 
@@ -226,6 +226,12 @@ local function build_id_frame(e, ctx, pending)
     return user_frame(e.ip, ctx, pending)
   end
   local fr = { kernel = false, build_id = e.build_id, file_offset = e.offset }
+  -- the kernel's u64: beyond 2^53 a string on LuaJIT, past 2^63 negative on 5.3+
+  local off = e.offset
+  if type(off) ~= "number" or off < 0 or off > 2 ^ 53 then
+    fr.error = "file offset " .. hex(off) .. " beyond any file"
+    return fr
+  end
   local path, read = file_of_build_id(e.build_id, ctx)
   if path then
     fr.file = path
