@@ -386,7 +386,10 @@ describe("m:stack on user stacks", function()
     end
   end)
 
-  it("marks frames of a file deleted since it was mapped", function()
+  it("names frames of a file deleted since it was mapped, while the process lives", function()
+    -- what a package upgrade does to a running daemon's libraries: the file
+    -- is gone from its path, the process still maps it (the maps say
+    -- "(deleted)"); /proc/PID/map_files still opens it
     local path = tmp .. "/deleted"
     H.run("cp " .. bin .. " " .. path)
     local p2, _, p = start(path)
@@ -395,13 +398,29 @@ describe("m:stack on user stacks", function()
     for _, s in ipairs(nm_functions(path)) do
       if s.name == "stack_level_two" then two = s end
     end
+    local id = build_id_of(path)
     os.remove(path)
+    local maps = require("luaebpf.stack").maps(p2)
     local fr = ebpf.symbolize({ base + two.value + 1 }, { pid = p2 })[1]
+    local bframes = build_ids:stack(bid, { pid = p2, debug_dir = tmp .. "/nothing" })
     os.execute("kill " .. p2)
     p:close()
-    assert.is_nil(fr.name)
+    assert.are.equal("stack_level_two", fr.name, tostring(fr.error))
+    assert.are.equal(1, fr.offset)
     assert.are.equal(path, fr.file)
     assert.are.equal(two.value + 1, fr.file_offset)
+    -- the build id of the deleted file is found among the process's files
+    -- (the stack is stackbin's, and the deleted copy has its build id)
+    assert.are.equal(id, bframes[1].build_id)
+    assert.are.equal(path, bframes[1].file)
+    assert.are.equal(LEVELS[1], bframes[1].name)
+    -- without a live process (saved maps), nothing opens it: marked
+    local deleted
+    for _, m in ipairs(maps) do if m.path == path then deleted = m.deleted end end
+    assert.is_true(deleted)
+    fr = ebpf.symbolize({ base + two.value + 1 }, { maps = maps })[1]
+    assert.is_nil(fr.name)
+    assert.are.equal(path, fr.file)
     H.mentions(fr.error, { path, "deleted" })
     assert.are.equal(string.format("%s+0x%x", path, two.value + 1), fr.text)
   end)

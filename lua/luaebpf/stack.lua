@@ -138,7 +138,7 @@ end
 -- function that does not return), so the byte after it can belong to the
 -- next function or to none. Such a frame is named by the byte before (as the
 -- kernel's %pB does), its offset still counted to the address it holds.
-local function resolve_files(pending, returns)
+local function resolve_files(pending, returns, notes)
   for path, frames in pairs(pending) do
     local offs = {}
     for i, fr in ipairs(frames) do
@@ -148,7 +148,7 @@ local function resolve_files(pending, returns)
     local names, deltas = core.elf_symbolize(path, offs)
     for i, fr in ipairs(frames) do
       if not names then
-        fr.error = deltas
+        fr.error = notes[fr] and notes[fr] .. " (" .. deltas .. ")" or deltas
       elseif names[i] then
         fr.name, fr.offset = names[i], deltas[i] + (fr.file_offset - offs[i])
       else
@@ -162,6 +162,15 @@ local function add_pending(pending, path, fr)
   local list = pending[path]
   if not list then list = {}; pending[path] = list end
   list[#list + 1] = fr
+end
+
+-- the path to read mapping m's file by: through the process's root (its
+-- mount namespace); a file deleted since it was mapped (a library replaced
+-- by an upgrade under a running process) through /proc/PID/map_files, which
+-- opens what the process maps (root only); nil when there is no process
+local function read_path(m, ctx)
+  if not m.deleted then return ctx.root .. m.path end
+  if ctx.pid then return string.format("/proc/%d/map_files/%x-%x", ctx.pid, m.start, m.stop) end
 end
 
 -- user frames for addresses, through the maps of opts.pid (read at most once)
@@ -186,10 +195,13 @@ local function user_frame(addr, ctx, pending)
     return fr
   end
   fr.file, fr.file_offset = m.path, a - m.start + m.offset
-  if m.deleted then
-    fr.error = m.path .. ": deleted since " .. ctx.who .. " mapped it"
+  local read = read_path(m, ctx)
+  local gone = m.deleted and m.path .. ": deleted since " .. ctx.who .. " mapped it"
+  if read then
+    add_pending(pending, read, fr)
+    ctx.notes[fr] = gone or nil -- said only if even map_files cannot open it
   else
-    add_pending(pending, ctx.root .. m.path, fr)
+    fr.error = gone
   end
   return fr
 end
@@ -206,17 +218,18 @@ local function file_of_build_id(bid, ctx)
       end
       local seen = {}
       for _, m in ipairs(ctx.maps or {}) do
-        if not m.deleted and not seen[m.path] then
+        local read = read_path(m, ctx)
+        if read and not seen[m.path] then
           seen[m.path] = true
-          local id = core.elf_build_id(ctx.root .. m.path)
-          if id then ctx.by_build_id[id] = m.path end
+          local id = core.elf_build_id(read)
+          if id then ctx.by_build_id[id] = { m.path, read } end
         end
       end
     end
   end
-  local path = ctx.by_build_id[bid]
-  if path then return path, ctx.root .. path end
-  path = ctx.debug_dir .. "/.build-id/" .. bid:sub(1, 2) .. "/" .. bid:sub(3) .. ".debug"
+  local found = ctx.by_build_id[bid]
+  if found then return found[1], found[2] end
+  local path = ctx.debug_dir .. "/.build-id/" .. bid:sub(1, 2) .. "/" .. bid:sub(3) .. ".debug"
   if core.elf_build_id(path) == bid then return path, path end
 end
 
@@ -246,7 +259,7 @@ end
 local known = { pid = true, kernel = true, debug_dir = true, maps = true }
 
 local function context(opts, fname, argn)
-  local ctx = { debug_dir = DEBUG_DIR, root = "" }
+  local ctx = { debug_dir = DEBUG_DIR, root = "", notes = {} }
   if opts == nil then return ctx end
   if type(opts) ~= "table" then
     error("bad argument #" .. argn .. " to '" .. fname .. "' (table expected, got " .. type(opts)
@@ -285,8 +298,8 @@ local function context(opts, fname, argn)
 end
 
 -- returns: the frames (a set) whose address is a return address
-local function finish(frames, pending, returns)
-  resolve_files(pending, returns or {})
+local function finish(frames, pending, returns, notes)
+  resolve_files(pending, returns or {}, notes)
   for _, fr in ipairs(frames) do fr.text = text_of(fr) end
   return frames
 end
@@ -309,7 +322,7 @@ function M.symbolize(addrs, opts)
     if kernel == nil then kernel = is_kernel(a) end
     frames[i] = kernel and kernel_frame(a) or user_frame(a, ctx, pending)
   end
-  return finish(frames, pending)
+  return finish(frames, pending, nil, ctx.notes)
 end
 
 --- m:stack(id [, opts]): the frames of stack `id` (what bpf_get_stackid
@@ -340,7 +353,7 @@ function M.stack(m, id, opts)
     -- addresses (kernel frames are left as ebpf.ksym names them)
     if i > 1 and not frames[i].kernel then returns[frames[i]] = true end
   end
-  return finish(frames, pending, returns)
+  return finish(frames, pending, returns, ctx.notes)
 end
 
 return M
