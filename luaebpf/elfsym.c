@@ -5,11 +5,13 @@
  * and finds the function whose range holds it, from .symtab or else .dynsym.
  * It also reads the file's GNU build id, to find the file a build-id frame
  * names. Files are read with libelf once and kept in a small process-wide
- * cache, keyed by path and by the file's device, inode, size and mtime, so a
- * file replaced on disk is read again; the cache holds at most
- * ELFSYM_CACHE_MAX files and drops the least recently used. */
+ * cache, keyed by the file's device, inode, size and mtime (not its path), so
+ * a file replaced on disk is read again; the cache holds at most
+ * ELFSYM_CACHE_MAX files and drops the least recently used. A mutex guards
+ * it: every Lua state of the process shares it, from any thread. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <pthread.h>
@@ -25,6 +27,8 @@
 typedef struct elfsym {
     uint64_t addr, size;
     const char *name; /* into the file's names block */
+    int local;        /* STB_LOCAL: a name the file keeps to itself */
+    int sizeless;     /* st_size 0: size = up to the next symbol or its section's end */
 } elfsym;
 
 typedef struct elfseg {
@@ -34,7 +38,6 @@ typedef struct elfseg {
 
 typedef struct elffile {
     struct elffile *next;
-    char *path;
     dev_t dev;
     ino_t ino;
     off_t size;
@@ -55,20 +58,36 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static elffile *cache;      /* most recently used first */
 
 static void file_free(elffile *f) {
-    free(f->path);
     free(f->syms);
     free(f->names);
     free(f->segs);
     free(f);
 }
 
+/* Among aliases at one address (write and __write, nanosleep and
+ * __nanosleep in libc; __GI_ names in a .symtab), the name to show: an
+ * exported one before a local one, then the fewest leading underscores (the
+ * public name), then the shorter, then by bytes, so the choice does not
+ * depend on the order of the table. nm lists them all; each is right. */
+static size_t underscores(const char *s) {
+    return strspn(s, "_");
+}
+
+static int better(const elfsym *x, const elfsym *y) {
+    if (x->sizeless != y->sizeless) return y->sizeless; /* a size the file states */
+    if (x->local != y->local) return y->local;
+    size_t ux = underscores(x->name), uy = underscores(y->name);
+    if (ux != uy) return ux < uy;
+    size_t lx = strlen(x->name), ly = strlen(y->name);
+    if (lx != ly) return lx < ly;
+    return strcmp(x->name, y->name) < 0;
+}
+
 static int by_addr(const void *a, const void *b) {
     const elfsym *x = a, *y = b;
     if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
-    /* aliases at one address: the longer range first, then by name, so the
-     * choice does not depend on the order of the table */
-    if (x->size != y->size) return x->size > y->size ? -1 : 1;
-    return strcmp(x->name, y->name);
+    if (better(x, y)) return -1;
+    return better(y, x) ? 1 : 0;
 }
 
 /* the NT_GNU_BUILD_ID note of any SHT_NOTE section */
@@ -116,9 +135,23 @@ static const char *read_segments(Elf *e, elffile *f) {
     return NULL;
 }
 
-/* the functions of .symtab, or of .dynsym when the file was stripped: only
+/* the end of the section a symbol lies in, 0 when it lies in none */
+static uint64_t section_end(Elf *e, const GElf_Sym *s) {
+    GElf_Shdr sh;
+    Elf_Scn *scn;
+    if (s->st_shndx == SHN_UNDEF || s->st_shndx >= SHN_LORESERVE ||
+        !(scn = elf_getscn(e, s->st_shndx)) || !gelf_getshdr(scn, &sh) ||
+        !(sh.sh_flags & SHF_ALLOC) || s->st_value < sh.sh_addr ||
+        s->st_value - sh.sh_addr >= sh.sh_size)
+        return 0;
+    return sh.sh_addr + sh.sh_size;
+}
+
+/* the functions of .symtab, or of .dynsym when the file was stripped:
  * defined functions with a size, so an address past the end of one is not
- * taken for the function before it */
+ * taken for the function before it. A function without a size (assembly
+ * without .size: crtstuff's, _init, _fini) reaches up to the next symbol or
+ * the end of its section, and gives way to any function with a size. */
 static const char *read_symbols(Elf *e, elffile *f) {
     Elf_Scn *scn = NULL, *symtab = NULL, *dynsym = NULL;
     GElf_Shdr sh;
@@ -133,19 +166,27 @@ static const char *read_symbols(Elf *e, elffile *f) {
     Elf_Data *d = elf_getdata(scn, NULL);
     if (!d || sh.sh_type == SHT_NOBITS) return "unreadable symbol table";
     size_t count = sh.sh_size / sh.sh_entsize, total = 0, n = 0;
+    if (count > INT_MAX) return "unreadable symbol table"; /* gelf_getsym takes an int */
     f->syms = calloc(count ? count : 1, sizeof *f->syms);
     if (!f->syms) return "out of memory";
     for (size_t i = 0; i < count; i++) {
         GElf_Sym s;
         if (!gelf_getsym(d, (int)i, &s)) continue;
         int type = GELF_ST_TYPE(s.st_info);
-        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s.st_shndx == SHN_UNDEF ||
-            s.st_size == 0)
-            continue;
+        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s.st_shndx == SHN_UNDEF) continue;
+        uint64_t size = s.st_size;
+        int sizeless = size == 0;
+        if (sizeless) {
+            uint64_t end = section_end(e, &s);
+            if (end == 0) continue;
+            size = end - s.st_value; /* cut at the next symbol below */
+        }
         const char *name = elf_strptr(e, sh.sh_link, s.st_name);
         if (!name || !*name) continue;
         f->syms[n].addr = s.st_value;
-        f->syms[n].size = s.st_size;
+        f->syms[n].size = size;
+        f->syms[n].sizeless = sizeless;
+        f->syms[n].local = GELF_ST_BIND(s.st_info) == STB_LOCAL;
         f->syms[n++].name = name; /* libelf's, until the copy below */
         total += strlen(name) + 1;
     }
@@ -160,6 +201,13 @@ static const char *read_symbols(Elf *e, elffile *f) {
     }
     f->nsyms = n;
     qsort(f->syms, n, sizeof *f->syms, by_addr);
+    /* a sizeless function ends where the next function starts */
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (j <= i) j = i + 1;
+        while (j < n && f->syms[j].addr == f->syms[i].addr) j++;
+        if (f->syms[i].sizeless && j < n && f->syms[j].addr - f->syms[i].addr < f->syms[i].size)
+            f->syms[i].size = f->syms[j].addr - f->syms[i].addr;
+    }
     return NULL;
 }
 
@@ -193,24 +241,22 @@ static elffile *file_get(const char *path, int *errnum) {
         if (fd >= 0) close(fd);
         return NULL;
     }
+    /* by the file, not the path: one file reached by many paths (each
+     * process's /proc/PID/root/usr/lib/...) is read once, and a path whose
+     * file was replaced finds no entry; the replaced file's entry ages out */
     elffile **pp = &cache, *f;
     for (; (f = *pp) != NULL; pp = &f->next) {
-        if (strcmp(f->path, path) != 0) continue;
-        *pp = f->next; /* unlinked: back in front when current, else dropped */
         if (f->dev == st.st_dev && f->ino == st.st_ino && f->size == st.st_size &&
             f->mtime.tv_sec == st.st_mtim.tv_sec && f->mtime.tv_nsec == st.st_mtim.tv_nsec) {
             close(fd);
+            *pp = f->next; /* to the front */
             f->next = cache;
             cache = f;
             return f;
         }
-        file_free(f);
-        break;
     }
     f = calloc(1, sizeof *f);
-    if (f) f->path = strdup(path);
-    if (!f || !f->path) {
-        if (f) free(f);
+    if (!f) {
         close(fd);
         *errnum = ENOMEM;
         return NULL;
@@ -289,18 +335,25 @@ static const elfsym *find(const elffile *f, uint64_t vaddr) {
         size_t mid = lo + (hi - lo) / 2;
         if (f->syms[mid].addr <= vaddr) lo = mid + 1; else hi = mid;
     }
-    /* a few symbols back: a short one (an alias, a local label with a size)
-     * may start inside a longer function that holds vaddr */
+    /* a few symbols back: a short one (a local label with a size) may start
+     * inside a longer function that holds vaddr; the nearest start wins,
+     * though a function without a size only when no sized one holds vaddr */
+    const elfsym *fallback = NULL;
     for (size_t i = lo, steps = 0; i > 0 && steps < 16; i--, steps++) {
         const elfsym *s = &f->syms[i - 1];
         if (vaddr - s->addr < s->size) {
-            /* among aliases of s, the first in sort order (the longest range) */
-            while (i > 1 && f->syms[i - 2].addr == s->addr && vaddr - s->addr < f->syms[i - 2].size)
-                s = &f->syms[--i - 1];
-            return s;
+            /* aliases at s's address sort best first: the first of them that
+             * also holds vaddr (an alias may be shorter) */
+            size_t j = i - 1;
+            while (j > 0 && f->syms[j - 1].addr == s->addr) j--;
+            for (; j < i - 1; j++)
+                if (vaddr - f->syms[j].addr < f->syms[j].size) break;
+            s = &f->syms[j];
+            if (!s->sizeless) return s;
+            if (!fallback) fallback = s;
         }
     }
-    return NULL;
+    return fallback;
 }
 
 static const char *check_path(lua_State *L, int i) {
@@ -318,6 +371,29 @@ static int failed(lua_State *L, const char *path, const char *why, int errnum) {
     else
         lua_pushfstring(L, "%s: %s", path, why);
     return 2;
+}
+
+/* What elf_symbolize copies out of the cache under the lock, before any Lua
+ * allocation: a userdata, so that a memory error while the results are
+ * pushed leaves it to the collector instead of leaking it. */
+#define ELFSYM_COPIES "luaebpf.ElfSymbolCopies"
+typedef struct copies {
+    size_t n;
+    char **names;    /* strdup'd, NULL where no function holds the offset */
+    uint64_t *delta;
+} copies;
+
+static void copies_free(copies *c) { /* idempotent */
+    for (size_t i = 0; c->names && i < c->n; i++) free(c->names[i]);
+    free(c->names);
+    free(c->delta);
+    c->names = NULL;
+    c->delta = NULL;
+}
+
+static int copies_gc(lua_State *L) {
+    copies_free(luaL_checkudata(L, 1, ELFSYM_COPIES));
+    return 0;
 }
 
 /* core.elf_symbolize(path, offsets): for each file offset in the array
@@ -341,37 +417,45 @@ static int core_elf_symbolize(lua_State *L) {
         lua_pop(L, 1);
         offs[i] = (uint64_t)v;
     }
+    copies *c = lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, ELFSYM_COPIES);
+    lua_setmetatable(L, -2);
     lua_createtable(L, (int)n, 0);
     lua_createtable(L, (int)n, 0);
     int names = lua_gettop(L) - 1;
-    int errnum = 0;
+    /* lua_push* may fail for memory (and a collection may run a finalizer
+     * that calls back in here), so the lock is never held across one:
+     * names go through C copies, pushed after unlocking */
+    c->delta = malloc((n ? n : 1) * sizeof *c->delta);
+    c->names = calloc(n ? n : 1, sizeof *c->names);
+    if (!c->delta || !c->names) return luaL_error(L, "out of memory");
+    c->n = n;
+    int errnum = 0, oom = 0;
     pthread_mutex_lock(&cache_lock);
     elffile *f = file_get(path, &errnum);
     if (!f || f->why) {
         const char *why = f ? f->why : NULL;
         pthread_mutex_unlock(&cache_lock);
+        copies_free(c);
         return failed(L, path, why, errnum);
     }
-    /* lua_push* may only fail for memory, and then the lock must not stay
-     * held: names go through a C buffer first, pushed after unlocking */
-    uint64_t *delta = malloc((n ? n : 1) * sizeof *delta);
-    char **copies = calloc(n ? n : 1, sizeof *copies);
-    int oom = !delta || !copies;
     for (size_t i = 0; !oom && i < n; i++) {
         uint64_t vaddr;
         const elfsym *s = to_vaddr(f, offs[i], &vaddr) ? find(f, vaddr) : NULL;
         if (s) {
-            delta[i] = vaddr - s->addr;
-            copies[i] = strdup(s->name);
-            if (!copies[i]) oom = 1;
+            c->delta[i] = vaddr - s->addr;
+            c->names[i] = strdup(s->name);
+            if (!c->names[i]) oom = 1;
         }
     }
     pthread_mutex_unlock(&cache_lock);
-    for (size_t i = 0; !oom && i < n; i++) {
-        if (copies[i]) {
-            lua_pushstring(L, copies[i]);
+    if (oom) return luaL_error(L, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (c->names[i]) {
+            lua_pushstring(L, c->names[i]);
             lua_rawseti(L, names, (lua_Integer)i + 1);
-            lua_pushinteger(L, (lua_Integer)delta[i]); /* within a symbol's size */
+            lua_pushinteger(L, (lua_Integer)c->delta[i]); /* within a symbol's size */
         } else {
             lua_pushboolean(L, 0);
             lua_rawseti(L, names, (lua_Integer)i + 1);
@@ -379,10 +463,7 @@ static int core_elf_symbolize(lua_State *L) {
         }
         lua_rawseti(L, names + 1, (lua_Integer)i + 1);
     }
-    for (size_t i = 0; copies && i < n; i++) free(copies[i]);
-    free(copies);
-    free(delta);
-    if (oom) return luaL_error(L, "out of memory");
+    copies_free(c);
     return 2;
 }
 
@@ -409,6 +490,10 @@ static int core_elf_build_id(lua_State *L) {
 }
 
 void luaebpf_elfsym_open(lua_State *L) {
+    luaL_newmetatable(L, ELFSYM_COPIES);
+    lua_pushcfunction(L, copies_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     lua_pushcfunction(L, core_elf_symbolize);
     lua_setfield(L, -2, "elf_symbolize");
     lua_pushcfunction(L, core_elf_build_id);

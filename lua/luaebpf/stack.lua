@@ -113,8 +113,8 @@ end
 
 local function text_of(fr)
   if fr.name then return string.format("%s+0x%x", fr.name, fr.offset) end
-  if fr.file then return string.format("%s+0x%x", fr.file, fr.file_offset) end
-  if fr.build_id then return string.format("%s+0x%x", fr.build_id, fr.file_offset) end
+  if fr.file then return fr.file .. "+" .. hex(fr.file_offset) end
+  if fr.build_id then return fr.build_id .. "+" .. hex(fr.file_offset) end
   return hex(fr.addr)
 end
 
@@ -133,18 +133,26 @@ end
 
 -- Resolves the frames in `pending` (file -> list of frames with file_offset
 -- set) with one call per file; a file that cannot be read marks its frames.
-local function resolve_files(pending)
+-- A caller's frame holds a return address, the byte after its call: that
+-- call may be the function's last instruction (a call to abort, exit or any
+-- function that does not return), so the byte after it can belong to the
+-- next function or to none. Such a frame is named by the byte before (as the
+-- kernel's %pB does), its offset still counted to the address it holds.
+local function resolve_files(pending, returns, notes)
   for path, frames in pairs(pending) do
     local offs = {}
-    for i, fr in ipairs(frames) do offs[i] = fr.file_offset end
+    for i, fr in ipairs(frames) do
+      offs[i] = fr.file_offset
+      if returns[fr] and offs[i] > 0 then offs[i] = offs[i] - 1 end
+    end
     local names, deltas = core.elf_symbolize(path, offs)
     for i, fr in ipairs(frames) do
       if not names then
-        fr.error = deltas
+        fr.error = notes[fr] and notes[fr] .. " (" .. deltas .. ")" or deltas
       elseif names[i] then
-        fr.name, fr.offset = names[i], deltas[i]
+        fr.name, fr.offset = names[i], deltas[i] + (fr.file_offset - offs[i])
       else
-        fr.error = "in no function of " .. path
+        fr.error = "in no function of " .. fr.file
       end
     end
   end
@@ -154,6 +162,15 @@ local function add_pending(pending, path, fr)
   local list = pending[path]
   if not list then list = {}; pending[path] = list end
   list[#list + 1] = fr
+end
+
+-- the path to read mapping m's file by: through the process's root (its
+-- mount namespace); a file deleted since it was mapped (a library replaced
+-- by an upgrade under a running process) through /proc/PID/map_files, which
+-- opens what the process maps (root only); nil when there is no process
+local function read_path(m, ctx)
+  if not m.deleted then return ctx.root .. m.path end
+  if ctx.pid then return string.format("/proc/%d/map_files/%x-%x", ctx.pid, m.start, m.stop) end
 end
 
 -- user frames for addresses, through the maps of opts.pid (read at most once)
@@ -178,16 +195,19 @@ local function user_frame(addr, ctx, pending)
     return fr
   end
   fr.file, fr.file_offset = m.path, a - m.start + m.offset
-  if m.deleted then
-    fr.error = m.path .. ": deleted since " .. ctx.who .. " mapped it"
+  local read = read_path(m, ctx)
+  local gone = m.deleted and m.path .. ": deleted since " .. ctx.who .. " mapped it"
+  if read then
+    add_pending(pending, read, fr)
+    ctx.notes[fr] = gone or nil -- said only if even map_files cannot open it
   else
-    add_pending(pending, m.path, fr)
+    fr.error = gone
   end
   return fr
 end
 
 -- the file holding build id `bid`: a file mapped by opts.pid, else the debug
--- file under opts.debug_dir; nil when neither has it
+-- file under opts.debug_dir; nil when neither has it. Then the path to read it by.
 local function file_of_build_id(bid, ctx)
   if ctx.by_build_id == nil then
     ctx.by_build_id = {}
@@ -198,18 +218,19 @@ local function file_of_build_id(bid, ctx)
       end
       local seen = {}
       for _, m in ipairs(ctx.maps or {}) do
-        if not m.deleted and not seen[m.path] then
+        local read = read_path(m, ctx)
+        if read and not seen[m.path] then
           seen[m.path] = true
-          local id = core.elf_build_id(m.path)
-          if id then ctx.by_build_id[id] = m.path end
+          local id = core.elf_build_id(read)
+          if id then ctx.by_build_id[id] = { m.path, read } end
         end
       end
     end
   end
-  local path = ctx.by_build_id[bid]
-  if path then return path end
-  path = ctx.debug_dir .. "/.build-id/" .. bid:sub(1, 2) .. "/" .. bid:sub(3) .. ".debug"
-  if core.elf_build_id(path) == bid then return path end
+  local found = ctx.by_build_id[bid]
+  if found then return found[1], found[2] end
+  local path = ctx.debug_dir .. "/.build-id/" .. bid:sub(1, 2) .. "/" .. bid:sub(3) .. ".debug"
+  if core.elf_build_id(path) == bid then return path, path end
 end
 
 local function build_id_frame(e, ctx, pending)
@@ -218,10 +239,16 @@ local function build_id_frame(e, ctx, pending)
     return user_frame(e.ip, ctx, pending)
   end
   local fr = { kernel = false, build_id = e.build_id, file_offset = e.offset }
-  local path = file_of_build_id(e.build_id, ctx)
+  -- the kernel's u64: beyond 2^53 a string on LuaJIT, past 2^63 negative on 5.3+
+  local off = e.offset
+  if type(off) ~= "number" or off < 0 or off > 2 ^ 53 then
+    fr.error = "file offset " .. hex(off) .. " beyond any file"
+    return fr
+  end
+  local path, read = file_of_build_id(e.build_id, ctx)
   if path then
     fr.file = path
-    add_pending(pending, path, fr)
+    add_pending(pending, read, fr)
   else
     fr.error = "no file with build id " .. e.build_id .. (ctx.who and " mapped by "
       .. ctx.who .. " nor" or "") .. " under " .. ctx.debug_dir .. "/.build-id"
@@ -232,7 +259,7 @@ end
 local known = { pid = true, kernel = true, debug_dir = true, maps = true }
 
 local function context(opts, fname, argn)
-  local ctx = { debug_dir = DEBUG_DIR }
+  local ctx = { debug_dir = DEBUG_DIR, root = "", notes = {} }
   if opts == nil then return ctx end
   if type(opts) ~= "table" then
     error("bad argument #" .. argn .. " to '" .. fname .. "' (table expected, got " .. type(opts)
@@ -261,14 +288,18 @@ local function context(opts, fname, argn)
       .. type(opts.maps), 3)
   end
   ctx.pid, ctx.kernel, ctx.maps = pid, opts.kernel, opts.maps
+  -- the paths in a process's maps are in its mount namespace (a container's
+  -- /usr/lib is not ours): read them through its root while it lives
+  if pid then ctx.root = "/proc/" .. string.format("%d", pid) .. "/root" end
   -- for messages: whose mappings name user addresses
   ctx.who = pid and "process " .. pid or ctx.maps and "the maps given"
   if opts.debug_dir then ctx.debug_dir = opts.debug_dir end
   return ctx
 end
 
-local function finish(frames, pending)
-  resolve_files(pending)
+-- returns: the frames (a set) whose address is a return address
+local function finish(frames, pending, returns, notes)
+  resolve_files(pending, returns or {}, notes)
   for _, fr in ipairs(frames) do fr.text = text_of(fr) end
   return frames
 end
@@ -291,7 +322,7 @@ function M.symbolize(addrs, opts)
     if kernel == nil then kernel = is_kernel(a) end
     frames[i] = kernel and kernel_frame(a) or user_frame(a, ctx, pending)
   end
-  return finish(frames, pending)
+  return finish(frames, pending, nil, ctx.notes)
 end
 
 --- m:stack(id [, opts]): the frames of stack `id` (what bpf_get_stackid
@@ -309,7 +340,7 @@ function M.stack(m, id, opts)
     if build_id == nil then return nil end -- no such stack
     return nil, build_id
   end
-  local frames, pending = {}, {}
+  local frames, pending, returns = {}, {}, {}
   for i, e in ipairs(raw) do
     if build_id then
       frames[i] = build_id_frame(e, ctx, pending)
@@ -318,8 +349,11 @@ function M.stack(m, id, opts)
       if kernel == nil then kernel = is_kernel(e) end
       frames[i] = kernel and kernel_frame(e) or user_frame(e, ctx, pending)
     end
+    -- past the innermost frame, the kernel's user stack walk gives return
+    -- addresses (kernel frames are left as ebpf.ksym names them)
+    if i > 1 and not frames[i].kernel then returns[frames[i]] = true end
   end
-  return finish(frames, pending)
+  return finish(frames, pending, returns, ctx.notes)
 end
 
 return M
