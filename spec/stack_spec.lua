@@ -180,6 +180,39 @@ describe("m:stack on kernel stacks", function()
     assert.is_true(named >= #frames - 1)
   end)
 
+  it("names a caller's frame by the byte before its return address, as the kernel's %pB does",
+    function()
+      -- two kernel functions back to back (kallsyms' order); a return address
+      -- exactly at the second's start belongs to a call ending the first
+      kallsyms_holding("ffffffffffffffff")
+      local prev, nxt
+      for i = 2, #kallsyms do
+        local a, b = kallsyms[i - 1], kallsyms[i]
+        if b.module == "" and a.module == "" and a.addr ~= b.addr and a.name:match("^[%a_][%w_]*$")
+           and not a.name:match("^__pfx_") and not b.name:match("^__pfx_")
+           and diff(b.addr, a.addr) > 16 and select(2, kallsyms_holding(a.addr))[a.name] then
+          local _, names = kallsyms_holding(b.addr)
+          if names[b.name] then prev, nxt = a, b; break end
+        end
+      end
+      assert(prev, "no two plain neighbouring functions in kallsyms")
+      local addr = jit and ("0x" .. nxt.addr) or math.tointeger(tonumber(nxt.addr:sub(1, 8), 16) * 2 ^ 32 - 2 ^ 64
+        + tonumber(nxt.addr:sub(9), 16))
+      local core = require "luaebpf.core"
+      local real = core.stack_read
+      core.stack_read = function() return { addr, addr } end
+      local ok, frames = pcall(stacks.stack, stacks, kid)
+      core.stack_read = real
+      assert(ok, frames)
+      local _, inner = kallsyms_holding(nxt.addr)
+      assert(inner[frames[1].name], frames[1].text) -- the innermost frame: where it is
+      assert.are.equal(0, frames[1].offset)
+      local _, outer = kallsyms_holding(prev.addr)
+      assert(outer[frames[2].name], frames[2].text .. ", expected " .. prev.name)
+      assert.are.equal(diff(nxt.addr, prev.addr), frames[2].offset)
+      assert.are.equal(hex16(addr), hex16(frames[2].addr))
+    end)
+
   it("gives the same frames through ebpf.symbolize", function()
     local frames = stacks:stack(kid)
     local addrs = {}

@@ -118,9 +118,34 @@ local function text_of(fr)
   return hex(fr.addr)
 end
 
-local function kernel_frame(addr)
+-- addr - 1 as the same kind of value: an integer (5.3+, wrapping as the
+-- kernel's u64 does), or a hex string of the same 64 bits (LuaJIT's form
+-- beyond 2^53, what stack_read gives); nil for any other form or for 0
+local function minus_one(addr)
+  if type(addr) == "number" then return addr ~= 0 and addr - 1 or nil end
+  local digits = addr:match("^0[xX](%x+)$")
+  if not digits then return nil end
+  digits = digits:lower()
+  local out, i = {}, #digits
+  while i >= 1 do -- borrow through trailing zeros
+    local d = tonumber(digits:sub(i, i), 16)
+    if d > 0 then
+      out[#out + 1] = string.format("%x", d - 1)
+      return "0x" .. digits:sub(1, i - 1) .. table.concat(out):reverse()
+    end
+    out[#out + 1] = "f"
+    i = i - 1
+  end
+end
+
+-- returning: the address is a return address (a caller's frame), named by
+-- the byte before it, as for user frames (see resolve_files); the offset
+-- still counts to the address the frame holds
+local function kernel_frame(addr, returning)
   local fr = { addr = addr, kernel = true }
-  local name, off = core.ksym(addr)
+  local before = returning and minus_one(addr)
+  local name, off = core.ksym(before or addr)
+  if name and before then off = off + 1 end
   if name then
     fr.name, fr.offset = name, off
   else
@@ -347,10 +372,10 @@ function M.stack(m, id, opts)
     else
       local kernel = ctx.kernel
       if kernel == nil then kernel = is_kernel(e) end
-      frames[i] = kernel and kernel_frame(e) or user_frame(e, ctx, pending)
+      frames[i] = kernel and kernel_frame(e, i > 1) or user_frame(e, ctx, pending)
     end
-    -- past the innermost frame, the kernel's user stack walk gives return
-    -- addresses (kernel frames are left as ebpf.ksym names them)
+    -- past the innermost frame, the stack walks give return addresses
+    -- (kernel frames named by the byte before already)
     if i > 1 and not frames[i].kernel then returns[frames[i]] = true end
   end
   return finish(frames, pending, returns, ctx.notes)
