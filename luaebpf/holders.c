@@ -1,6 +1,7 @@
 /* holders.c: what keeps a map alive, and its lifecycle. Owns m:holders() and
- * core.holders([id]) (the programs whose map_ids name the map, and the
- * processes with an fd on it, from /proc/<pid>/fdinfo) and m:freeze().
+ * core.holders([id]) (the programs whose map_ids name the map, the
+ * processes with an fd on it, from /proc/<pid>/fdinfo, and its pins, from a
+ * walk of every mounted bpffs) and m:freeze().
  *
  * The scans collect into malloc'd arrays with no Lua call in between (a
  * raise would leak the open directories); a protected call then builds the
@@ -9,10 +10,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "luaebpf.h"
@@ -51,8 +56,17 @@ typedef struct prog_hold {
     char name[16];
 } prog_hold;
 
+typedef struct pin_hold {
+    uint32_t map_id;
+    char *path;             /* malloc'd */
+} pin_hold;
+
 typedef struct scan {
     uint32_t want;          /* the map id asked about; 0: every map */
+    pin_hold *pins;
+    size_t npins, pins_cap;
+    uint32_t pins_hidden;   /* bpffs directories or pins that refused us */
+    size_t pin_budget;      /* entries the bpffs walk may still look at */
     proc_hold *procs;
     size_t nprocs, procs_cap;
     prog_hold *progs;
@@ -237,17 +251,175 @@ static int scan_progs(scan *s) {
     return errno == ENOENT ? 0 : errno;
 }
 
+/* ------------------------------------------------------------ the pins */
+
+/* Pins show in no fdinfo and no info field: the only way to find them is
+ * bpftool's (map show -f), opening every file on every mounted bpffs. A map
+ * opens read-only (then write-only); a pinned program or link refuses both
+ * flags with EINVAL, a bpffs file that is no BPF object (maps.debug) with
+ * EACCES although the file itself is readable, which tells it from a pin
+ * closed to us. */
+#define PIN_DEPTH 16            /* directory levels below a mount point */
+#define PIN_BUDGET 100000       /* entries looked at, over all mounts */
+
+/* 0, or ENOMEM */
+static int scan_pin(scan *s, int dirfd, const char *path, const char *name) {
+    LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = BPF_F_RDONLY);
+    int fd = bpf_obj_get_opts(path, &o);
+    if (fd < 0 && errno == EACCES) {
+        o.file_flags = BPF_F_WRONLY;
+        fd = bpf_obj_get_opts(path, &o);
+    }
+    if (fd < 0) {
+        if (errno == EACCES && faccessat(dirfd, name, R_OK, AT_EACCESS) != 0)
+            s->pins_hidden++;
+        return 0; /* not a map, or gone meanwhile */
+    }
+    struct bpf_map_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (r != 0 || (s->want && info.id != s->want))
+        return 0;
+    pin_hold *p = grow(s->pins, &s->pins_cap, s->npins, sizeof *p);
+    if (!p)
+        return ENOMEM;
+    s->pins = p;
+    char *copy = strdup(path);
+    if (!copy)
+        return ENOMEM;
+    p = &s->pins[s->npins++];
+    p->map_id = info.id;
+    p->path = copy;
+    return 0;
+}
+
+/* walks the directory path (its name in path[0, len)), which is on device
+ * dev: a directory on another device is another mount, walked on its own */
+static int walk_pins(scan *s, char *path, size_t len, dev_t dev, int depth) {
+    DIR *d = opendir(path);
+    if (!d) {
+        if (errno == EACCES || errno == EPERM)
+            s->pins_hidden++;
+        return 0;
+    }
+    struct stat st;
+    if (fstat(dirfd(d), &st) != 0 || st.st_dev != dev) {
+        closedir(d);
+        return 0;
+    }
+    int err = 0;
+    struct dirent *e;
+    while (!err && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (s->pin_budget == 0)
+            break;
+        s->pin_budget--;
+        size_t n = strlen(e->d_name);
+        if (len + 1 + n >= PATH_MAX)
+            continue;
+        path[len] = '/';
+        memcpy(path + len + 1, e->d_name, n + 1);
+        unsigned char type = e->d_type;
+        if (type == DT_UNKNOWN) {
+            if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                continue;
+            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_LNK;
+        }
+        if (type == DT_DIR && depth < PIN_DEPTH)
+            err = walk_pins(s, path, len + 1 + n, dev, depth + 1);
+        else if (type == DT_REG) /* a symlink is not a pin: its target is, if anything */
+            err = scan_pin(s, dirfd(d), path, e->d_name);
+    }
+    path[len] = '\0';
+    closedir(d);
+    return err;
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo */
+static void unescape_octal(char *p) {
+    char *w = p;
+    for (; *p; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+            p[3] >= '0' && p[3] <= '7') {
+            *w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+}
+
+/* the pins on every bpffs mounted in this process's mount namespace; 0 or
+ * ENOMEM (no /proc: none found, not an error) */
+static int scan_pins(scan *s) {
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return 0;
+    char line[4096], path[PATH_MAX];
+    dev_t seen[64];
+    size_t nseen = 0;
+    int err = 0;
+    s->pin_budget = PIN_BUDGET;
+    while (!err && fgets(line, sizeof line, f)) {
+        /* "36 25 0:32 / /sys/fs/bpf rw,relatime shared:7 - bpf bpf rw,mode=700" */
+        char *dash = strstr(line, " - ");
+        if (!dash || strncmp(dash, " - bpf ", 7) != 0)
+            continue;
+        char *fields[5];
+        char *p = line;
+        int k;
+        for (k = 0; k < 5; k++) {
+            fields[k] = p;
+            p = strchr(p, ' ');
+            if (!p || p > dash)
+                break;
+            *p++ = '\0';
+        }
+        if (k < 5 || strcmp(fields[3], "/") != 0)
+            continue; /* a bind mount of a subdirectory: its mount is walked whole */
+        unescape_octal(fields[4]);
+        struct stat st;
+        struct statfs sfs; /* a bpffs hidden under a later mount is not walked */
+        if (stat(fields[4], &st) != 0 || statfs(fields[4], &sfs) != 0 ||
+            sfs.f_type != BPF_FS_MAGIC)
+            continue;
+        int dup = 0;
+        for (size_t i = 0; i < nseen; i++)
+            dup |= seen[i] == st.st_dev;
+        if (dup) /* the same bpffs mounted twice: its pins are listed once */
+            continue;
+        if (nseen < sizeof seen / sizeof seen[0])
+            seen[nseen++] = st.st_dev;
+        size_t len = strlen(fields[4]);
+        if (len >= PATH_MAX)
+            continue;
+        memcpy(path, fields[4], len + 1);
+        err = walk_pins(s, path, len, st.st_dev, 0);
+    }
+    fclose(f);
+    return err;
+}
+
 /* ------------------------------------------------------------ the tables */
 
-/* pushes { programs = {}, processes = {}, hidden = n [, programs_hidden = true] } */
+/* pushes { programs = {}, processes = {}, pins = {}, hidden = n, pins_hidden = n
+ * [, programs_hidden = true] } */
 static void push_holders_table(lua_State *L, const scan *s) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_newtable(L);
     lua_setfield(L, -2, "programs");
     lua_newtable(L);
     lua_setfield(L, -2, "processes");
+    lua_newtable(L);
+    lua_setfield(L, -2, "pins");
     lua_pushinteger(L, s->hidden);
     lua_setfield(L, -2, "hidden");
+    lua_pushinteger(L, s->pins_hidden);
+    lua_setfield(L, -2, "pins_hidden");
     if (s->programs_hidden) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "programs_hidden");
@@ -315,6 +487,12 @@ static int build(lua_State *L) {
         append(L, "processes");
         lua_pop(L, 1);
     }
+    for (size_t i = 0; i < s->npins; i++) {
+        holders_of(L, s, res, s->pins[i].map_id);
+        lua_pushstring(L, s->pins[i].path);
+        append(L, "pins");
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
@@ -333,6 +511,10 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
         no = scan_procs(&s);
         detail = "cannot read /proc";
     }
+    if (!no) {
+        no = scan_pins(&s);
+        detail = NULL;
+    }
     int status = 0;
     if (!no) {
         lua_pushcfunction(L, build);
@@ -341,6 +523,9 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     }
     free(s.procs);
     free(s.progs);
+    for (size_t i = 0; i < s.npins; i++)
+        free(s.pins[i].path);
+    free(s.pins);
     if (no)
         return luaebpf_raise(L, "holders", no, name, want, detail);
     if (status)

@@ -168,7 +168,7 @@ describe("Map:holders", function()
     end
   end)
 
-  it("make maps (examples/maps.lua) shows who holds each map, '-' for a pinned-only one", function()
+  it("make maps (examples/maps.lua) shows who holds each map, pins for a pinned-only one", function()
     local id = m:info().id
     local lonely = fs:bpftool_map{ type = "hash", key = 4, value = 8 }
     local lonely_id = H.int(H.show(lonely).id)
@@ -187,7 +187,7 @@ describe("Map:holders", function()
     end
     assert.is_string(row, out)
     assert.is_truthy(row:find(comm .. "[" .. pid .. "]x2", 1, true), row)
-    assert.is_truthy(lonely_row:find("%s%-$"), lonely_row)
+    assert.is_truthy(lonely_row:find("%spin:" .. lonely:gsub("%p", "%%%0") .. "$"), lonely_row)
     assert.is_truthy(dump:find("held by: [^\n]*" .. comm .. "%[" .. pid .. "%]x2"), dump)
   end)
 
@@ -202,7 +202,7 @@ describe("Map:holders", function()
       "local h = ebpf.open(" .. string.format("%q", path) .. "):holders()",
       "local fds = 0",
       "for _, p in ipairs(h.processes) do if p.pid == me then fds = p.fds end end",
-      "print('result', tostring(h.programs_hidden), #h.programs, h.hidden > 0, fds)",
+      "print('result', tostring(h.programs_hidden), #h.programs, h.hidden > 0, fds, h.pins[1])",
     }, "\n"))
     H.run("chmod 0644 " .. script)
     local out, ok = H.sh("setpriv --reuid=65534 --regid=65534 --clear-groups " .. H.lua_bin()
@@ -210,7 +210,31 @@ describe("Map:holders", function()
     os.remove(script)
     assert(ok, out)
     -- busted (this process, root) holds m: nobody cannot look into it
-    assert.is_truthy(out:find("result\ttrue\t0\ttrue\t1", 1, true), out)
+    assert.is_truthy(out:find("result\ttrue\t0\ttrue\t1\t" .. path .. "\n", 1, true), out)
+  end)
+
+  it("finds its pins on every mounted bpffs, as bpftool map show -f", function()
+    local id = m:info().id
+    local fs2 = H.mount_bpffs()
+    local ok, err = pcall(function()
+      H.run("mkdir -p " .. fs.path .. "/a/b && bpftool map pin id " .. id .. " " .. fs.path
+        .. "/a/b/again && bpftool map pin id " .. id .. " " .. fs2.path .. "/elsewhere")
+      local want = {}
+      for _, p in ipairs(bpftool_json("-f map show id " .. id).pinned) do want[p] = true end
+      assert.is_true(want[path] and want[fs2.path .. "/elsewhere"] and true)
+      local got = {}
+      for _, p in ipairs(m:holders().pins) do got[p] = true end
+      assert.are.same(want, got)
+      local all = {}
+      for _, p in ipairs(ebpf.holders()[id].pins) do all[p] = true end
+      assert.are.same(want, all)
+      -- a map with no pin: none, while the pinned one's stay its own
+      local lone = ebpf.create{ type = "array", key_size = 4, value_size = 4, max_entries = 1 }
+      assert.are.same({}, lone:holders().pins)
+      lone:close()
+    end)
+    fs2:unmount()
+    assert(ok, err)
   end)
 
   it("ebpf.holders(id) and ebpf.holders() say the same as m:holders()", function()
