@@ -1,9 +1,9 @@
 -- examples/maps.lua: the main job (make run). Lists every BPF map on the
 -- machine, like `bpftool map list` but with each map's current entry count
 -- and who holds it (HELD BY: the programs that use it and the processes with
--- an fd on it and its bpffs pins, as prog:ID, COMM[PID] and pin:PATH; "-"
--- when none does, so only an mmap, an outer map of maps or an iterator link
--- keeps it alive); or, given one map, dumps it decoded.
+-- an fd on it, the iterator links over it and its bpffs pins, as prog:ID,
+-- COMM[PID], link:ID and pin:PATH; "-" when none does, so only an mmap or an
+-- outer map of maps keeps it alive); or, given one map, dumps it decoded.
 --
 --   lua5.4 examples/maps.lua                     table of all maps with counts and holders
 --   lua5.4 examples/maps.lua TARGET [--key CODEC] [--value CODEC]
@@ -133,8 +133,8 @@ local function count_entries(id)
   return walked and tostring(n) or "-"
 end
 
--- "prog:12 lua5.4[4313]x2 pin:/sys/fs/bpf/counts": the holders of one map,
--- from ebpf.holders()
+-- "prog:12 lua5.4[4313]x2 link:5 pin:/sys/fs/bpf/counts": the holders of one
+-- map, from ebpf.holders()
 local function held_by(h)
   if not h then return "-" end
   local parts = {}
@@ -142,6 +142,7 @@ local function held_by(h)
   for _, p in ipairs(h.processes) do
     parts[#parts + 1] = string.format("%s[%d]%s", p.comm, p.pid, p.fds > 1 and "x" .. p.fds or "")
   end
+  for _, k in ipairs(h.links) do parts[#parts + 1] = "link:" .. k.id end
   for _, path in ipairs(h.pins) do parts[#parts + 1] = "pin:" .. path end
   return #parts > 0 and table.concat(parts, " ") or "-"
 end
@@ -187,7 +188,7 @@ local function list_maps()
       pins_hidden, pins_hidden == 1 and "y" or "ies", pins_hidden == 1 and "" or "s"))
   end
   if programs_hidden then
-    print("listing programs was refused (needs CAP_SYS_ADMIN): programs are not shown")
+    print("listing programs and links was refused (needs CAP_SYS_ADMIN): they are not shown")
   end
 end
 

@@ -1,7 +1,7 @@
 /* holders.c: what keeps a map alive, and its lifecycle. Owns m:holders() and
  * core.holders([id]) (the programs whose map_ids name the map, the
- * processes with an fd on it, from /proc/<pid>/fdinfo, and its pins, from a
- * walk of every mounted bpffs) and m:freeze().
+ * processes with an fd on it, from /proc/<pid>/fdinfo, the iterator links
+ * over it, and its pins, from a walk of every mounted bpffs) and m:freeze().
  *
  * The scans collect into malloc'd arrays with no Lua call in between (a
  * raise would leak the open directories); a protected call then builds the
@@ -56,6 +56,10 @@ typedef struct prog_hold {
     char name[16];
 } prog_hold;
 
+typedef struct link_hold {
+    uint32_t link_id, prog_id, map_id;
+} link_hold;
+
 typedef struct pin_hold {
     uint32_t map_id;
     char *path;             /* malloc'd */
@@ -65,6 +69,8 @@ typedef struct scan {
     uint32_t want;          /* the map id asked about; 0: every map */
     pin_hold *pins;
     size_t npins, pins_cap;
+    link_hold *links;
+    size_t nlinks, links_cap;
     uint32_t pins_hidden;   /* bpffs directories or pins that refused us */
     size_t pin_budget;      /* entries the bpffs walk may still look at */
     proc_hold *procs;
@@ -251,6 +257,39 @@ static int scan_progs(scan *s) {
     return errno == ENOENT ? 0 : errno;
 }
 
+/* every iterator link over a map (iter/bpf_map_elem and the like, attached
+ * with a map): it holds the map; its program's map_ids do not name it. 0 or
+ * an errno (EPERM without CAP_SYS_ADMIN) */
+static int scan_links(scan *s) {
+    uint32_t id = 0, next;
+    while (bpf_link_get_next_id(id, &next) == 0) {
+        id = next;
+        int fd = bpf_link_get_fd_by_id(id);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue; /* released since get_next_id */
+            return errno;
+        }
+        struct bpf_link_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        int r = bpf_obj_get_info_by_fd(fd, &info, &len); /* no name buffer: none is filled */
+        close(fd);
+        if (r != 0 || info.type != BPF_LINK_TYPE_ITER || !info.iter.map.map_id ||
+            (s->want && info.iter.map.map_id != s->want))
+            continue;
+        link_hold *p = grow(s->links, &s->links_cap, s->nlinks, sizeof *p);
+        if (!p)
+            return ENOMEM;
+        s->links = p;
+        p = &s->links[s->nlinks++];
+        p->link_id = info.id;
+        p->prog_id = info.prog_id;
+        p->map_id = info.iter.map.map_id;
+    }
+    return errno == ENOENT ? 0 : errno;
+}
+
 /* ------------------------------------------------------------ the pins */
 
 /* Pins show in no fdinfo and no info field: the only way to find them is
@@ -406,16 +445,18 @@ static int scan_pins(scan *s) {
 
 /* ------------------------------------------------------------ the tables */
 
-/* pushes { programs = {}, processes = {}, pins = {}, hidden = n, pins_hidden = n
- * [, programs_hidden = true] } */
+/* pushes { programs = {}, processes = {}, pins = {}, links = {}, hidden = n,
+ * pins_hidden = n [, programs_hidden = true] } */
 static void push_holders_table(lua_State *L, const scan *s) {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_newtable(L);
     lua_setfield(L, -2, "programs");
     lua_newtable(L);
     lua_setfield(L, -2, "processes");
     lua_newtable(L);
     lua_setfield(L, -2, "pins");
+    lua_newtable(L);
+    lua_setfield(L, -2, "links");
     lua_pushinteger(L, s->hidden);
     lua_setfield(L, -2, "hidden");
     lua_pushinteger(L, s->pins_hidden);
@@ -487,6 +528,19 @@ static int build(lua_State *L) {
         append(L, "processes");
         lua_pop(L, 1);
     }
+    for (size_t i = 0; i < s->nlinks; i++) {
+        const link_hold *k = &s->links[i];
+        holders_of(L, s, res, k->map_id);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, k->link_id);
+        lua_setfield(L, -2, "id");
+        lua_pushliteral(L, "iter");
+        lua_setfield(L, -2, "type");
+        lua_pushinteger(L, k->prog_id);
+        lua_setfield(L, -2, "prog_id");
+        append(L, "links");
+        lua_pop(L, 1);
+    }
     for (size_t i = 0; i < s->npins; i++) {
         holders_of(L, s, res, s->pins[i].map_id);
         lua_pushstring(L, s->pins[i].path);
@@ -503,6 +557,8 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     s.want = want;
     int no = scan_progs(&s);
     const char *detail = NULL;
+    if (!no)
+        no = scan_links(&s);
     if (no == EPERM || no == EACCES) { /* the processes may still be ours to see */
         s.programs_hidden = 1;
         no = 0;
@@ -523,6 +579,7 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     }
     free(s.procs);
     free(s.progs);
+    free(s.links);
     for (size_t i = 0; i < s.npins; i++)
         free(s.pins[i].path);
     free(s.pins);

@@ -1,6 +1,7 @@
 -- spec/around_spec.lua: what surrounds a map. ebpf.progs/links against
 -- bpftool; m:holders() against bpftool's map_ids and /proc read by the shell,
--- with a child process holding the map; freeze and the frozen/memlock info
+-- with a child process holding the map, its pins against bpftool map show -f
+-- and an iterator link over it against bpftool link show; freeze and the frozen/memlock info
 -- against bpftool map show; update_batch/delete_batch against bpftool map
 -- dump, partial failures and fallbacks; maps of maps (m:inner, update with a
 -- Map, dump_inner) against bpftool lookups. 5.1 syntax.
@@ -235,6 +236,26 @@ describe("Map:holders", function()
     end)
     fs2:unmount()
     assert(ok, err)
+  end)
+
+  it("names an iterator link over the map, as bpftool link show", function()
+    local id = m:info().id
+    assert.are.same({}, m:holders().links)
+    H.run("bpftool iter pin spec/fixtures/map_iter.bpf.o " .. fs.path .. "/iter map id " .. id)
+    local want
+    for _, l in ipairs(bpftool_json("link show")) do
+      if l.type == "iter" and H.int(l.map_id) == id then want = l end
+    end
+    assert.is_table(want)
+    local h = m:holders()
+    assert.are.equal(1, #h.links)
+    assert.are.equal(H.int(want.id), h.links[1].id)
+    assert.are.equal(H.int(want.prog_id), h.links[1].prog_id)
+    assert.are.equal("iter", h.links[1].type)
+    assert.are.same({ path }, h.pins) -- the link's pin is not the map's
+    assert.are.equal(H.int(want.id), ebpf.holders()[id].links[1].id)
+    local out = H.run(H.lua_bin() .. " examples/maps.lua")
+    assert.is_truthy(out:find("link:" .. H.int(want.id), 1, true), out)
   end)
 
   it("ebpf.holders(id) and ebpf.holders() say the same as m:holders()", function()
