@@ -100,6 +100,51 @@ describe("ebpf.progs and ebpf.links", function()
     assert.are.equal("sys_enter", mine.tp_name)
   end)
 
+  -- 5.1, LuaJIT and 5.3 raise a finalizer's error from the allocation that ran
+  -- it (5.4 only warns): every listing allocates while it holds an object's fd
+  it("leaks no fd when a finalizer raises in the middle of listing", function()
+    local armed, stop, bomb = false, false, nil
+    local function boom()
+      if armed then
+        armed = false
+        error("finalizer boom")
+      end
+      if not stop then bomb() end -- one finalized unarmed leaves another behind
+    end
+    function bomb()
+      if newproxy then -- 5.1/LuaJIT: only userdata have __gc
+        local p = newproxy(true)
+        getmetatable(p).__gc = boom
+        return p
+      end
+      return setmetatable({}, { __gc = boom })
+    end
+    collectgarbage("collect")
+    local before = H.fd_count_min()
+    local raised = 0
+    for _, list in ipairs({ ebpf.maps, ebpf.progs, ebpf.links }) do
+      for _ = 1, 40 do
+        local ok = pcall(function()
+          local it = list()
+          for _ = 1, 5 do bomb() end
+          -- a whole cycle at each allocation: the bombs go off inside the listing
+          collectgarbage("setpause", 0)
+          collectgarbage("setstepmul", 100000)
+          collectgarbage("collect")
+          armed = true
+          for _ in it do end
+        end)
+        armed = false
+        collectgarbage("setpause", 200)
+        collectgarbage("setstepmul", 200)
+        if not ok then raised = raised + 1 end
+      end
+    end
+    stop = true
+    for _ = 1, 3 do pcall(collectgarbage, "collect") end
+    assert.are.equal(before, H.fd_count_min(), raised .. " listings raised")
+  end)
+
   it("m:holders() names the program, as the program's map_ids say", function()
     local m = obj:map("counts")
     local h = m:holders()
