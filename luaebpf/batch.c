@@ -10,6 +10,7 @@
  * passed in, which a loop that stopped part way can never do: that tells
  * "none written" from "n written". */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <bpf/bpf.h>
@@ -72,13 +73,46 @@ static const char *name_next(element_name *e) {
     return e->text;
 }
 
+/* The common batch, integers under a plain u32/u64/i32/i64 codec, written
+ * without the general encoder: its checks and dispatch were most of the cost
+ * of a batch under LuaJIT (callgrind: about 190 of 390 instructions an
+ * entry). 1 when the value at idx was an integer in range and is stored;
+ * 0 for anything else, which the general encoder then takes (and refuses
+ * with its message when it does not fit). The ranges are encode.c's: u64
+ * takes negative integers too, as their two's complement. */
+static inline int encode_int_fast(lua_State *L, const luaebpf_codec *c, int idx,
+                                  unsigned char *p) {
+    if (!c)
+        return 0;
+    const luaebpf_node *n = &c->nodes[0];
+    if ((n->kind != LUAEBPF_UINT && n->kind != LUAEBPF_INT) || (n->size != 4 && n->size != 8) ||
+        lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    int64_t v;
+    if (!luaebpf_number_exact(L, idx, &v))
+        return 0;
+    if (n->size == 8) {
+        memcpy(p, &v, 8);
+        return 1;
+    }
+    if (n->kind == LUAEBPF_UINT ? (v < 0 || v > (int64_t)UINT32_MAX)
+                                : (v < INT32_MIN || v > INT32_MAX))
+        return 0;
+    uint32_t u = (uint32_t)v;
+    memcpy(p, &u, 4);
+    return 1;
+}
+
 /* encodes keys[1..n] (the table at 2) packed at key_size */
 static void encode_keys(lua_State *L, const luaebpf_map *m, size_t n, unsigned char *keys) {
     element_name name;
     name_start(&name, "keys");
     for (size_t i = 0; i < n; i++) {
+        const char *what = name_next(&name);
+        unsigned char *k = keys + i * m->shape.key_size;
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
-        luaebpf_encode(L, m->shape.kc, -1, keys + i * m->shape.key_size, name_next(&name), 2);
+        if (!encode_int_fast(L, m->shape.kc, -1, k))
+            luaebpf_encode(L, m->shape.kc, -1, k, what, 2);
         lua_pop(L, 1);
     }
 }
@@ -96,11 +130,10 @@ static void encode_values(lua_State *L, const luaebpf_map *m, size_t n, unsigned
         if (of_maps && lua_type(L, -1) == LUA_TUSERDATA) {
             uint32_t fd = (uint32_t)luaebpf_check_map(L, -1, "update_batch")->fd;
             memcpy(v, &fd, sizeof fd);
-        } else {
-            if (m->shape.percpu)
-                luaebpf_encode_percpu_named(L, &m->shape, -1, v, what, 3);
-            else
-                luaebpf_encode(L, m->shape.vc, -1, v, what, 3);
+        } else if (m->shape.percpu) {
+            luaebpf_encode_percpu_named(L, &m->shape, -1, v, what, 3);
+        } else if (!encode_int_fast(L, m->shape.vc, -1, v)) {
+            luaebpf_encode(L, m->shape.vc, -1, v, what, 3);
         }
         lua_pop(L, 1);
     }

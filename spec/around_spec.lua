@@ -482,6 +482,33 @@ describe("Map:update_batch and Map:delete_batch", function()
     m:close()
   end)
 
+  it("writes integers at the edges of u32/i32/u64/i64, as bpftool reads them; refuses past them", function()
+    local m, path = open({ type = "hash", key = 4, value = 8, entries = 8 },
+      { key = "u32", value = "u64" })
+    assert.are.equal(3, m:update_batch({ 0, 4294967295, 7 }, { -1, 0, 2 ^ 53 }))
+    H.assert_same_entries({
+      [H.le(0, 4)] = string.rep("\255", 8), -- u64 takes -1 as its two's complement
+      [H.le(4294967295, 4)] = H.le(0, 8),
+      [H.le(7, 4)] = H.le(2 ^ 53, 8),
+    }, (H.dump(path)))
+    for _, bad in ipairs({ { { 1, 4294967296 }, "keys[2]" }, { { 1, -1 }, "keys[2]" },
+                           { { 1.5, 2 }, "keys[1]" }, { { 1, "2" }, "keys[2]" } }) do
+      local _, msg = H.raised(m.update_batch, m, bad[1], { 1, 2 })
+      H.mentions(msg, { bad[2], "u32 (0..4294967295)" })
+    end
+    local _, msg = H.raised(m.update_batch, m, { 1 }, { 0.5 })
+    H.mentions(msg, { "values[1]", "u64" })
+    m:codec{ key = "i32", value = "i64" }
+    assert.are.equal(2, m:update_batch({ -2147483648, 2147483647 }, { -1, -(2 ^ 53) }))
+    local got = H.dump(path)
+    assert.are.equal(string.rep("\255", 8), got[H.le(2147483648, 4)])
+    assert.are.equal(H.le(2 ^ 64 - 2 ^ 53, 8), got[H.le(2147483647, 4)])
+    _, msg = H.raised(m.update_batch, m, { 2147483648 }, { 1 })
+    H.mentions(msg, { "keys[1]", "i32 (-2147483648..2147483647)" })
+    assert.are.equal(5, select(2, H.dump(path))) -- nothing of a refused batch was written
+    m:close()
+  end)
+
   it("stops delete_batch at an absent key, with done and the key's index", function()
     local m, path = open({ type = "hash", key = 4, value = 8, fill = { [1] = 1, [2] = 2, [4] = 4 } },
       { key = "u32", value = "u64" })
