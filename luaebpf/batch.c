@@ -29,7 +29,8 @@ static size_t check_array(lua_State *L, int arg, const char *what) {
 static unsigned char *batch_buffer(lua_State *L, const luaebpf_map *m, size_t n, int values) {
     size_t per = m->shape.key_size + (values ? m->shape.value_bytes : 0);
     if (n > UINT32_MAX || (per && n > (size_t)-1 / 2 / per)) /* the kernel counts in a u32 */
-        luaL_error(L, "batch of %d entries is too large", (int)n);
+        luaL_error(L, "a batch of %s entries is too large: the kernel takes at most 4294967295 "
+                   "in one call", LUAEBPF_UTEXT(n));
     size_t size = n * per;
     unsigned char *buf = lua_newuserdata(L, size ? size : 1);
     memset(buf, 0, size);
@@ -161,7 +162,7 @@ static int batch_fail(lua_State *L, const luaebpf_map *m, const char *op, const 
                       int no, const char *flag, size_t done) {
     const char *detail = luaebpf_elem_hint(m, single, no, flag);
     if (!detail && no == ENOENT && strcmp(single, "delete") == 0)
-        detail = lua_pushfstring(L, "keys[%d] is absent", (int)done + 1);
+        detail = lua_pushfstring(L, "keys[%s] is absent", LUAEBPF_UTEXT(done + 1));
     lua_pushnil(L);
     luaebpf_pusherror(L, op, no, no == EBADF ? "invalid" : NULL, m->name, m->id, detail);
     lua_pushinteger(L, (lua_Integer)done);
@@ -187,8 +188,8 @@ static int map_update_batch(lua_State *L) {
                           "with update(nil, value)");
     size_t n = check_array(L, 2, "keys"), nv = check_array(L, 3, "values");
     if (n != nv)
-        return luaL_error(L, "update_batch: keys and values must have the same length, got %d "
-                          "keys and %d values", (int)n, (int)nv);
+        return luaL_error(L, "update_batch: keys and values must have the same length, got %s "
+                          "keys and %s values", LUAEBPF_UTEXT(n), LUAEBPF_UTEXT(nv));
     lua_settop(L, 4);
     if (n == 0) {
         lua_pushinteger(L, 0);
