@@ -358,6 +358,48 @@ describe("Map:freeze and info", function()
     bf:close()
   end)
 
+  it("info is whole when a finalizer closes the map while it builds the table", function()
+    local armed, stop, bomb = nil, false, nil
+    local function closer()
+      if armed then
+        local target = armed
+        armed = nil
+        target:close()
+      end
+      if not stop then bomb() end
+    end
+    function bomb()
+      if newproxy then
+        local p = newproxy(true)
+        getmetatable(p).__gc = closer
+        return p
+      end
+      return setmetatable({}, { __gc = closer })
+    end
+    local closed_inside = 0
+    for _ = 1, 20 do
+      local victim = ebpf.open(path)
+      for _ = 1, 5 do bomb() end
+      collectgarbage("setpause", 0)
+      collectgarbage("setstepmul", 100000)
+      collectgarbage("collect")
+      armed = victim
+      local ok, res = pcall(victim.info, victim)
+      if armed == nil then closed_inside = closed_inside + 1 end
+      armed = nil
+      collectgarbage("setpause", 200)
+      collectgarbage("setstepmul", 200)
+      assert(ok, res)
+      -- fdinfo was read while the map was open: its fields are there
+      assert.is_false(res.frozen)
+      assert.are.equal(H.int(H.show(path).bytes_memlock), res.memlock)
+      victim:close()
+    end
+    stop = true
+    collectgarbage("collect")
+    assert.is_true(closed_inside > 0) -- the finalizers did go off inside info()
+  end)
+
   it("freezes: bpftool sees frozen, writes fail with an error that says frozen, reads work", function()
     assert.is_true(m:freeze())
     assert.are.equal(1, H.int(H.show(path).frozen))
