@@ -776,6 +776,40 @@ describe("maps of maps", function()
     H.mentions(msg, { "array_of_maps or hash_of_maps", "hash" })
   end)
 
+  it("dump_inner leaves out an entry whose inner map was freed before it could open it", function()
+    local outer = track(ebpf.create{ type = "hash_of_maps", key = "u32", value_size = 4,
+      max_entries = 4, inner_map = inner })
+    outer:update(10, inner)
+    outer:update(20, other)
+    local real = ebpf.Map.inner
+    -- the race, made to happen: key 20's entry is deleted and its map freed
+    -- between the walk reading the key and m:inner opening the id
+    ebpf.Map.inner = function(self, k, o)
+      if self == outer and k == 20 then
+        local h = real(self, k)
+        local id = h:info().id
+        h:close()
+        outer:delete(20)
+        other:close()
+        for _ = 1, 50 do
+          if not H.map_exists(id) then break end
+          H.run("sleep 0.02")
+        end
+        return ebpf.open_id(id)
+      end
+      return real(self, k, o)
+    end
+    local ok, keys, maps = pcall(outer.dump_inner, outer, { key = "u32", value = "u64" })
+    ebpf.Map.inner = real
+    assert(ok, keys)
+    assert.are.same({ 10 }, keys)
+    assert.are.equal(inner:info().id, maps[1].id)
+    assert.are.same({ 5 }, maps[1].keys)
+    local a = track(ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 1 })
+    local _, msg = H.raised(a.dump_inner, a)
+    H.mentions(msg, { "this map is an array" })
+  end)
+
   it("refuses inner on a map that holds no maps, and a closed inner map on update", function()
     local _, msg = H.raised(inner.inner, inner, 1)
     H.mentions(msg, { "array_of_maps or hash_of_maps expected", "hash" })
