@@ -58,6 +58,16 @@ local function link_gone(id)
   return false
 end
 
+-- runs fn with n more tasks on the machine (sleeping processes of our own):
+-- list_tasks_8x prints 8 lines of about 20 bytes per task, and a quiet
+-- machine (or one under valgrind) may have too few for many pages
+local function with_tasks(n, fn)
+  local pids = H.run("for i in $(seq " .. n .. "); do sleep 60 >/dev/null 2>&1 & echo $!; done")
+  local ok, err = pcall(fn)
+  H.run("kill " .. pids:gsub("%s+", " ") .. " 2>/dev/null; true")
+  assert(ok, err)
+end
+
 describe("link:read", function()
   local fs
   setup(function() fs = H.mount_bpffs() end)
@@ -91,7 +101,8 @@ describe("link:read", function()
   it("reads output of many pages whole", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks_8x"))
-    local text = link:read()
+    local text
+    with_tasks(150, function() text = link:read() end)
     assert.is_true(#text > 4 * 4096, #text .. " bytes")
     local seen = {}
     for line in text:gmatch("[^\n]+") do seen[line] = (seen[line] or 0) + 1 end
@@ -137,19 +148,13 @@ describe("link:read", function()
   it("link:chunks() reads one run in chunks of at most 16 KiB", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks_8x"))
-    -- 8 lines of about 20 bytes per task: on a quiet machine (or under
-    -- valgrind) the tasks there are may print less than one chunk; 150
-    -- sleeping processes of our own add 24 KiB
-    local sleepers = H.run("for i in $(seq 150); do sleep 60 >/dev/null 2>&1 & echo $!; done")
     local parts = {}
-    local ok, err = pcall(function()
+    with_tasks(150, function()
       for chunk in link:chunks() do
         assert.is_true(#chunk > 0 and #chunk <= 16384, #chunk .. " bytes")
         parts[#parts + 1] = chunk
       end
     end)
-    H.run("kill " .. sleepers:gsub("%s+", " ") .. " 2>/dev/null; true")
-    assert(ok, err)
     assert.is_true(#table.concat(parts) > 16384, #table.concat(parts) .. " bytes")
     assert.is_true(#parts > 1, #parts .. " chunks")
     local seen = {}
