@@ -71,7 +71,7 @@ typedef struct scan {
     size_t npins, pins_cap;
     link_hold *links;
     size_t nlinks, links_cap;
-    uint32_t pins_hidden;   /* bpffs directories or pins that refused us */
+    uint32_t pins_hidden;   /* bpffs directories or pins that refused us, or left unwalked */
     size_t pin_budget;      /* entries the bpffs walk may still look at */
     proc_hold *procs;
     size_t nprocs, procs_cap;
@@ -310,7 +310,8 @@ static int scan_pin(scan *s, int dirfd, const char *path, const char *name) {
         fd = bpf_obj_get_opts(path, &o);
     }
     if (fd < 0) {
-        if (errno == EACCES && faccessat(dirfd, name, R_OK, AT_EACCESS) != 0)
+        /* EPERM: bpf() itself refused us (kernel.unprivileged_bpf_disabled) */
+        if (errno == EPERM || (errno == EACCES && faccessat(dirfd, name, R_OK, AT_EACCESS) != 0))
             s->pins_hidden++;
         return 0; /* not a map, or gone meanwhile */
     }
@@ -353,8 +354,10 @@ static int walk_pins(scan *s, char *path, size_t len, dev_t dev, int depth) {
     while (!err && (e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        if (s->pin_budget == 0)
+        if (s->pin_budget == 0) { /* a directory left unfinished: its pins may be missing */
+            s->pins_hidden++;
             break;
+        }
         s->pin_budget--;
         size_t n = strlen(e->d_name);
         if (len + 1 + n >= PATH_MAX)
