@@ -118,6 +118,21 @@ static void encode_keys(lua_State *L, const luaebpf_map *m, size_t n, unsigned c
     }
 }
 
+/* the open Map on top, the inner map given as element `what` (a userdata) */
+static luaebpf_map *check_inner(lua_State *L, const char *what) {
+    luaebpf_map *inner = luaL_testudata(L, -1, LUAEBPF_MAP);
+    if (!inner) {
+        const char *tn = "userdata";
+        if (luaL_getmetafield(L, -1, "__name") && lua_type(L, -1) == LUA_TSTRING)
+            tn = lua_tostring(L, -1);
+        luaL_error(L, "update_batch: %s: a Map (the inner map) expected, got %s", what, tn);
+    }
+    if (inner->fd < 0)
+        luaebpf_raise_closed(L, "update_batch", inner->name, inner->id,
+                             lua_pushfstring(L, "%s: the inner map handle was closed", what));
+    return inner;
+}
+
 /* encodes values[1..n] (the table at 3) packed at value_bytes; on a map of
  * maps a Map goes in as its fd */
 static void encode_values(lua_State *L, const luaebpf_map *m, size_t n, unsigned char *values) {
@@ -129,7 +144,7 @@ static void encode_values(lua_State *L, const luaebpf_map *m, size_t n, unsigned
         unsigned char *v = values + i * m->shape.value_bytes;
         lua_rawgeti(L, 3, (lua_Integer)i + 1);
         if (of_maps && lua_type(L, -1) == LUA_TUSERDATA) {
-            uint32_t fd = (uint32_t)luaebpf_check_map(L, -1, "update_batch")->fd;
+            uint32_t fd = (uint32_t)check_inner(L, what)->fd;
             memcpy(v, &fd, sizeof fd);
         } else if (m->shape.percpu) {
             luaebpf_encode_percpu_named(L, &m->shape, -1, v, what, 3);
@@ -141,17 +156,24 @@ static void encode_values(lua_State *L, const luaebpf_map *m, size_t n, unsigned
 }
 
 /* a Map value closed while later values were encoded (a finalizer may run on
- * any allocation) would leave a stale fd number in the buffer: refused */
-static void recheck_inner(lua_State *L, const luaebpf_map *m, size_t n, const unsigned char *values) {
+ * any allocation) would leave a stale fd number in the buffer: refused; one
+ * the finalizer replaced by another open Map goes in as that one */
+static void recheck_inner(lua_State *L, const luaebpf_map *m, size_t n, unsigned char *values) {
     if (!luaebpf_type_holds_maps(m->shape.type))
         return;
+    element_name name;
+    name_start(&name, "values");
     for (size_t i = 0; i < n; i++) {
+        const char *what = name_next(&name);
         lua_rawgeti(L, 3, (lua_Integer)i + 1);
-        luaebpf_map *inner = lua_type(L, -1) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+        /* testudata: a finalizer may even have put another userdata there */
+        luaebpf_map *inner = luaL_testudata(L, -1, LUAEBPF_MAP);
         uint32_t fd;
         memcpy(&fd, values + i * m->shape.value_bytes, sizeof fd);
-        if (inner && (uint32_t)inner->fd != fd)
-            luaebpf_check_map(L, -1, "update_batch"); /* raises "closed" */
+        if (inner && (uint32_t)inner->fd != fd) { /* closed, or another Map put there */
+            fd = (uint32_t)check_inner(L, what)->fd; /* raises "closed" */
+            memcpy(values + i * m->shape.value_bytes, &fd, sizeof fd);
+        }
         lua_pop(L, 1);
     }
 }

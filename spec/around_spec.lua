@@ -824,7 +824,17 @@ describe("maps of maps", function()
     local gone = ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = 8 }
     gone:close()
     assert.are.equal("closed", H.raised(outer.update, outer, 1, gone).class)
-    assert.are.equal("closed", H.raised(outer.update_batch, outer, { 1 }, { gone }).class)
+    local err = H.raised(outer.update_batch, outer, { 1, 2 }, { inner, gone })
+    assert.are.equal("closed", err.class)
+    H.mentions(err, { "values[2]", "closed" })
+    -- another kind of handle where a Map belongs: named, not "bad argument #-1"
+    local arr = track(ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 1,
+      flags = { "mmapable" } })
+    local view = arr:mmap() -- needs rw: create gives it
+    local _, msg = H.raised(outer.update_batch, outer, { 1, 2 }, { inner, view })
+    H.mentions(msg, { "values[2]", "a Map (the inner map) expected",
+      jit and "userdata" or "luaebpf.View" }) -- 5.1 metatables have no __name
+    view:close()
     assert.is_nil(outer:inner(1))
   end)
 
