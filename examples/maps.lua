@@ -1,9 +1,10 @@
 -- examples/maps.lua: the main job (make run). Lists every BPF map on the
 -- machine, like `bpftool map list` but with each map's current entry count
 -- and who holds it (HELD BY: the programs that use it and the processes with
--- an fd on it, the iterator links over it and its bpffs pins, as prog:ID,
--- COMM[PID], link:ID and pin:PATH; "-" when none does, so only an mmap or an
--- outer map of maps keeps it alive); or, given one map, dumps it decoded.
+-- an fd on it, the iterator links over it, the maps of maps holding it and
+-- its bpffs pins, as prog:ID, COMM[PID], link:ID, outer:ID and pin:PATH; "-"
+-- when none does, so only an mmap keeps it alive); or, given one map, dumps
+-- it decoded.
 --
 --   lua5.4 examples/maps.lua                     table of all maps with counts and holders
 --   lua5.4 examples/maps.lua TARGET [--key CODEC] [--value CODEC]
@@ -143,6 +144,7 @@ local function held_by(h)
     parts[#parts + 1] = string.format("%s[%d]%s", p.comm, p.pid, p.fds > 1 and "x" .. p.fds or "")
   end
   for _, k in ipairs(h.links) do parts[#parts + 1] = "link:" .. k.id end
+  for _, id in ipairs(h.outer) do parts[#parts + 1] = "outer:" .. id end
   for _, path in ipairs(h.pins) do parts[#parts + 1] = "pin:" .. path end
   return #parts > 0 and table.concat(parts, " ") or "-"
 end

@@ -1,7 +1,8 @@
 /* holders.c: what keeps a map alive, and its lifecycle. Owns m:holders() and
  * core.holders([id]) (the programs whose map_ids name the map, the
  * processes with an fd on it, from /proc/<pid>/fdinfo, the iterator links
- * over it, and its pins, from a walk of every mounted bpffs) and m:freeze().
+ * over it, the maps of maps holding it as an entry, and its pins, from a
+ * walk of every mounted bpffs) and m:freeze().
  *
  * The scans collect into malloc'd arrays with no Lua call in between (a
  * raise would leak the open directories); a protected call then builds the
@@ -60,6 +61,10 @@ typedef struct link_hold {
     uint32_t link_id, prog_id, map_id;
 } link_hold;
 
+typedef struct outer_hold {
+    uint32_t outer_id, map_id; /* the map of maps, the inner map one of its entries names */
+} outer_hold;
+
 typedef struct pin_hold {
     uint32_t map_id;
     char *path;             /* malloc'd */
@@ -71,6 +76,8 @@ typedef struct scan {
     size_t npins, pins_cap;
     link_hold *links;
     size_t nlinks, links_cap;
+    struct outer_hold *outers;
+    size_t nouters, outers_cap;
     uint32_t pins_hidden;   /* bpffs directories or pins that refused us, or left unwalked */
     size_t pin_budget;      /* entries the bpffs walk may still look at */
     proc_hold *procs;
@@ -290,6 +297,71 @@ static int scan_links(scan *s) {
     return errno == ENOENT ? 0 : errno;
 }
 
+/* adds the outer map behind fd (a map of maps with keys of key_size bytes
+ * and at most max_entries of them) to the holders of each inner map an entry
+ * names; 0 or ENOMEM. The walk is bounded: entries changing under it may be
+ * missed, never looped on. */
+static int scan_outer(scan *s, int fd, uint32_t outer_id, uint32_t key_size,
+                      uint32_t max_entries) {
+    unsigned char *key = calloc(2, key_size ? key_size : 1);
+    if (!key)
+        return ENOMEM;
+    unsigned char *next = key + key_size;
+    const void *prev = NULL;
+    int err = 0;
+    for (uint64_t steps = 0; steps <= (uint64_t)max_entries; steps++) {
+        if (bpf_map_get_next_key(fd, prev, next) != 0)
+            break; /* ENOENT: the end */
+        memcpy(key, next, key_size);
+        prev = key;
+        uint32_t id = 0;
+        if (bpf_map_lookup_elem(fd, key, &id) != 0 || !id || (s->want && id != s->want))
+            continue; /* an empty array_of_maps slot, or deleted meanwhile */
+        outer_hold *p = grow(s->outers, &s->outers_cap, s->nouters, sizeof *p);
+        if (!p) {
+            err = ENOMEM;
+            break;
+        }
+        s->outers = p;
+        p = &s->outers[s->nouters++];
+        p->outer_id = outer_id;
+        p->map_id = id;
+    }
+    free(key);
+    return err;
+}
+
+/* every map of maps, entry by entry: an entry holds its inner map. 0 or an
+ * errno (EPERM without CAP_SYS_ADMIN) */
+static int scan_outers(scan *s) {
+    uint32_t id = 0, next;
+    while (bpf_map_get_next_id(id, &next) == 0) {
+        id = next;
+        LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = BPF_F_RDONLY);
+        int fd = bpf_map_get_fd_by_id_opts(id, &o);
+        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+            o.open_flags = 0; /* a map that refuses read-only opens (info needs either) */
+            fd = bpf_map_get_fd_by_id_opts(id, &o);
+        }
+        if (fd < 0) {
+            if (errno == ENOENT || errno == EACCES || errno == EPERM)
+                continue; /* freed since get_next_id, or closed to both opens */
+            return errno;
+        }
+        struct bpf_map_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        int err = 0;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+            luaebpf_type_holds_maps(info.type) && info.value_size == sizeof(uint32_t))
+            err = scan_outer(s, fd, info.id, info.key_size, info.max_entries);
+        close(fd);
+        if (err)
+            return err;
+    }
+    return errno == ENOENT ? 0 : errno;
+}
+
 /* ------------------------------------------------------------ the pins */
 
 /* Pins show in no fdinfo and no info field: the only way to find them is
@@ -448,10 +520,10 @@ static int scan_pins(scan *s) {
 
 /* ------------------------------------------------------------ the tables */
 
-/* pushes { programs = {}, processes = {}, pins = {}, links = {}, hidden = n,
- * pins_hidden = n [, programs_hidden = true] } */
+/* pushes { programs = {}, processes = {}, pins = {}, links = {}, outer = {},
+ * hidden = n, pins_hidden = n [, programs_hidden = true] } */
 static void push_holders_table(lua_State *L, const scan *s) {
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     lua_newtable(L);
     lua_setfield(L, -2, "programs");
     lua_newtable(L);
@@ -460,6 +532,8 @@ static void push_holders_table(lua_State *L, const scan *s) {
     lua_setfield(L, -2, "pins");
     lua_newtable(L);
     lua_setfield(L, -2, "links");
+    lua_newtable(L);
+    lua_setfield(L, -2, "outer");
     lua_pushinteger(L, s->hidden);
     lua_setfield(L, -2, "hidden");
     lua_pushinteger(L, s->pins_hidden);
@@ -544,6 +618,12 @@ static int build(lua_State *L) {
         append(L, "links");
         lua_pop(L, 1);
     }
+    for (size_t i = 0; i < s->nouters; i++) {
+        holders_of(L, s, res, s->outers[i].map_id);
+        lua_pushinteger(L, s->outers[i].outer_id);
+        append(L, "outer");
+        lua_pop(L, 1);
+    }
     for (size_t i = 0; i < s->npins; i++) {
         holders_of(L, s, res, s->pins[i].map_id);
         lua_pushstring(L, s->pins[i].path);
@@ -562,6 +642,8 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     const char *detail = NULL;
     if (!no)
         no = scan_links(&s);
+    if (!no)
+        no = scan_outers(&s);
     if (no == EPERM || no == EACCES) { /* the processes may still be ours to see */
         s.programs_hidden = 1;
         no = 0;
@@ -583,6 +665,7 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     free(s.procs);
     free(s.progs);
     free(s.links);
+    free(s.outers);
     for (size_t i = 0; i < s.npins; i++)
         free(s.pins[i].path);
     free(s.pins);

@@ -816,6 +816,37 @@ describe("maps of maps", function()
     H.mentions(msg, { "this map is an array" })
   end)
 
+  it("m:holders() names the maps of maps whose entries hold it, as bpftool lookups read", function()
+    assert.are.same({}, other:holders().outer)
+    local outer = track(ebpf.create{ type = "hash_of_maps", key = "u32", value_size = 4,
+      max_entries = 4, inner_map = inner })
+    local slots = track(ebpf.create{ type = "array_of_maps", key = "u32", value_size = 4,
+      max_entries = 4, inner_map = inner })
+    outer:update(10, other)
+    slots:update(3, other)
+    slots:update(1, inner)
+    local oid, sid = outer:info().id, slots:info().id
+    -- the oracle: bpftool reads other's id at those keys
+    assert.are.equal(other:info().id, H.uint(H.bpftool_lookup(oid, H.le(10, 4))))
+    assert.are.equal(other:info().id, H.uint(H.bpftool_lookup(sid, H.le(3, 4))))
+    local got = other:holders().outer
+    table.sort(got)
+    local want = { oid, sid }
+    table.sort(want)
+    assert.are.same(want, got)
+    assert.are.same({ sid }, inner:holders().outer)
+    assert.are.same({ sid }, ebpf.holders()[inner:info().id].outer)
+    local out = H.run(H.lua_bin() .. " examples/maps.lua")
+    for line in out:gmatch("[^\n]+") do
+      if tonumber(line:match("^%s*(%d+)%s")) == other:info().id then
+        assert.is_truthy(line:find("outer:" .. oid, 1, true), line)
+        assert.is_truthy(line:find("outer:" .. sid, 1, true), line)
+      end
+    end
+    outer:delete(10)
+    assert.are.same({ sid }, other:holders().outer)
+  end)
+
   it("refuses inner on a map that holds no maps, and a closed inner map on update", function()
     local _, msg = H.raised(inner.inner, inner, 1)
     H.mentions(msg, { "array_of_maps or hash_of_maps expected", "hash" })
