@@ -397,6 +397,13 @@ long long luaebpf_fdinfo_field(const char *text, const char *key);
 /* reads the small file path (relative to dirfd) whole into buf, NUL-terminated; 0 or errno */
 int luaebpf_read_small(int dirfd, const char *path, char *buf, size_t size);
 
+/* ---- pins.c: where maps are pinned (calls no Lua) ---- */
+/* calls found(ctx, map id, path) for each pin of a map (of map id want only,
+ * when not 0) on every mounted bpffs; adds to *hidden what refused us or was
+ * left unwalked. 0, or the first non-zero answer of found (ENOMEM) */
+int luaebpf_pins_walk(uint32_t want, int (*found)(void *ctx, uint32_t map_id, const char *path),
+                      void *ctx, uint32_t *hidden);
+
 /* ---- holders.c: who holds a map; freeze ---- */
 void luaebpf_holders_open(lua_State *L);
 
