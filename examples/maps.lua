@@ -1,9 +1,10 @@
 -- examples/maps.lua: the main job (make run). Lists every BPF map on the
 -- machine, like `bpftool map list` but with each map's current entry count
 -- and who holds it (HELD BY: the programs that use it and the processes with
--- an fd on it, as prog:ID and COMM[PID]; "-" when neither does, so only a
--- bpffs pin, an mmap or an outer map of maps keeps it alive); or, given one
--- map, dumps it decoded.
+-- an fd on it, the iterator links over it, the maps of maps holding it and
+-- its bpffs pins, as prog:ID, COMM[PID], link:ID, outer:ID and pin:PATH; "-"
+-- when none does, so only an mmap keeps it alive); or, given one map, dumps
+-- it decoded.
 --
 --   lua5.4 examples/maps.lua                     table of all maps with counts and holders
 --   lua5.4 examples/maps.lua TARGET [--key CODEC] [--value CODEC]
@@ -133,7 +134,8 @@ local function count_entries(id)
   return walked and tostring(n) or "-"
 end
 
--- "prog:12 lua5.4[4313]x2": the holders of one map, from ebpf.holders()
+-- "prog:12 lua5.4[4313]x2 link:5 pin:/sys/fs/bpf/counts": the holders of one
+-- map, from ebpf.holders()
 local function held_by(h)
   if not h then return "-" end
   local parts = {}
@@ -141,6 +143,9 @@ local function held_by(h)
   for _, p in ipairs(h.processes) do
     parts[#parts + 1] = string.format("%s[%d]%s", p.comm, p.pid, p.fds > 1 and "x" .. p.fds or "")
   end
+  for _, k in ipairs(h.links) do parts[#parts + 1] = "link:" .. k.id end
+  for _, id in ipairs(h.outer) do parts[#parts + 1] = "outer:" .. id end
+  for _, path in ipairs(h.pins) do parts[#parts + 1] = "pin:" .. path end
   return #parts > 0 and table.concat(parts, " ") or "-"
 end
 
@@ -152,9 +157,12 @@ local function list_maps()
   if not ok then die(err) end
   -- one scan of /proc and of the programs for every map
   local hok, holders = pcall(ebpf.holders)
-  local hidden = 0
+  local hidden, pins_hidden, programs_hidden = 0, 0, false
   if hok then
-    for _, h in pairs(holders) do hidden = h.hidden break end
+    for _, h in pairs(holders) do
+      hidden, pins_hidden, programs_hidden = h.hidden, h.pins_hidden, h.programs_hidden
+      break
+    end
   else
     io.stderr:write("holders unknown: ", message(holders), "\n")
   end
@@ -176,6 +184,13 @@ local function list_maps()
   if hidden > 0 then
     print(string.format("%d process%s could not be inspected: their holds are not shown", hidden,
       hidden == 1 and "" or "es"))
+  end
+  if pins_hidden > 0 then
+    print(string.format("%d bpffs director%s or pin%s could not be opened: pins there are not shown",
+      pins_hidden, pins_hidden == 1 and "y" or "ies", pins_hidden == 1 and "" or "s"))
+  end
+  if programs_hidden then
+    print("listing programs and links was refused (needs CAP_SYS_ADMIN): they are not shown")
   end
 end
 

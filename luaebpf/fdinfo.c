@@ -32,20 +32,30 @@ int luaebpf_read_small(int dirfd, const char *path, char *buf, size_t size) {
     return 0;
 }
 
-void luaebpf_push_fdinfo(lua_State *L, int fd, int idx) {
+void luaebpf_fdinfo_read(int fd, luaebpf_fdinfo *fi) {
     char path[64], text[1024];
-    idx = lua_absindex(L, idx);
+    fi->frozen = fi->memlock = -1;
     snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
     if (luaebpf_read_small(AT_FDCWD, path, text, sizeof text) != 0)
         return; /* no /proc: the fields stay absent, not guessed */
-    long long frozen = luaebpf_fdinfo_field(text, "frozen");
-    long long memlock = luaebpf_fdinfo_field(text, "memlock");
-    if (frozen >= 0) {
-        lua_pushboolean(L, frozen != 0);
+    fi->frozen = luaebpf_fdinfo_field(text, "frozen");
+    fi->memlock = luaebpf_fdinfo_field(text, "memlock");
+}
+
+void luaebpf_fdinfo_push(lua_State *L, const luaebpf_fdinfo *fi, int idx) {
+    idx = lua_absindex(L, idx);
+    if (fi->frozen >= 0) {
+        lua_pushboolean(L, fi->frozen != 0);
         lua_setfield(L, idx, "frozen");
     }
-    if (memlock >= 0) {
-        lua_pushinteger(L, (lua_Integer)memlock);
+    if (fi->memlock >= 0) {
+        lua_pushinteger(L, (lua_Integer)fi->memlock);
         lua_setfield(L, idx, "memlock");
     }
+}
+
+void luaebpf_push_fdinfo(lua_State *L, int fd, int idx) {
+    luaebpf_fdinfo fi;
+    luaebpf_fdinfo_read(fd, &fi);
+    luaebpf_fdinfo_push(L, &fi, idx);
 }

@@ -1,6 +1,8 @@
 /* holders.c: what keeps a map alive, and its lifecycle. Owns m:holders() and
- * core.holders([id]) (the programs whose map_ids name the map, and the
- * processes with an fd on it, from /proc/<pid>/fdinfo) and m:freeze().
+ * core.holders([id]) (the programs whose map_ids name the map, the
+ * processes with an fd on it, from /proc/<pid>/fdinfo, the iterator links
+ * over it, the maps of maps holding it as an entry, and its pins, which
+ * pins.c finds) and m:freeze().
  *
  * The scans collect into malloc'd arrays with no Lua call in between (a
  * raise would leak the open directories); a protected call then builds the
@@ -51,8 +53,28 @@ typedef struct prog_hold {
     char name[16];
 } prog_hold;
 
+typedef struct link_hold {
+    uint32_t link_id, prog_id, map_id;
+} link_hold;
+
+typedef struct outer_hold {
+    uint32_t outer_id, map_id; /* the map of maps, the inner map one of its entries names */
+} outer_hold;
+
+typedef struct pin_hold {
+    uint32_t map_id;
+    char *path;             /* malloc'd */
+} pin_hold;
+
 typedef struct scan {
     uint32_t want;          /* the map id asked about; 0: every map */
+    pin_hold *pins;
+    size_t npins, pins_cap;
+    link_hold *links;
+    size_t nlinks, links_cap;
+    struct outer_hold *outers;
+    size_t nouters, outers_cap;
+    uint32_t pins_hidden;   /* bpffs directories or pins that refused us, or left unwalked */
     proc_hold *procs;
     size_t nprocs, procs_cap;
     prog_hold *progs;
@@ -237,17 +259,141 @@ static int scan_progs(scan *s) {
     return errno == ENOENT ? 0 : errno;
 }
 
+/* every iterator link over a map (iter/bpf_map_elem and the like, attached
+ * with a map): it holds the map; its program's map_ids do not name it. 0 or
+ * an errno (EPERM without CAP_SYS_ADMIN) */
+static int scan_links(scan *s) {
+    uint32_t id = 0, next;
+    while (bpf_link_get_next_id(id, &next) == 0) {
+        id = next;
+        int fd = bpf_link_get_fd_by_id(id);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue; /* released since get_next_id */
+            return errno;
+        }
+        struct bpf_link_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        int r = bpf_obj_get_info_by_fd(fd, &info, &len); /* no name buffer: none is filled */
+        close(fd);
+        if (r != 0 || info.type != BPF_LINK_TYPE_ITER || !info.iter.map.map_id ||
+            (s->want && info.iter.map.map_id != s->want))
+            continue;
+        link_hold *p = grow(s->links, &s->links_cap, s->nlinks, sizeof *p);
+        if (!p)
+            return ENOMEM;
+        s->links = p;
+        p = &s->links[s->nlinks++];
+        p->link_id = info.id;
+        p->prog_id = info.prog_id;
+        p->map_id = info.iter.map.map_id;
+    }
+    return errno == ENOENT ? 0 : errno;
+}
+
+/* adds the outer map behind fd (a map of maps with keys of key_size bytes
+ * and at most max_entries of them) to the holders of each inner map an entry
+ * names; 0 or ENOMEM. The walk is bounded: entries changing under it may be
+ * missed, never looped on. */
+static int scan_outer(scan *s, int fd, uint32_t outer_id, uint32_t key_size,
+                      uint32_t max_entries) {
+    unsigned char *key = calloc(2, key_size ? key_size : 1);
+    if (!key)
+        return ENOMEM;
+    unsigned char *next = key + key_size;
+    const void *prev = NULL;
+    int err = 0;
+    for (uint64_t steps = 0; steps <= (uint64_t)max_entries; steps++) {
+        if (bpf_map_get_next_key(fd, prev, next) != 0)
+            break; /* ENOENT: the end */
+        memcpy(key, next, key_size);
+        prev = key;
+        uint32_t id = 0;
+        if (bpf_map_lookup_elem(fd, key, &id) != 0 || !id || (s->want && id != s->want))
+            continue; /* an empty array_of_maps slot, or deleted meanwhile */
+        outer_hold *p = grow(s->outers, &s->outers_cap, s->nouters, sizeof *p);
+        if (!p) {
+            err = ENOMEM;
+            break;
+        }
+        s->outers = p;
+        p = &s->outers[s->nouters++];
+        p->outer_id = outer_id;
+        p->map_id = id;
+    }
+    free(key);
+    return err;
+}
+
+/* every map of maps, entry by entry: an entry holds its inner map. 0 or an
+ * errno (EPERM without CAP_SYS_ADMIN) */
+static int scan_outers(scan *s) {
+    uint32_t id = 0, next;
+    while (bpf_map_get_next_id(id, &next) == 0) {
+        id = next;
+        LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = BPF_F_RDONLY);
+        int fd = bpf_map_get_fd_by_id_opts(id, &o);
+        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+            o.open_flags = 0; /* a map that refuses read-only opens (info needs either) */
+            fd = bpf_map_get_fd_by_id_opts(id, &o);
+        }
+        if (fd < 0) {
+            if (errno == ENOENT || errno == EACCES || errno == EPERM)
+                continue; /* freed since get_next_id, or closed to both opens */
+            return errno;
+        }
+        struct bpf_map_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        int err = 0;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+            luaebpf_type_holds_maps(info.type) && info.value_size == sizeof(uint32_t))
+            err = scan_outer(s, fd, info.id, info.key_size, info.max_entries);
+        close(fd);
+        if (err)
+            return err;
+    }
+    return errno == ENOENT ? 0 : errno;
+}
+
+/* ------------------------------------------------------------ the pins */
+
+static int pin_found(void *ctx, uint32_t map_id, const char *path) {
+    scan *s = ctx;
+    pin_hold *p = grow(s->pins, &s->pins_cap, s->npins, sizeof *p);
+    if (!p)
+        return ENOMEM;
+    s->pins = p;
+    char *copy = strdup(path);
+    if (!copy)
+        return ENOMEM;
+    p = &s->pins[s->npins++];
+    p->map_id = map_id;
+    p->path = copy;
+    return 0;
+}
+
 /* ------------------------------------------------------------ the tables */
 
-/* pushes { programs = {}, processes = {}, hidden = n [, programs_hidden = true] } */
+/* pushes { programs = {}, processes = {}, pins = {}, links = {}, outer = {},
+ * hidden = n, pins_hidden = n [, programs_hidden = true] } */
 static void push_holders_table(lua_State *L, const scan *s) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 8);
     lua_newtable(L);
     lua_setfield(L, -2, "programs");
     lua_newtable(L);
     lua_setfield(L, -2, "processes");
+    lua_newtable(L);
+    lua_setfield(L, -2, "pins");
+    lua_newtable(L);
+    lua_setfield(L, -2, "links");
+    lua_newtable(L);
+    lua_setfield(L, -2, "outer");
     lua_pushinteger(L, s->hidden);
     lua_setfield(L, -2, "hidden");
+    lua_pushinteger(L, s->pins_hidden);
+    lua_setfield(L, -2, "pins_hidden");
     if (s->programs_hidden) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "programs_hidden");
@@ -315,6 +461,31 @@ static int build(lua_State *L) {
         append(L, "processes");
         lua_pop(L, 1);
     }
+    for (size_t i = 0; i < s->nlinks; i++) {
+        const link_hold *k = &s->links[i];
+        holders_of(L, s, res, k->map_id);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, k->link_id);
+        lua_setfield(L, -2, "id");
+        lua_pushliteral(L, "iter");
+        lua_setfield(L, -2, "type");
+        lua_pushinteger(L, k->prog_id);
+        lua_setfield(L, -2, "prog_id");
+        append(L, "links");
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < s->nouters; i++) {
+        holders_of(L, s, res, s->outers[i].map_id);
+        lua_pushinteger(L, s->outers[i].outer_id);
+        append(L, "outer");
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < s->npins; i++) {
+        holders_of(L, s, res, s->pins[i].map_id);
+        lua_pushstring(L, s->pins[i].path);
+        append(L, "pins");
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
@@ -325,6 +496,10 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     s.want = want;
     int no = scan_progs(&s);
     const char *detail = NULL;
+    if (!no)
+        no = scan_links(&s);
+    if (!no)
+        no = scan_outers(&s);
     if (no == EPERM || no == EACCES) { /* the processes may still be ours to see */
         s.programs_hidden = 1;
         no = 0;
@@ -332,6 +507,10 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     if (!no) {
         no = scan_procs(&s);
         detail = "cannot read /proc";
+    }
+    if (!no) {
+        no = luaebpf_pins_walk(want, pin_found, &s, &s.pins_hidden);
+        detail = NULL;
     }
     int status = 0;
     if (!no) {
@@ -341,6 +520,11 @@ static int holders_push(lua_State *L, uint32_t want, const char *name) {
     }
     free(s.procs);
     free(s.progs);
+    free(s.links);
+    free(s.outers);
+    for (size_t i = 0; i < s.npins; i++)
+        free(s.pins[i].path);
+    free(s.pins);
     if (no)
         return luaebpf_raise(L, "holders", no, name, want, detail);
     if (status)

@@ -482,10 +482,24 @@ void luaebpf_perfbuf_open(lua_State *L);
 /* sets frozen and memlock from /proc/self/fdinfo/<fd> in the table at idx
  * (left out when /proc cannot tell) */
 void luaebpf_push_fdinfo(lua_State *L, int fd, int idx);
+/* the same in two steps, for a caller that must read before it allocates (a
+ * finalizer may close the fd): the fields, -1 when unknown; then set them */
+typedef struct luaebpf_fdinfo {
+    long long frozen, memlock;
+} luaebpf_fdinfo;
+void luaebpf_fdinfo_read(int fd, luaebpf_fdinfo *fi);
+void luaebpf_fdinfo_push(lua_State *L, const luaebpf_fdinfo *fi, int idx);
 /* the number after "<key>:" at the start of a line of text, or -1 */
 long long luaebpf_fdinfo_field(const char *text, const char *key);
 /* reads the small file path (relative to dirfd) whole into buf, NUL-terminated; 0 or errno */
 int luaebpf_read_small(int dirfd, const char *path, char *buf, size_t size);
+
+/* ---- pins.c: where maps are pinned (calls no Lua) ---- */
+/* calls found(ctx, map id, path) for each pin of a map (of map id want only,
+ * when not 0) on every mounted bpffs; adds to *hidden what refused us or was
+ * left unwalked. 0, or the first non-zero answer of found (ENOMEM) */
+int luaebpf_pins_walk(uint32_t want, int (*found)(void *ctx, uint32_t map_id, const char *path),
+                      void *ctx, uint32_t *hidden);
 
 /* ---- holders.c: who holds a map; freeze ---- */
 void luaebpf_holders_open(lua_State *L);

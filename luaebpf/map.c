@@ -448,8 +448,11 @@ static int map_info(lua_State *L) {
         int no = errno;
         return luaebpf_fail(L, "info", no, m, NULL);
     }
+    /* read before the table exists: building it may run a finalizer that closes m */
+    luaebpf_fdinfo fi;
+    luaebpf_fdinfo_read(m->fd, &fi);
     luaebpf_push_info(L, &info, m->access);
-    luaebpf_push_fdinfo(L, m->fd, -1); /* frozen, memlock */
+    luaebpf_fdinfo_push(L, &fi, -1); /* frozen, memlock */
     luaebpf_shape_describe(L, &m->shape, -1);
     return 1;
 }

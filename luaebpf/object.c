@@ -401,12 +401,19 @@ static void check_uprobe_options(lua_State *L, int idx, const struct bpf_program
     lua_getfield(L, idx, "binary");
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "bad option 'binary': a path expected, got %s", luaL_typename(L, -1));
-    u->binary = lua_tostring(L, -1);
+    /* C strings from here on: a NUL inside would cut them short without a word */
+    u->binary = luaebpf_tostring_nonul(L, -1);
+    if (!u->binary || !*u->binary)
+        luaL_error(L, "bad option 'binary': a path expected, got %s",
+                   u->binary ? "an empty string" : "a string holding a NUL byte");
     lua_getfield(L, idx, "func");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "bad option 'func': a function name expected, got %s",
                    luaL_typename(L, -1));
-    u->func = lua_tostring(L, -1);
+    u->func = lua_isnil(L, -1) ? NULL : luaebpf_tostring_nonul(L, -1);
+    if (!lua_isnil(L, -1) && (!u->func || !*u->func))
+        luaL_error(L, "bad option 'func': a function name expected, got %s",
+                   u->func ? "an empty string" : "a string holding a NUL byte");
     lua_Integer v = 0;
     lua_getfield(L, idx, "offset");
     if (!lua_isnil(L, -1) && !luaebpf_tointeger_in(L, -1, 0, INT64_MAX, &v))

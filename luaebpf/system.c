@@ -32,10 +32,25 @@ typedef struct listing {
     int (*push)(lua_State *L, int fd);
 } listing;
 
+/* protected: the listing (light userdata) and an fd -> its info table (nil
+ * when the push failed), the push's errno. Building the table allocates, and
+ * an allocation may run a finalizer that raises (5.1, LuaJIT and 5.3 pass
+ * its error on): the fd must outlive that only in the caller, which closes it. */
+static int push_protected(lua_State *L) {
+    const listing *ls = lua_touserdata(L, 1);
+    int fd = (int)lua_tointeger(L, 2);
+    int no = ls->push(L, fd);
+    if (no)
+        lua_pushnil(L);
+    lua_pushinteger(L, no);
+    return 2;
+}
+
 /* upvalue 1: the last id returned; upvalue 2: the listing (light userdata) */
 static int list_step(lua_State *L) {
     const listing *ls = lua_touserdata(L, lua_upvalueindex(2));
     uint32_t id = (uint32_t)lua_tointeger(L, lua_upvalueindex(1));
+    lua_settop(L, 0);
     for (;;) {
         uint32_t next;
         if (ls->next_id(id, &next) != 0) {
@@ -49,6 +64,7 @@ static int list_step(lua_State *L) {
         id = next;
         lua_pushinteger(L, id);
         lua_replace(L, lua_upvalueindex(1));
+        lua_pushcfunction(L, push_protected); /* before the fd: it allocates on 5.1 */
         /* programs and links take no open flags; a map is opened read-only,
          * and read-write when it refuses that (info needs either) */
         LIBBPF_OPTS(bpf_get_fd_by_id_opts, o, .open_flags = ls->rdonly ? BPF_F_RDONLY : 0);
@@ -59,16 +75,25 @@ static int list_step(lua_State *L) {
         }
         if (fd < 0) {
             int no = errno;
+            lua_settop(L, 0);
             if (no == ENOENT)
                 continue; /* freed since get_next_id */
             return luaebpf_raise(L, ls->op, no, NULL, id, no == EPERM ?
                                  lua_pushfstring(L, "opening %ss by id needs CAP_SYS_ADMIN",
                                                  ls->what) : NULL);
         }
-        int no = ls->push(L, fd);
+        lua_pushlightuserdata(L, (void *)ls);
+        lua_pushinteger(L, fd);
+        int status = lua_pcall(L, 2, 2, 0);
         close(fd);
-        if (no == ENOENT)
+        if (status != 0)
+            return lua_error(L);
+        int no = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1); /* the info table, or nil */
+        if (no == ENOENT) {
+            lua_settop(L, 0);
             continue;
+        }
         if (no)
             return luaebpf_raise(L, ls->op, no, NULL, id, NULL);
         return 1;

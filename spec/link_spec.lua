@@ -31,20 +31,6 @@ end
 
 --- starts `sleep 30` in the background; its pid once it runs sleep (between
 -- fork and exec its comm is still the shell's)
---- starts n `sleep 30` at once, so the task iterator's output is large on
--- any machine (a fresh VM may run too few tasks for several pages); their
--- pids, for kill_all
-local function spawn_many(n)
-  local out = H.run("for i in $(seq " .. n .. "); do sleep 30 </dev/null >/dev/null 2>&1 & echo $!; done")
-  local pids = {}
-  for pid in out:gmatch("%d+") do pids[#pids + 1] = pid end
-  return pids
-end
-
-local function kill_all(pids)
-  H.run("kill " .. table.concat(pids, " ") .. " 2>/dev/null; true")
-end
-
 local function spawn_sleep()
   local pid = tonumber((H.run("sleep 30 >/dev/null 2>&1 & echo $!"):gsub("%s", "")))
   for _ = 1, 100 do
@@ -70,6 +56,16 @@ local function link_gone(id)
     H.run("sleep 0.1")
   end
   return false
+end
+
+-- runs fn with n more tasks on the machine (sleeping processes of our own):
+-- list_tasks_8x prints 8 lines of about 20 bytes per task, and a quiet
+-- machine (or one under valgrind) may have too few for many pages
+local function with_tasks(n, fn)
+  local pids = H.run("for i in $(seq " .. n .. "); do sleep 60 >/dev/null 2>&1 & echo $!; done")
+  local ok, err = pcall(fn)
+  H.run("kill " .. pids:gsub("%s+", " ") .. " 2>/dev/null; true")
+  assert(ok, err)
 end
 
 describe("link:read", function()
@@ -105,9 +101,8 @@ describe("link:read", function()
   it("reads output of many pages whole", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks_8x"))
-    local sleepers = spawn_many(150) -- 8 lines of ~18 bytes each: 21 KiB at least
-    local text = link:read()
-    kill_all(sleepers)
+    local text
+    with_tasks(150, function() text = link:read() end)
     assert.is_true(#text > 4 * 4096, #text .. " bytes")
     local seen = {}
     for line in text:gmatch("[^\n]+") do seen[line] = (seen[line] or 0) + 1 end
@@ -154,12 +149,13 @@ describe("link:read", function()
     local obj = track(ebpf.load(ITER))
     local link = track(obj:attach("list_tasks_8x"))
     local parts = {}
-    local sleepers = spawn_many(150) -- more than one chunk's worth on any machine
-    for chunk in link:chunks() do
-      assert.is_true(#chunk > 0 and #chunk <= 16384, #chunk .. " bytes")
-      parts[#parts + 1] = chunk
-    end
-    kill_all(sleepers)
+    with_tasks(150, function()
+      for chunk in link:chunks() do
+        assert.is_true(#chunk > 0 and #chunk <= 16384, #chunk .. " bytes")
+        parts[#parts + 1] = chunk
+      end
+    end)
+    assert.is_true(#table.concat(parts) > 16384, #table.concat(parts) .. " bytes")
     assert.is_true(#parts > 1, #parts .. " chunks")
     local seen = {}
     for line in table.concat(parts):gmatch("[^\n]+") do seen[line] = (seen[line] or 0) + 1 end

@@ -180,10 +180,15 @@ describe("obj:attach uprobe errors", function()
       { { binary = TARGET, func = FUNC, pid = 1.5 }, "pid" },
       { { binary = TARGET, func = FUNC, retprobe = 1 }, "retprobe" },
       { { binary = TARGET, func = FUNC, function_name = "x" }, "function_name" },
+      -- C strings: a NUL would cut the name short, an empty one means nothing
+      { { binary = TARGET, func = FUNC .. "\0junk" }, "'func'", "NUL" },
+      { { binary = TARGET, func = "" }, "'func'", "empty" },
+      { { binary = TARGET .. "\0junk", func = FUNC }, "'binary'", "NUL" },
+      { { binary = "", func = FUNC }, "'binary'", "empty" },
     }
     for _, c in ipairs(cases) do
       local _, msg = raised(obj.attach, obj, "on_call", c[1])
-      mentions(msg, { c[2] })
+      mentions(msg, { c[2], c[3] })
     end
     mentions(select(2, raised(obj.attach, obj, "on_call", "opts")), { "table expected" })
     -- nothing was attached on the way

@@ -68,11 +68,18 @@ M.symbolize = stack.symbolize
 function core.Map.dump_inner(m, opts)
   local t = m:info().type -- raises class "closed" on a closed map
   if t ~= "array_of_maps" and t ~= "hash_of_maps" then
-    error("dump_inner: array_of_maps or hash_of_maps expected, this map is a " .. t, 2)
+    error("dump_inner: array_of_maps or hash_of_maps expected, this map is a"
+      .. (t:find("^[aeiou]") and "n " or " ") .. t, 2)
   end
   local keys, maps = {}, {}
   for k in m:keys() do
-    local inner, err = m:inner(k, opts)
+    -- m:inner raises class "missing" when the id it read was freed before
+    -- it could open it: the entry was emptied or replaced meanwhile
+    local raised_ok, inner, err = pcall(m.inner, m, k, opts)
+    if not raised_ok then
+      if type(inner) ~= "table" or inner.class ~= "missing" then error(inner, 2) end
+      inner = nil
+    end
     if err then error(err, 2) end
     if inner then
       local ok, ik, iv = pcall(inner.dump, inner)
