@@ -232,17 +232,18 @@ typedef struct luaebpf_percpu {
 /* opts.percpu's value at idx: a LUAEBPF_PERCPU_*; raises on another name or a map
  * that is not per-CPU */
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op);
-/* during a lua_next walk of an options table (key string `key` of len bytes, its
- * value on top): takes "percpu" or "into" into pc and returns 1, checking them
- * (the into table is copied below the walk's key, so it stays on the stack);
- * 0 for any other key */
-int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaebpf_shape *s,
-                          const char *op, luaebpf_percpu *pc);
+/* opts.into's value at idx: returns when it is a table and the map per-CPU,
+ * raises otherwise (the fast check is the caller's; this names what is wrong) */
+void luaebpf_percpu_check_into(lua_State *L, int idx, const luaebpf_shape *s, const char *op);
+/* raises: options 'percpu' and 'into' were both given */
+void luaebpf_percpu_both(lua_State *L, const char *op);
 /* pushes the per-CPU value at buf reduced by how; folds it in place (buf is
  * the caller's scratch). key_idx as for luaebpf_decode_entry_value */
 void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned char *buf,
                          int key_idx);
-/* sets t[1..ncpus] of the table at into to the decoded per-CPU values; pushes t */
+/* sets t[1..ncpus] of the table at into to the decoded per-CPU values; pushes t.
+ * For a C function's own frame with at most a few slots used (up to 8 CPUs it
+ * relies on LUA_MINSTACK instead of checking the stack) */
 void luaebpf_percpu_fill(lua_State *L, const luaebpf_shape *s, const unsigned char *buf,
                          int into, int key_idx);
 

@@ -633,30 +633,46 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
 
 /* { lock = bool, percpu = "sum" | "min" | "max", into = table }: the BPF_F_LOCK
  * flag (a value holding a bpf_spin_lock is read under it by default) and, for
- * percpu.c, the per-CPU answer into pc. One pass over the table, its keys
- * compared as they come: the options sit on a hot path (a per-CPU lookup with
- * a reduction is meant to cost what the bare syscall does). An `into` table
- * is left on the stack, below the walk's key. */
-static __attribute__((noinline)) uint64_t check_lookup_options(lua_State *L,
-                                                               const luaebpf_map *m,
-                                                               luaebpf_percpu *pc) {
+ * percpu.c, the per-CPU answer into pc. Strict like every options table: one
+ * lua_next pass over its own entries (no metamethod is consulted), and any key
+ * but these three raises. It sits on a hot path (a per-CPU lookup with a
+ * reduction is meant to cost what the bare syscall does), so the pass makes
+ * the fewest API calls it can: per entry the walk's step, the key's type and
+ * bytes, the value's check, the pop; the error wording is built only when one
+ * raises. An `into` table is copied to a slot pushed below the walk, so it
+ * stays anchored on the stack until the call returns. */
+static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_State *L,
+                                                                           const luaebpf_map *m,
+                                                                           luaebpf_percpu *pc) {
     static const char *const known[] = {"lock", "percpu", "into", NULL};
     uint64_t flags = luaebpf_shape_lock(&m->shape);
-    luaL_checktype(L, 3, LUA_TTABLE);
+    if (__builtin_expect(lua_type(L, 3) != LUA_TTABLE, 0))
+        luaL_checktype(L, 3, LUA_TTABLE); /* raises */
+    int slot = lua_gettop(L) + 1;
+    lua_pushnil(L); /* slot: the into table, if any */
     lua_pushnil(L);
     while (lua_next(L, 3)) {
         size_t len = 0;
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : "";
-        if (len == 4 && k[0] == 'l' && k[1] == 'o' && k[2] == 'c' && k[3] == 'k') {
+        if (len == 6 && memcmp(k, "percpu", 6) == 0) {
+            pc->reduce = luaebpf_percpu_reduction(L, -1, &m->shape, "lookup");
+        } else if (len == 4 && memcmp(k, "into", 4) == 0) {
+            if (__builtin_expect(!m->shape.percpu || lua_type(L, -1) != LUA_TTABLE, 0))
+                luaebpf_percpu_check_into(L, -1, &m->shape, "lookup"); /* raises */
+            lua_copy(L, -1, slot);
+            pc->into = slot;
+        } else if (len == 4 && memcmp(k, "lock", 4) == 0) {
             if (!lua_isboolean(L, -1))
                 luaL_error(L, "bad option 'lock': a boolean expected, got %s",
                            luaL_typename(L, -1));
             flags = lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
-        } else if (!luaebpf_percpu_option(L, k, len, &m->shape, "lookup", pc)) {
+        } else {
             luaebpf_check_options(L, 3, "lookup options", known); /* raises */
         }
-        lua_pop(L, 1);
+        lua_settop(L, -2);
     }
+    if (__builtin_expect(pc->reduce && pc->into, 0))
+        luaebpf_percpu_both(L, "lookup");
     return flags;
 }
 
