@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <linux/bpf.h>
 #include "compat.h"
 
@@ -113,6 +114,51 @@ void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *b
  * its decoded key): a value Lua cannot hold then names the entry */
 void luaebpf_decode_entry(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
                           int key_idx);
+/* encode.c's fast path, inline for the element calls: a Lua integer into the
+ * bytes of a codec that is one plain 4- or 8-byte integer, when it fits; 0,
+ * nothing written, otherwise (the full encoder then converts or names the
+ * error) */
+static inline int luaebpf_encode_fast(lua_State *L, const luaebpf_codec *c, int idx,
+                                      unsigned char *buf) {
+    const luaebpf_node *r = c->nodes;
+    int64_t v;
+    if ((r->kind != LUAEBPF_UINT && r->kind != LUAEBPF_INT) ||
+        !luaebpf_tointeger_fast(L, idx, &v))
+        return 0;
+    if (r->size == 8) {
+        memcpy(buf, &v, 8);
+        return 1;
+    }
+    if (r->size == 4 && (r->kind == LUAEBPF_UINT ? (v >= 0 && v <= (int64_t)UINT32_MAX)
+                                                 : (v >= INT32_MIN && v <= INT32_MAX))) {
+        uint32_t u = (uint32_t)v;
+        memcpy(buf, &u, 4);
+        return 1;
+    }
+    return 0;
+}
+/* decode.c's fast path, inline for the hot loops (lookup, pairs, dump): the
+ * bytes of a codec that is one plain 4- or 8-byte integer pushed as the
+ * decoders would; 0, nothing pushed, for any other codec or a value Lua
+ * cannot hold exactly (the full decode then names it or raises) */
+static inline int luaebpf_decode_fast(lua_State *L, const luaebpf_codec *c,
+                                      const unsigned char *buf) {
+    const luaebpf_node *r = c->nodes;
+    if (r->kind != LUAEBPF_UINT && r->kind != LUAEBPF_INT)
+        return 0;
+    if (r->size == 8) {
+        uint64_t v;
+        memcpy(&v, buf, 8);
+        return luaebpf_push_exact(L, v, r->kind == LUAEBPF_INT);
+    }
+    if (r->size == 4) { /* exact on every Lua, LuaJIT's doubles too */
+        uint32_t u;
+        memcpy(&u, buf, 4);
+        lua_pushinteger(L, r->kind == LUAEBPF_INT ? (lua_Integer)(int32_t)u : (lua_Integer)u);
+        return 1;
+    }
+    return 0;
+}
 
 /* codec.c: specs -> codecs, and core.sizeof/encode/decode */
 luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);

@@ -593,8 +593,9 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
     const struct elem_op *o = &elem_ops[op];
     elem_buf b;
     elem_buf_init(L, m, &b); /* before encoding: nothing of ours exists yet if it runs Lua */
-    if (o->key)
-        luaebpf_encode_key(L, &m->shape, 2, b.key); /* first: a missing key is argument #1's */
+    /* the key first: a missing key is argument #1's; a plain integer key inline */
+    if (o->key && !(m->shape.key_size && luaebpf_encode_fast(L, m->shape.kc, 2, b.key)))
+        luaebpf_encode_key(L, &m->shape, 2, b.key);
     if (o->value_arg) {
         luaL_checkany(L, o->value_arg);
         luaebpf_encode_value(L, &m->shape, o->value_arg, b.value);
@@ -626,7 +627,7 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
         luaebpf_percpu_push(L, &m->shape, pc->reduce, b.value, key_idx);
     else if (pc && pc->into)
         luaebpf_percpu_fill(L, &m->shape, b.value, pc->into, key_idx);
-    else
+    else if (m->shape.percpu || !luaebpf_decode_fast(L, m->shape.vc, b.value))
         luaebpf_decode_entry_value(L, &m->shape, b.value, key_idx);
     return 1;
 }

@@ -151,6 +151,8 @@ static void reduce(const luaebpf_shape *s, int how, unsigned char *buf) {
 void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned char *buf,
                          int key_idx) {
     reduce(s, how, buf);
+    if (luaebpf_decode_fast(L, s->vc, buf))
+        return;
     if (key_idx)
         luaebpf_decode_entry(L, s->vc, buf, key_idx);
     else
@@ -168,6 +170,8 @@ void luaebpf_percpu_fill(lua_State *L, const luaebpf_shape *s, const unsigned ch
         luaL_checkstack(L, s->ncpus + 1, "per-CPU values");
     for (int i = 0; i < s->ncpus; i++) {
         const unsigned char *p = buf + (size_t)i * s->value_stride;
+        if (luaebpf_decode_fast(L, s->vc, p))
+            continue;
         if (key_idx)
             luaebpf_decode_entry(L, s->vc, p, key_idx);
         else
