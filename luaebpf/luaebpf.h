@@ -122,9 +122,15 @@ static inline int luaebpf_encode_fast(lua_State *L, const luaebpf_codec *c, int 
                                       unsigned char *buf) {
     const luaebpf_node *r = c->nodes;
     int64_t v;
-    if ((r->kind != LUAEBPF_UINT && r->kind != LUAEBPF_INT) ||
-        !luaebpf_tointeger_fast(L, idx, &v))
+    if (r->kind != LUAEBPF_UINT && r->kind != LUAEBPF_INT)
         return 0;
+#if LUAEBPF_HAS_INTEGERS
+    if (!luaebpf_tointeger_fast(L, idx, &v))
+        return 0;
+#else /* 5.1: a number whose value is an exact integer, as the full encoder takes it */
+    if (lua_type(L, idx) != LUA_TNUMBER || !luaebpf_number_exact(L, idx, &v))
+        return 0;
+#endif
     if (r->size == 8) {
         memcpy(buf, &v, 8);
         return 1;

@@ -644,10 +644,11 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
  * stays anchored on the stack until the call returns. */
 static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_State *L,
                                                                            const luaebpf_map *m,
+                                                                           int opts_type,
                                                                            luaebpf_percpu *pc) {
     static const char *const known[] = {"lock", "percpu", "into", NULL};
     uint64_t flags = luaebpf_shape_lock(&m->shape);
-    if (__builtin_expect(lua_type(L, 3) != LUA_TTABLE, 0))
+    if (__builtin_expect(opts_type != LUA_TTABLE, 0))
         luaL_checktype(L, 3, LUA_TTABLE); /* raises */
     int slot = lua_gettop(L) + 1;
     lua_pushnil(L); /* slot: the into table, if any */
@@ -683,12 +684,13 @@ static int map_lookup(lua_State *L) {
     if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
         return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to "
                           "look up; test membership with f:contains(value)");
-    if (lua_isnoneornil(L, 3)) { /* the hot path, with nothing of the options' */
+    int opts = lua_type(L, 3);
+    if (opts <= LUA_TNIL) { /* none or nil: the hot path, with nothing of the options' */
         uint64_t flags = luaebpf_shape_lock(&m->shape);
         return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, NULL);
     }
     luaebpf_percpu pc = {0, 0};
-    uint64_t flags = check_lookup_options(L, m, &pc);
+    uint64_t flags = check_lookup_options(L, m, opts, &pc);
     return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &pc);
 }
 
