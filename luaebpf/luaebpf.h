@@ -281,6 +281,19 @@ typedef struct luaebpf_percpu {
     int reduce; /* LUAEBPF_PERCPU_*, 0: none */
     int into;   /* stack index of the table to fill, 0: none */
 } luaebpf_percpu;
+/* "sum", "min", "max" as LUAEBPF_PERCPU_*, 0 for anything else; inline and by
+ * hand, as it runs on every lookup that asks for a reduction */
+static inline int luaebpf_percpu_name(const char *name, size_t len) {
+    if (len != 3)
+        return 0;
+    if (name[0] == 's' && name[1] == 'u' && name[2] == 'm')
+        return LUAEBPF_PERCPU_SUM;
+    if (name[0] == 'm' && name[1] == 'i' && name[2] == 'n')
+        return LUAEBPF_PERCPU_MIN;
+    if (name[0] == 'm' && name[1] == 'a' && name[2] == 'x')
+        return LUAEBPF_PERCPU_MAX;
+    return 0;
+}
 /* opts.percpu's value at idx: a LUAEBPF_PERCPU_*; raises on another name or a map
  * that is not per-CPU */
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op);

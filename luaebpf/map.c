@@ -654,10 +654,19 @@ static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_S
     lua_pushnil(L); /* slot: the into table, if any */
     lua_pushnil(L);
     while (lua_next(L, 3)) {
+        /* no lua_type first: a number key that lua_tolstring turns into text
+         * in place (which would derail lua_next) is unknown whatever its text,
+         * so the walk ends in check_options' error, from a fresh walk */
         size_t len = 0;
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : "";
+        const char *k = lua_tolstring(L, -2, &len);
+        if (!k)
+            len = 0; /* not a string or number: unknown */
         if (len == 6 && memcmp(k, "percpu", 6) == 0) {
-            pc->reduce = luaebpf_percpu_reduction(L, -1, &m->shape, "lookup");
+            size_t vlen = 0;
+            const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vlen) : "";
+            pc->reduce = luaebpf_percpu_name(v, vlen);
+            if (__builtin_expect(!pc->reduce || !m->shape.percpu, 0))
+                luaebpf_percpu_reduction(L, -1, &m->shape, "lookup"); /* raises */
         } else if (len == 4 && memcmp(k, "into", 4) == 0) {
             if (__builtin_expect(!m->shape.percpu || lua_type(L, -1) != LUA_TTABLE, 0))
                 luaebpf_percpu_check_into(L, -1, &m->shape, "lookup"); /* raises */

@@ -193,20 +193,6 @@ static void check_percpu_map(lua_State *L, const luaebpf_shape *s, const char *o
                tn ? tn : "map of another type");
 }
 
-/* "sum", "min", "max" as LUAEBPF_PERCPU_*, 0 for anything else; by hand, as it
- * runs on every lookup that asks for a reduction */
-static int reduction_of(const char *name, size_t len) {
-    if (len != 3)
-        return 0;
-    if (name[0] == 's' && name[1] == 'u' && name[2] == 'm')
-        return LUAEBPF_PERCPU_SUM;
-    if (name[0] == 'm' && name[1] == 'i' && name[2] == 'n')
-        return LUAEBPF_PERCPU_MIN;
-    if (name[0] == 'm' && name[1] == 'a' && name[2] == 'x')
-        return LUAEBPF_PERCPU_MAX;
-    return 0;
-}
-
 /* on every lookup that asks for a reduction: the check costs two API calls
  * and a compare; the error's wording is made only when it raises */
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op) {
@@ -215,7 +201,7 @@ int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, cons
     int how = 0;
     if (lua_type(L, idx) == LUA_TSTRING) {
         name = lua_tolstring(L, idx, &len);
-        how = reduction_of(name, len);
+        how = luaebpf_percpu_name(name, len);
     }
     if (__builtin_expect(how && s->percpu, 1))
         return how;
