@@ -86,8 +86,10 @@ static int fd_is_map(int fd) {
 
 /* the hot path of the element methods: the Map metatable is their upvalue 1,
  * so checking self costs a pointer compare instead of a registry lookup; any
- * doubt goes to luaebpf_check_map_data, which raises the right error */
-static luaebpf_map *fast_self(lua_State *L, const char *op) {
+ * doubt goes to luaebpf_check_map_data, which raises the right error. Inlined
+ * into each method: the call itself was a tenth of its cost. */
+static inline __attribute__((always_inline)) luaebpf_map *fast_self(lua_State *L,
+                                                                    const char *op) {
     luaebpf_map *m = lua_touserdata(L, 1);
     if (m && lua_getmetatable(L, 1)) {
         int mine = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
