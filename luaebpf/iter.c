@@ -257,7 +257,6 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
 
 /* ------------------------------------------------------------ walking */
 
-/* the next entry; pointers to its key and value bytes; 0 at the end */
 /* the next entry of the batch in hand (the caller saw w->pos < w->count) */
 static inline void batch_take(luaebpf_map *m, walk *w, const unsigned char **k,
                               const unsigned char **v) {
@@ -267,6 +266,7 @@ static inline void batch_take(luaebpf_map *m, walk *w, const unsigned char **k,
     m->last.entries++;
 }
 
+/* the next entry; pointers to its key and value bytes; 0 at the end */
 static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char *op,
                      const unsigned char **k, const unsigned char **v) {
     if (w->mode == WALK_BATCH) {

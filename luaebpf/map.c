@@ -640,8 +640,8 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
  * lua_next pass over its own entries (no metamethod is consulted), and any key
  * but these three raises. It sits on a hot path (a per-CPU lookup with a
  * reduction is meant to cost what the bare syscall does), so the pass makes
- * the fewest API calls it can: per entry the walk's step, the key's type and
- * bytes, the value's check, the pop; the error wording is built only when one
+ * the fewest API calls it can: per entry the walk's step, the key's bytes,
+ * the value's check, the pop; the error wording is built only when one
  * raises. An `into` table is copied to a slot pushed below the walk, so it
  * stays anchored on the stack until the call returns. */
 static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_State *L,
@@ -682,7 +682,7 @@ static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_S
         } else {
             luaebpf_check_options(L, 3, "lookup options", known); /* raises */
         }
-        lua_settop(L, -2);
+        lua_pop(L, 1);
     }
     if (__builtin_expect(pc->reduce && pc->into, 0))
         luaebpf_percpu_both(L, "lookup");
