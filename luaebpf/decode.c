@@ -278,24 +278,10 @@ static void decode_node(lua_State *L, const luaebpf_codec *c, uint32_t ni,
 /* decodes buf; root: where the bytes come from, for messages (NULL: nowhere said) */
 static void decode_root(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
                         const dpath *root) {
-    const luaebpf_node *r = c->nodes;
     /* the hot cases, a plain 4- or 8-byte integer (u64 counters, u32 keys):
-     * straight to the push, no walk of the node tree */
-    if (r->kind == LUAEBPF_UINT || r->kind == LUAEBPF_INT) {
-        if (r->size == 8) {
-            uint64_t v;
-            memcpy(&v, buf, 8);
-            int_push(L, c, v, r->kind == LUAEBPF_INT, r, root);
-            return;
-        }
-        if (r->size == 4) { /* exact on every Lua, LuaJIT's doubles too */
-            uint32_t u;
-            memcpy(&u, buf, 4);
-            lua_pushinteger(L, r->kind == LUAEBPF_INT ? (lua_Integer)(int32_t)u : (lua_Integer)u);
-            return;
-        }
-    }
-    decode_node(L, c, 0, buf, root);
+     * straight to the push, no walk of the node tree (luaebpf.h) */
+    if (!luaebpf_decode_fast(L, c, buf))
+        decode_node(L, c, 0, buf, root);
 }
 
 void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *buf) {

@@ -446,21 +446,8 @@ static void encode_node(encode_ctx *x, uint32_t ni, int idx, unsigned char *p) {
 void luaebpf_encode(lua_State *L, const luaebpf_codec *c, int idx, unsigned char *buf,
                     const char *what, int arg) {
     /* the hot case, a 4- or 8-byte integer key: no context, no clearing */
-    const luaebpf_node *r = c->nodes;
-    int64_t v;
-    if ((r->kind == LUAEBPF_UINT || r->kind == LUAEBPF_INT) &&
-        luaebpf_tointeger_fast(L, idx, &v)) {
-        if (r->size == 8) {
-            memcpy(buf, &v, 8);
-            return;
-        }
-        if (r->size == 4 && (r->kind == LUAEBPF_UINT ? (v >= 0 && v <= (int64_t)UINT32_MAX)
-                                                     : (v >= INT32_MIN && v <= INT32_MAX))) {
-            uint32_t u = (uint32_t)v;
-            memcpy(buf, &u, 4);
-            return;
-        }
-    }
+    if (luaebpf_encode_fast(L, c, idx, buf))
+        return;
     encode_ctx x;
     x.L = L;
     x.arg = arg;

@@ -257,6 +257,15 @@ static int next_key_step(lua_State *L, luaebpf_map *m, walk *w, int seen, const 
 
 /* ------------------------------------------------------------ walking */
 
+/* the next entry of the batch in hand (the caller saw w->pos < w->count) */
+static inline void batch_take(luaebpf_map *m, walk *w, const unsigned char **k,
+                              const unsigned char **v) {
+    *k = w->keys + (size_t)w->pos * w->key_size;
+    *v = w->values + (size_t)w->pos * w->value_bytes;
+    w->pos++;
+    m->last.entries++;
+}
+
 /* the next entry; pointers to its key and value bytes; 0 at the end */
 static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char *op,
                      const unsigned char **k, const unsigned char **v) {
@@ -269,10 +278,7 @@ static int walk_next(lua_State *L, luaebpf_map *m, walk *w, int seen, const char
                 return walk_next(L, m, w, seen, op, k, v);
             }
         }
-        *k = w->keys + (size_t)w->pos * w->key_size;
-        *v = w->values + (size_t)w->pos * w->value_bytes;
-        w->pos++;
-        m->last.entries++;
+        batch_take(m, w, k, v);
         return 1;
     }
     if (!next_key_step(L, m, w, seen, op))
@@ -339,6 +345,21 @@ static void decode_value(lua_State *L, luaebpf_map *m, int reduce, const unsigne
         luaebpf_decode_entry_value(L, &m->shape, v, key_idx);
 }
 
+/* pushes an entry's key, and its value when with_values: a plain integer of
+ * 4 or 8 bytes (u32 keys, u64 counters) by the inline fast path, straight
+ * from the batch's bytes; anything else by the full decoders */
+static inline __attribute__((always_inline)) void decode_entry(lua_State *L, luaebpf_map *m,
+                                                               int with_values, int reduce,
+                                                               const unsigned char *k,
+                                                               const unsigned char *v) {
+    if (!luaebpf_decode_fast(L, m->shape.kc, k))
+        luaebpf_decode_key(L, &m->shape, k);
+    if (!with_values)
+        return;
+    if (reduce || m->shape.percpu || !luaebpf_decode_fast(L, m->shape.vc, v))
+        decode_value(L, m, reduce, v, lua_gettop(L)); /* the key on top names the entry */
+}
+
 /* upvalues: 1 walk, 2 map, 3 yielded-keys table (or false). The walk knows
  * the map (a Map by construction, kept alive by upvalue 2): only whether it
  * was closed needs checking. */
@@ -349,21 +370,15 @@ static int pairs_step(lua_State *L) {
         m = luaebpf_check_map(L, lua_upvalueindex(2), "iterate"); /* raises "closed" */
     int seen = w->has_seen ? lua_upvalueindex(3) : 0;
     const unsigned char *k, *v;
-    if (w->mode == WALK_BATCH && w->pos < w->count) { /* the common step: the next of a batch */
-        k = w->keys + (size_t)w->pos * w->key_size;
-        v = w->values + (size_t)w->pos * w->value_bytes;
-        w->pos++;
-        m->last.entries++;
-    } else if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
+    if (w->mode == WALK_BATCH && w->pos < w->count) /* the common step: the next of a batch */
+        batch_take(m, w, &k, &v);
+    else if (!walk_next(L, m, w, seen, "iterate", &k, &v)) {
         walk_free(w); /* the loop is over: give the batch memory back now */
         lua_pushnil(L);
         return 1;
     }
-    luaebpf_decode_key(L, &m->shape, k);
-    if (!w->with_values)
-        return 1;
-    decode_value(L, m, w->reduce, v, lua_gettop(L));
-    return 2;
+    decode_entry(L, m, w->with_values, w->reduce, k, v);
+    return 1 + w->with_values;
 }
 
 static int iterate(lua_State *L, int with_values) {
@@ -404,10 +419,12 @@ static int map_keys(lua_State *L) {
 }
 
 /* decodes one entry into position i of the key and value arrays at keys, keys + 1 */
-static void append_entry(lua_State *L, luaebpf_map *m, int reduce, int keys, lua_Integer i,
-                         const unsigned char *k, const unsigned char *v) {
-    luaebpf_decode_key(L, &m->shape, k);
-    decode_value(L, m, reduce, v, lua_gettop(L));
+static inline __attribute__((always_inline)) void append_entry(lua_State *L, luaebpf_map *m,
+                                                               int reduce, int keys,
+                                                               lua_Integer i,
+                                                               const unsigned char *k,
+                                                               const unsigned char *v) {
+    decode_entry(L, m, 1, reduce, k, v);
     lua_rawseti(L, keys + 1, i);
     lua_rawseti(L, keys, i);
 }
@@ -473,8 +490,13 @@ static int collect(lua_State *L, int del) {
     lua_createtable(L, hint, 0);                      /* 5: values */
     lua_Integer i = 0;
     const unsigned char *k, *v;
-    while (walk_next(L, m, w, seen, op, &k, &v))
+    while (walk_next(L, m, w, seen, op, &k, &v)) {
         append_entry(L, m, reduce, 4, ++i, k, v);
+        while (w->mode == WALK_BATCH && w->pos < w->count) { /* the rest of the batch */
+            batch_take(m, w, &k, &v);
+            append_entry(L, m, reduce, 4, ++i, k, v);
+        }
+    }
     walk_free(w);
     return 2;
 }

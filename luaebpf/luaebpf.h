@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <linux/bpf.h>
 #include <bpf/libbpf.h> /* libbpf_print_fn_t (print.c) */
 #include "compat.h"
@@ -114,6 +115,57 @@ void luaebpf_decode(lua_State *L, const luaebpf_codec *c, const unsigned char *b
  * its decoded key): a value Lua cannot hold then names the entry */
 void luaebpf_decode_entry(lua_State *L, const luaebpf_codec *c, const unsigned char *buf,
                           int key_idx);
+/* encode.c's fast path, inline for the element calls: a Lua integer into the
+ * bytes of a codec that is one plain 4- or 8-byte integer, when it fits; 0,
+ * nothing written, otherwise (the full encoder then converts or names the
+ * error) */
+static inline int luaebpf_encode_fast(lua_State *L, const luaebpf_codec *c, int idx,
+                                      unsigned char *buf) {
+    const luaebpf_node *r = c->nodes;
+    int64_t v;
+    if (r->kind != LUAEBPF_UINT && r->kind != LUAEBPF_INT)
+        return 0;
+#if LUAEBPF_HAS_INTEGERS
+    if (!luaebpf_tointeger_fast(L, idx, &v))
+        return 0;
+#else /* 5.1: a number whose value is an exact integer, as the full encoder takes it */
+    if (lua_type(L, idx) != LUA_TNUMBER || !luaebpf_number_exact(L, idx, &v))
+        return 0;
+#endif
+    if (r->size == 8) {
+        memcpy(buf, &v, 8);
+        return 1;
+    }
+    if (r->size == 4 && (r->kind == LUAEBPF_UINT ? (v >= 0 && v <= (int64_t)UINT32_MAX)
+                                                 : (v >= INT32_MIN && v <= INT32_MAX))) {
+        uint32_t u = (uint32_t)v;
+        memcpy(buf, &u, 4);
+        return 1;
+    }
+    return 0;
+}
+/* decode.c's fast path, inline for the hot loops (lookup, pairs, dump): the
+ * bytes of a codec that is one plain 4- or 8-byte integer pushed as the
+ * decoders would; 0, nothing pushed, for any other codec or a value Lua
+ * cannot hold exactly (the full decode then names it or raises) */
+static inline int luaebpf_decode_fast(lua_State *L, const luaebpf_codec *c,
+                                      const unsigned char *buf) {
+    const luaebpf_node *r = c->nodes;
+    if (r->kind != LUAEBPF_UINT && r->kind != LUAEBPF_INT)
+        return 0;
+    if (r->size == 8) {
+        uint64_t v;
+        memcpy(&v, buf, 8);
+        return luaebpf_push_exact(L, v, r->kind == LUAEBPF_INT);
+    }
+    if (r->size == 4) { /* exact on every Lua, LuaJIT's doubles too */
+        uint32_t u;
+        memcpy(&u, buf, 4);
+        lua_pushinteger(L, r->kind == LUAEBPF_INT ? (lua_Integer)(int32_t)u : (lua_Integer)u);
+        return 1;
+    }
+    return 0;
+}
 
 /* codec.c: specs -> codecs, and core.sizeof/encode/decode */
 luaebpf_codec *luaebpf_codec_compile(lua_State *L, int idx, const char *what);
@@ -230,20 +282,34 @@ typedef struct luaebpf_percpu {
     int reduce; /* LUAEBPF_PERCPU_*, 0: none */
     int into;   /* stack index of the table to fill, 0: none */
 } luaebpf_percpu;
+/* "sum", "min", "max" as LUAEBPF_PERCPU_*, 0 for anything else; inline and by
+ * hand, as it runs on every lookup that asks for a reduction */
+static inline int luaebpf_percpu_name(const char *name, size_t len) {
+    if (len != 3)
+        return 0;
+    if (name[0] == 's' && name[1] == 'u' && name[2] == 'm')
+        return LUAEBPF_PERCPU_SUM;
+    if (name[0] == 'm' && name[1] == 'i' && name[2] == 'n')
+        return LUAEBPF_PERCPU_MIN;
+    if (name[0] == 'm' && name[1] == 'a' && name[2] == 'x')
+        return LUAEBPF_PERCPU_MAX;
+    return 0;
+}
 /* opts.percpu's value at idx: a LUAEBPF_PERCPU_*; raises on another name or a map
  * that is not per-CPU */
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op);
-/* during a lua_next walk of an options table (key string `key` of len bytes, its
- * value on top): takes "percpu" or "into" into pc and returns 1, checking them
- * (the into table is copied below the walk's key, so it stays on the stack);
- * 0 for any other key */
-int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaebpf_shape *s,
-                          const char *op, luaebpf_percpu *pc);
+/* opts.into's value at idx: returns when it is a table and the map per-CPU,
+ * raises otherwise (the fast check is the caller's; this names what is wrong) */
+void luaebpf_percpu_check_into(lua_State *L, int idx, const luaebpf_shape *s, const char *op);
+/* raises: options 'percpu' and 'into' were both given */
+void luaebpf_percpu_both(lua_State *L, const char *op);
 /* pushes the per-CPU value at buf reduced by how; folds it in place (buf is
  * the caller's scratch). key_idx as for luaebpf_decode_entry_value */
 void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned char *buf,
                          int key_idx);
-/* sets t[1..ncpus] of the table at into to the decoded per-CPU values; pushes t */
+/* sets t[1..ncpus] of the table at into to the decoded per-CPU values; pushes t.
+ * For a C function's own frame with at most a few slots used (up to 8 CPUs it
+ * relies on LUA_MINSTACK instead of checking the stack) */
 void luaebpf_percpu_fill(lua_State *L, const luaebpf_shape *s, const unsigned char *buf,
                          int into, int key_idx);
 

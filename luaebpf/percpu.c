@@ -151,6 +151,8 @@ static void reduce(const luaebpf_shape *s, int how, unsigned char *buf) {
 void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned char *buf,
                          int key_idx) {
     reduce(s, how, buf);
+    if (luaebpf_decode_fast(L, s->vc, buf))
+        return;
     if (key_idx)
         luaebpf_decode_entry(L, s->vc, buf, key_idx);
     else
@@ -161,9 +163,15 @@ void luaebpf_percpu_push(lua_State *L, const luaebpf_shape *s, int how, unsigned
  * u64 beyond 2^53) leaves t as it was, never half filled */
 void luaebpf_percpu_fill(lua_State *L, const luaebpf_shape *s, const unsigned char *buf,
                          int into, int key_idx) {
-    luaL_checkstack(L, s->ncpus + 1, "per-CPU values");
+    /* a C function starts with LUA_MINSTACK (20) free slots and a lookup has
+     * used two (its buffer, the into slot): up to 8 CPUs need no check (the
+     * decoders check their own nesting) */
+    if (s->ncpus > 8)
+        luaL_checkstack(L, s->ncpus + 1, "per-CPU values");
     for (int i = 0; i < s->ncpus; i++) {
         const unsigned char *p = buf + (size_t)i * s->value_stride;
+        if (luaebpf_decode_fast(L, s->vc, p))
+            continue;
         if (key_idx)
             luaebpf_decode_entry(L, s->vc, p, key_idx);
         else
@@ -185,25 +193,19 @@ static void check_percpu_map(lua_State *L, const luaebpf_shape *s, const char *o
                tn ? tn : "map of another type");
 }
 
-/* "sum", "min", "max" as LUAEBPF_PERCPU_*, 0 for anything else; by hand, as it
- * runs on every lookup that asks for a reduction */
-static int reduction_of(const char *name, size_t len) {
-    if (len != 3)
-        return 0;
-    if (name[0] == 's' && name[1] == 'u' && name[2] == 'm')
-        return LUAEBPF_PERCPU_SUM;
-    if (name[0] == 'm' && name[1] == 'i' && name[2] == 'n')
-        return LUAEBPF_PERCPU_MIN;
-    if (name[0] == 'm' && name[1] == 'a' && name[2] == 'x')
-        return LUAEBPF_PERCPU_MAX;
-    return 0;
-}
-
+/* on every lookup that asks for a reduction: the check costs two API calls
+ * and a compare; the error's wording is made only when it raises */
 int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, const char *op) {
-    idx = lua_absindex(L, idx);
     size_t len = 0;
-    const char *name = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
-    int how = name ? reduction_of(name, len) : 0;
+    const char *name = NULL;
+    int how = 0;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        name = lua_tolstring(L, idx, &len);
+        how = luaebpf_percpu_name(name, len);
+    }
+    if (__builtin_expect(how && s->percpu, 1))
+        return how;
+    idx = lua_absindex(L, idx);
     if (!how)
         luaL_error(L, "%s: bad option 'percpu': \"sum\", \"min\" or \"max\" expected, got %s",
                    op, name ? lua_pushfstring(L, "\"%s\"", luaebpf_push_shown(L, idx))
@@ -212,24 +214,14 @@ int luaebpf_percpu_reduction(lua_State *L, int idx, const luaebpf_shape *s, cons
     return how;
 }
 
-int luaebpf_percpu_option(lua_State *L, const char *key, size_t len, const luaebpf_shape *s,
-                          const char *op, luaebpf_percpu *pc) {
-    if (len == 6 && memcmp(key, "percpu", 6) == 0) {
-        pc->reduce = luaebpf_percpu_reduction(L, -1, s, op);
-    } else if (len == 4 && memcmp(key, "into", 4) == 0) {
-        if (!lua_istable(L, -1))
-            luaL_error(L, "%s: bad option 'into': a table to fill with the %d per-CPU values "
-                       "expected, got %s", op, s->ncpus, luaL_typename(L, -1));
-        check_percpu_map(L, s, op, "into");
-        /* key, value -> value, key, value: the table stays below the walk */
-        lua_pushvalue(L, -1);
-        lua_insert(L, -3);
-        pc->into = lua_gettop(L) - 2;
-    } else {
-        return 0;
-    }
-    if (pc->reduce && pc->into)
-        luaL_error(L, "%s: options 'percpu' and 'into' exclude each other: a reduction "
-                   "returns one value, 'into' fills the table with every CPU's", op);
-    return 1;
+void luaebpf_percpu_check_into(lua_State *L, int idx, const luaebpf_shape *s, const char *op) {
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: bad option 'into': a table to fill with the %d per-CPU values "
+                   "expected, got %s", op, s->ncpus, luaL_typename(L, idx));
+    check_percpu_map(L, s, op, "into");
+}
+
+void luaebpf_percpu_both(lua_State *L, const char *op) {
+    luaL_error(L, "%s: options 'percpu' and 'into' exclude each other: a reduction "
+               "returns one value, 'into' fills the table with every CPU's", op);
 }

@@ -362,6 +362,67 @@ describe("per-CPU reads without a table per CPU", function()
       assert.truthy(err:find("bad option 'lock'", 1, true), err)
       assert.are.equal(NCPUS, m:lookup(1, { lock = false, percpu = "sum" }))
     end)
+
+    it("reads the options table strictly and raw, whatever its size or metatable", function()
+      local m = open_map("percpu_hash", 8, "u64")
+      local per = {}
+      for cpu = 1, NCPUS do per[cpu] = cpu * 10 end
+      assert(m:update(1, per))
+      local sum = NCPUS * (NCPUS + 1) / 2 * 10
+      -- an unknown key raises wherever the walk meets it, beside known ones
+      for _, opts in ipairs{ { percpu = "sum", colour = "red" }, { colour = "red", into = {} },
+                             { lock = false, percpu = "sum", a = 1, b = 2, c = 3 } } do
+        local err = raised(m.lookup, m, 1, opts)
+        assert.truthy(err:find("unknown field '[abc]' in lookup options")
+                      or err:find("unknown field 'colour' in lookup options", 1, true), err)
+        assert.truthy(err:find("expected one of: lock percpu into", 1, true), err)
+      end
+      -- a key that is not a string is named by its type
+      local err = raised(m.lookup, m, 1, { "sum" })
+      assert.truthy(err:find("unknown field 'number' in lookup options", 1, true), err)
+      err = raised(m.lookup, m, 1, { [true] = 1 })
+      assert.truthy(err:find("unknown field 'boolean' in lookup options", 1, true), err)
+      -- not a table at all: argument #3 (#2 counting from the method's self)
+      err = raised(m.lookup, m, 1, "sum")
+      assert.truthy(err:find("table expected, got string", 1, true), err)
+      -- options come from the table's own entries: an __index is never asked,
+      -- neither for a reduction nor for a key it would refuse
+      local asked = 0
+      local inherit = setmetatable({}, { __index = function() asked = asked + 1; return "sum" end })
+      assert.are.same(per, m:lookup(1, inherit))
+      assert.are.equal(0, asked)
+      local sub = setmetatable({ percpu = "sum" }, { __index = { bogus = true } })
+      assert.are.equal(sum, m:lookup(1, sub))
+      -- the same table reused after a change is read afresh, never cached
+      local opts = { percpu = "sum" }
+      assert.are.equal(sum, m:lookup(1, opts))
+      opts.percpu = "max"
+      assert.are.equal(NCPUS * 10, m:lookup(1, opts))
+      opts.percpu, opts.into = nil, {}
+      assert.are.same(per, m:lookup(1, opts))
+      opts.colour = "red"
+      err = raised(m.lookup, m, 1, opts)
+      assert.truthy(err:find("unknown field 'colour'", 1, true), err)
+      opts.colour, opts.into, opts.percpu = nil, nil, "min"
+      assert.are.equal(10, m:lookup(1, opts))
+      -- wrong types of the option values, each named
+      err = raised(m.lookup, m, 1, { percpu = true })
+      assert.truthy(err:find("bad option 'percpu'", 1, true) and err:find("got boolean", 1, true), err)
+      err = raised(m.lookup, m, 1, { into = 5 })
+      assert.truthy(err:find("bad option 'into'", 1, true) and err:find("got number", 1, true), err)
+      err = raised(m.lookup, m, 1, { lock = 1 })
+      assert.truthy(err:find("bad option 'lock': a boolean expected, got number", 1, true), err)
+      -- into fills raw: a __newindex on the caller's table is not called
+      local t = setmetatable({}, { __newindex = function() error("__newindex called") end })
+      assert.are.equal(t, m:lookup(1, { into = t }))
+      local got = {}
+      for i = 1, NCPUS do got[i] = rawget(t, i) end
+      assert.are.same(per, got)
+      -- the into table is the only reference left: it stays alive through the call
+      assert.are.same(per, m:lookup(1, { into = {} }))
+      -- an empty options table is a plain lookup
+      assert.are.same(per, m:lookup(1, {}))
+    end)
   end)
 end)
 
