@@ -115,3 +115,15 @@ int luaebpf_opt_name(lua_State *L, int opts, const char *field, const char *cons
     lua_pop(L, 1);
     return i;
 }
+
+const char *luaebpf_check_path(lua_State *L, int arg) {
+    size_t len;
+    const char *path = luaL_checklstring(L, arg, &len);
+    const char *nul = memchr(path, '\0', len);
+    if (nul) /* the kernel and libc would stop there: another file than the one named */
+        luaL_argerror(L, arg, lua_pushfstring(L, "a path without NUL bytes expected, got one "
+                      "with a NUL at byte %d", (int)(nul - path) + 1));
+    if (len == 0)
+        luaL_argerror(L, arg, "a path expected, got an empty string");
+    return path;
+}

@@ -356,12 +356,6 @@ static const elfsym *find(const elffile *f, uint64_t vaddr) {
     return fallback;
 }
 
-static const char *check_path(lua_State *L, int i) {
-    const char *path = luaL_checkstring(L, i);
-    if (!luaebpf_tostring_nonul(L, i) || !*path)
-        luaL_argerror(L, i, "expected a file path without NUL bytes");
-    return path;
-}
 
 /* pushes nil, "path: why" and returns 2 */
 static int failed(lua_State *L, const char *path, const char *why, int errnum) {
@@ -401,7 +395,7 @@ static int copies_gc(lua_State *L) {
  * offset into that function; as two arrays names, offsets. nil, message when
  * the file cannot be read or has no symbols. */
 static int core_elf_symbolize(lua_State *L) {
-    const char *path = check_path(L, 1);
+    const char *path = luaebpf_check_path(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t n = lua_rawlen(L, 2);
     if (n > ELFSYM_MAX_QUERIES)
@@ -470,7 +464,7 @@ static int core_elf_symbolize(lua_State *L) {
 /* core.elf_build_id(path): the file's GNU build id as lowercase hex, false
  * when it has none, or nil, message when it cannot be read */
 static int core_elf_build_id(lua_State *L) {
-    const char *path = check_path(L, 1);
+    const char *path = luaebpf_check_path(L, 1);
     char hex[2 * sizeof ((elffile *)0)->build_id + 1];
     int errnum = 0;
     pthread_mutex_lock(&cache_lock);

@@ -132,7 +132,7 @@ static int link_info(lua_State *L) {
  * pin is removed (os.remove(path)) and no fd holds it. */
 static int link_pin(lua_State *L) {
     luaebpf_link *k = check_link(L, 1, "pin");
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = luaebpf_check_path(L, 2);
     if (bpf_obj_pin(k->fd, path) != 0) {
         int no = errno;
         lua_pushnil(L);
@@ -301,7 +301,7 @@ static int link_chunks(lua_State *L) {
 /* core.open_link(path) -> the Link pinned at path; closing it leaves the
  * pinned link attached */
 static int core_open_link(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = luaebpf_check_path(L, 1);
     luaebpf_link *k = luaebpf_link_push(L, 0, path);
     int fd;
     LUAEBPF_RETRY(fd, bpf_obj_get(path), fd >= 0);

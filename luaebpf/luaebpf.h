@@ -626,6 +626,8 @@ static inline const char *luaebpf_unsigned_text(char *buf, size_t size, uint64_t
  * mt_upvalue, each method gets the metatable as upvalue 1 */
 void luaebpf_class(lua_State *L, const char *tname, const char *field, const luaL_Reg *meta,
                    const luaL_Reg *methods, int mt_upvalue);
+/* a file path argument: a string with no NUL byte (which would end it early), not empty */
+const char *luaebpf_check_path(lua_State *L, int arg);
 /* strict option tables: raise on a field not in `known` (NULL-terminated) */
 void luaebpf_check_options(lua_State *L, int idx, const char *what, const char *const known[]);
 /* A string that must be one of `names` (NULL-terminated, compared with their

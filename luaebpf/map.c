@@ -210,7 +210,7 @@ luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd) {
 /* m:pin(path): pins the map on a bpffs (the path must not exist yet) */
 static int map_pin(lua_State *L) {
     luaebpf_map *m = luaebpf_check_map(L, 1, "pin");
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = luaebpf_check_path(L, 2);
     if (bpf_obj_pin(m->fd, path) != 0) {
         int no = errno;
         return luaebpf_fail(L, "pin", no, m, luaebpf_pin_hint(no, path));
@@ -221,7 +221,7 @@ static int map_pin(lua_State *L) {
 
 /* core.open(path [, opts]) */
 static int map_open(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = luaebpf_check_path(L, 1);
     lua_settop(L, 2);
     uint32_t access = check_open_options(L, 2); /* 3 key spec, 4 value spec, 5 expect */
     luaebpf_map *m = map_push_closed(L);       /* 6 */

@@ -108,7 +108,7 @@ static void object_load_now(lua_State *L, luaebpf_object *o, int logfn, int path
 /* core.load(path [, { log = function(line) end, load = false }]) */
 static int core_load(lua_State *L) {
     static const char *const known[] = {"log", "load", NULL};
-    luaL_checkstring(L, 1);
+    luaebpf_check_path(L, 1);
     lua_settop(L, 2);
     int logfn = 0, load = 1;
     if (!lua_isnil(L, 2)) {

@@ -129,7 +129,7 @@ static int program_info(lua_State *L) {
 /* prog:pin(path) -> true, or nil, err; the pin keeps the program loaded */
 static int program_pin(lua_State *L) {
     luaebpf_program *p = check_program(L, 1, "pin");
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = luaebpf_check_path(L, 2);
     if (bpf_obj_pin(p->fd, path) != 0) {
         int no = errno;
         lua_pushnil(L);
@@ -142,7 +142,7 @@ static int program_pin(lua_State *L) {
 
 /* core.open_program(path) -> the Program pinned at path */
 static int core_open_program(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    const char *path = luaebpf_check_path(L, 1);
     luaebpf_program *p = push_closed(L, 0, path);
     int fd;
     LUAEBPF_RETRY(fd, bpf_obj_get(path), fd >= 0);

@@ -398,3 +398,33 @@ describe("walk errors", function()
     helpers.mentions(msg, { "field 'n' of the entry with key {pid=42}" })
   end)
 end)
+
+describe("paths holding a NUL byte", function()
+  -- the kernel and libbpf read a path up to its first NUL: "/a\0b" would
+  -- open, pin or load "/a", another file than the one named
+  it("are refused by every call that takes a path, naming the byte, before any file is touched",
+    function()
+      local fs = helpers.mount_bpffs()
+      local m = ebpf.create{ type = "hash", key = "u32", value = "u32", max_entries = 2 }
+      local short = fs.path .. "/a"
+      local calls = {
+        open = function() return ebpf.open(short .. "\0b") end,
+        pin = function() return m:pin(short .. "\0b") end,
+        load = function() return ebpf.load("bpf/hist.bpf.o\0.x") end,
+        open_link = function() return ebpf.open_link(short .. "\0b") end,
+        open_program = function() return ebpf.open_program(short .. "\0b") end,
+        elf_symbolize = function() return ebpf.elf_symbolize("/bin/true\0x", { 0 }) end,
+      }
+      for name, call in pairs(calls) do
+        local msg = select(2, pcall(call))
+        helpers.mentions(msg, { "without NUL bytes", "at byte" })
+        assert.is_nil(io.open(short), name .. " made " .. short)
+      end
+      m:close()
+      fs:unmount()
+    end)
+
+  it("and an empty path is refused as such", function()
+    helpers.mentions(select(2, pcall(ebpf.open, "")), { "a path expected, got an empty string" })
+  end)
+end)
