@@ -13,6 +13,7 @@
 typedef struct ksym {
     uint64_t addr;
     const char *name; /* into the file's text, which the table keeps */
+    int global;       /* kallsyms' type letter upper-case: a global symbol */
 } ksym;
 
 static struct {
@@ -26,9 +27,24 @@ static pthread_once_t table_once = PTHREAD_ONCE_INIT;
  * is known, and an offset this large means the address is not code we know. */
 #define KSYM_MAX_OFFSET (1u << 20)
 
+/* Of names sharing an address ("_text" and "_stext", a function and its
+ * alias), the one a reader knows: global before local (kallsyms' upper-case
+ * types), then fewer leading underscores, then the shorter. Larger is better. */
+static int preference(const ksym *s) {
+    const char *n = s->name;
+    int under = 0;
+    while (n[under] == '_') under++;
+    size_t len = strlen(n);
+    return (s->global ? 1 << 20 : 0) - (under << 12) - (int)(len < 4095 ? len : 4095);
+}
+
+/* by address; among equal addresses the preferred last, where the search lands */
 static int by_addr(const void *a, const void *b) {
-    uint64_t x = ((const ksym *)a)->addr, y = ((const ksym *)b)->addr;
-    return x < y ? -1 : x > y;
+    const ksym *x = a, *y = b;
+    if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
+    int px = preference(x), py = preference(y);
+    if (px != py) return px < py ? -1 : 1;
+    return strcmp(x->name, y->name); /* a total order: the same name on every run */
 }
 
 static char *read_all(const char *path) {
@@ -75,6 +91,7 @@ static void load_table(void) {
             syms = bigger;
         }
         syms[n].addr = addr;
+        syms[n].global = type >= 'A' && type <= 'Z';
         syms[n++].name = name;
     }
     if (!syms || n == 0) { free(syms); free(text); return; }

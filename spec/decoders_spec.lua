@@ -269,8 +269,9 @@ describe("the ksym decoder", function()
       local hex, t, name = line:match("^(%x+) (%a) (%S+)$")
       if hex and hex:match("[^0]") and t ~= "a" and t ~= "A" and t ~= "U" then
         local e = by[hex]
-        if not e then e = { hex = hex, names = {} } by[hex] = e end
+        if not e then e = { hex = hex, names = {}, types = {} } by[hex] = e end
         e.names[name] = true
+        e.types[name] = t
       end
     end
     syms = {}
@@ -346,6 +347,36 @@ describe("the ksym decoder", function()
     mentions(raised(ebpf.ksym, "-1"), "expected an address", '"-1"')
     mentions(raised(ebpf.ksym, {}), "expected an address", "table")
   end)
+
+  it("names an address several symbols share by one rule: global first, then fewer leading '_', then shorter",
+    function()
+      local s = kallsyms()
+      if #s == 0 then return pending("/proc/kallsyms hides addresses from this process") end
+      local function rank(name, t) -- larger is better, as the README states the rule
+        local under = #name:match("^_*")
+        return { t:match("%u") and 1 or 0, -under, -#name }
+      end
+      local function better(a, b) -- is rank a above rank b?
+        for i = 1, 3 do if a[i] ~= b[i] then return a[i] > b[i] end end
+        return false
+      end
+      local checked = 0
+      for _, e in ipairs(s) do
+        local names = {}
+        for n in pairs(e.names) do names[#names + 1] = n end
+        if #names > 1 then
+          local name = ebpf.ksym("0x" .. e.hex)
+          assert.is_true(e.names[name] == true, name)
+          for _, other in ipairs(names) do
+            assert.is_false(better(rank(other, e.types[other]), rank(name, e.types[name])),
+              e.hex .. ": " .. name .. " chosen over " .. other)
+          end
+          checked = checked + 1
+          if checked >= 200 then break end
+        end
+      end
+      assert.is_true(checked > 0, "no address with aliases in kallsyms")
+    end)
 
   it("keeps an address no symbol holds as a number (a decimal string beyond 2^53 on LuaJIT)", function()
     assert.are.equal(4096, ebpf.decode("ksym", H.le(4096, 8)))
