@@ -715,6 +715,9 @@ describe("ELF parsing of damaged files", function()
   end
 
   it("answers for every truncated copy of a real ELF file, keeping no fd", function()
+    -- earlier tests' garbage may hold fds the collector closes meanwhile:
+    -- collect it first, and count a leak as more fds at the end, never fewer
+    collectgarbage(); collectgarbage()
     local fds = H.fd_count_min()
     local whole = H.read_file(bin)
     -- every length through the headers, then steps through the rest, and
@@ -733,7 +736,8 @@ describe("ELF parsing of damaged files", function()
       assert.is_nil((ebpf.elf_symbolize(bad, { 0 })))
       assert.is_nil((ebpf.elf_build_id(bad)))
     end
-    assert.are.equal(fds, H.fd_count_min())
+    local after = H.fd_count_min()
+    assert.is_true(after <= fds, after .. " fds after, " .. fds .. " before")
   end)
 
   it("answers for copies with bytes changed in the headers and tables", function()
