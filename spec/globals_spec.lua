@@ -98,6 +98,9 @@ describe("ebpf.load(path, { load = false })", function()
       return tonumber((H.run("ls -l /proc/" .. PID .. "/fd | grep -c 'anon_inode:bpf-prog' || true")
         :gsub("%s", "")))
     end
+    -- earlier tests' unreferenced objects hold program fds until collected:
+    -- collect them now, not in the middle of the counts
+    collectgarbage(); collectgarbage()
     local before = prog_fds()
     local obj = track(ebpf.load(GLOBALS, { load = false }))
     assert.matches("luaebpf.Object: " .. GLOBALS, tostring(obj), 1, true)
