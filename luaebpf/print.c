@@ -1,6 +1,6 @@
 /* print.c: libbpf's print callback, shared by every Lua state of the process.
  * libbpf has one print callback for the whole process, with no user pointer.
- * luaebpf wants it around some of its own libbpf calls only: object.c
+ * luaebpf wants it around some of its own libbpf calls only: libbpflog.c
  * captures what a load prints (the verifier's log), perfbuf.c hides the
  * warning libbpf prints whenever a callback stops it. Swapping the callback
  * in and out around each call is not safe with two Lua states in two
