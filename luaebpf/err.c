@@ -228,3 +228,24 @@ void luaebpf_err_open(lua_State *L) {
     lua_pushcfunction(L, core_error);
     lua_setfield(L, -2, "error");
 }
+
+/* raises ENOENT for the `about` ("map", "program") called name, with the
+ * names the object has (a list on the stack top) in the detail: "no map named
+ * 'x' in this object (it has: a b)" */
+int luaebpf_raise_not_found(lua_State *L, const char *op, const char *about, const char *name) {
+    int list = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "no %s named '%s' in this object (it has:", about, name);
+    luaL_addvalue(&b);
+    for (int i = 1; i <= (int)lua_rawlen(L, list); i++) {
+        lua_rawgeti(L, list, i);
+        lua_pushfstring(L, " %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    }
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    luaebpf_pusherror_about(L, op, ENOENT, about, name, lua_tostring(L, -1));
+    return lua_error(L);
+}

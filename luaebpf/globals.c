@@ -115,26 +115,11 @@ static int find_global(lua_State *L, struct bpf_object *obj, const struct btf *b
 
 /* raises ENOENT for name, listing the variables (the list on top) */
 static int raise_no_global(lua_State *L, const char *name, int has_btf) {
-    int list = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    if (!has_btf) {
-        luaL_addstring(&b, "the object has no BTF (compile it with clang -g) to find globals in");
-    } else if (lua_rawlen(L, list) == 0) {
-        luaL_addstring(&b, "the object has no global variables");
-    } else {
-        lua_pushfstring(L, "no global named '%s' in this object (it has:", name);
-        luaL_addvalue(&b);
-        for (int i = 1; i <= (int)lua_rawlen(L, list); i++) {
-            lua_rawgeti(L, list, i);
-            lua_pushfstring(L, " %s", lua_tostring(L, -1));
-            lua_remove(L, -2);
-            luaL_addvalue(&b);
-        }
-        luaL_addchar(&b, ')');
-    }
-    luaL_pushresult(&b);
-    luaebpf_pusherror_about(L, "global", ENOENT, "global", name, lua_tostring(L, -1));
+    if (has_btf && lua_rawlen(L, -1) > 0)
+        return luaebpf_raise_not_found(L, "global", "global", name);
+    luaebpf_pusherror_about(L, "global", ENOENT, "global", name, !has_btf
+        ? "the object has no BTF (compile it with clang -g) to find globals in"
+        : "the object has no global variables");
     return lua_error(L);
 }
 

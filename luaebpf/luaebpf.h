@@ -389,6 +389,11 @@ luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint3
 struct btf *luaebpf_btf_load(uint32_t btf_id);
 
 
+/* err.c: raises ENOENT on `op` for the `about` named `name`, listing the names
+ * the object has (a list on the stack top): "no map named 'x' in this object
+ * (it has: a b)" */
+int luaebpf_raise_not_found(lua_State *L, const char *op, const char *about, const char *name);
+
 /* ---- object.c: the Object handle; globals.c, link.c and program.c serve it ---- */
 struct bpf_object;
 struct bpf_link;

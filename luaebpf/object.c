@@ -206,27 +206,6 @@ static void push_object_map(lua_State *L, int obj_idx, struct bpf_map *map) {
     lua_pop(L, 1);
 }
 
-/* raises ENOENT for the `about` ("map", "program") called name, with the
- * names the object has (a list on the stack top) in the detail: "no map named
- * 'x' in this object (it has: a b)" */
-static int raise_not_found(lua_State *L, const char *op, const char *about, const char *name) {
-    int list = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    lua_pushfstring(L, "no %s named '%s' in this object (it has:", about, name);
-    luaL_addvalue(&b);
-    for (int i = 1; i <= (int)lua_rawlen(L, list); i++) {
-        lua_rawgeti(L, list, i);
-        lua_pushfstring(L, " %s", lua_tostring(L, -1));
-        lua_remove(L, -2);
-        luaL_addvalue(&b);
-    }
-    luaL_addchar(&b, ')');
-    luaL_pushresult(&b);
-    luaebpf_pusherror_about(L, op, ENOENT, about, name, lua_tostring(L, -1));
-    return lua_error(L);
-}
-
 /* obj:map(name), busy: obj, name -> Map */
 static int object_map_body(lua_State *L) {
     luaebpf_object *o = lua_touserdata(L, 1);
@@ -239,7 +218,7 @@ static int object_map_body(lua_State *L) {
             lua_pushstring(L, bpf_map__name(map));
             lua_rawseti(L, -2, ++n);
         }
-        return raise_not_found(L, "open", "map", name);
+        return luaebpf_raise_not_found(L, "open", "map", name);
     }
     push_object_map(L, 1, map);
     return 1;
@@ -501,7 +480,7 @@ static struct bpf_program *find_program(lua_State *L, luaebpf_object *o, const c
             lua_pushstring(L, bpf_program__name(prog));
             lua_rawseti(L, -2, ++n);
         }
-        raise_not_found(L, op, "program", name);
+        luaebpf_raise_not_found(L, op, "program", name);
     }
     return prog;
 }
