@@ -232,7 +232,7 @@ VALGRIND_SPECS := spec/map_spec.lua spec/pairs_spec.lua spec/dump_spec.lua spec/
                   spec/percpu_spec.lua spec/map_defects_spec.lua spec/err_defects_spec.lua \
                   spec/codec_defects_spec.lua spec/object_defects_spec.lua spec/events_spec.lua \
                   spec/stack_spec.lua spec/globals_spec.lua spec/link_spec.lua spec/around_spec.lua \
-                  spec/decoders_spec.lua \
+                  spec/decoders_spec.lua spec/lookup_fn_spec.lua \
                   spec/events_defects_spec.lua
 test-valgrind: deps-valgrind $(SPEC_FILES)
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \

@@ -5,6 +5,8 @@
 --   table: m:lookup(k)                         a new array of ncpus values per call
 --   sum:   m:lookup(k, SUM)                    SUM = { percpu = "sum" }: reduced in C
 --   into:  m:lookup(k, INTO)                   INTO = { into = t }: fills the caller's t
+--   sum_fn, into_fn: the same through get = m:lookup_fn(SUM) / (INTO), get(k):
+--          options read once, no method call
 -- Timed in CPU time; medians of rounds whose order rotates. Run from the repo
 -- root (make bench):
 --   lua5.4 bench/percpu.lua [lookups_per_round [rounds]]
@@ -42,6 +44,7 @@ end
 
 local SUM, T = { percpu = "sum" }, {}
 local INTO = { into = T }
+local sum_fn, into_fn = m:lookup_fn(SUM), m:lookup_fn(INTO)
 
 -- untimed correctness pass: every key reads back all its per-CPU values, each way
 for k = 0, NKEYS - 1 do
@@ -58,13 +61,19 @@ for k = 0, NKEYS - 1 do
         tostring(v[c]), tostring(t[c]), tostring(f[c]), expected(k, c - 1)))
     end
   end
+  local t2 = into_fn(k)
+  for c = 1, ncpus do
+    if t2 ~= T or t2[c] ~= v[c] then
+      fail(string.format("into_fn(%d)[%d] is %s, expected %d", k, c, tostring(t2[c]), v[c]))
+    end
+  end
   local s, fs = m:lookup(k, SUM), cbench.percpu_sum_floor(fd, k)
-  if not B.same_sum(s, expected_sum(k)) or s ~= fs then
+  if not B.same_sum(s, expected_sum(k)) or s ~= fs or sum_fn(k) ~= s then
     fail(string.format("lookup(%d, sum) is %s (floor %s), expected %s", k, tostring(s),
       tostring(fs), tostring(expected_sum(k))))
   end
 end
-if m:lookup(NKEYS) ~= nil or m:lookup(NKEYS, SUM) ~= nil then
+if m:lookup(NKEYS) ~= nil or m:lookup(NKEYS, SUM) ~= nil or sum_fn(NKEYS) ~= nil then
   fail("lookup of an absent key did not return nil")
 end
 local _, cmiss = cbench.lookup_loop(fd, NKEYS, NKEYS, VALUE_BYTES)
@@ -89,6 +98,8 @@ local sides = {
   { name = "table", run = side(function(k) return m:lookup(k) end) },
   { name = "sum", run = side(function(k) return m:lookup(k, SUM) end) },
   { name = "into", run = side(function(k) return m:lookup(k, INTO) end) },
+  { name = "sum_fn", run = side(function(k) return sum_fn(k) end) },
+  { name = "into_fn", run = side(function(k) return into_fn(k) end) },
   { name = "floor_table", run = side(function(k) return floor_table(fd, k) end) },
   { name = "floor_sum", run = side(function(k) return floor_sum(fd, k) end) },
   { name = "floor_into", run = side(function(k) return floor_into(fd, k, T) end) },
@@ -108,14 +119,18 @@ m:close()
 B.target(string.format("table/c <= %.2f: a plain per-CPU lookup builds an array of %d values "
   .. "per call", TARGET_TABLE, ncpus))
 B.target(string.format("sum/c, into/c <= %.2f: the same syscall, reduced in C or written into "
-  .. "the caller's table, no allocation per call", TARGET))
+  .. "the caller's table, no allocation per call; sum_fn, into_fn: the same options bound "
+  .. "once by m:lookup_fn", TARGET))
 B.target("x/floor_x: against a Lua C function doing the same (reported: what luaebpf's own "
   .. "code adds to the least a Lua call can do)")
 local parts = {}
 for _, r in ipairs{ { "table", "c", TARGET_TABLE }, { "sum", "c", TARGET }, { "into", "c", TARGET },
+                    { "sum_fn", "c", TARGET }, { "into_fn", "c", TARGET },
                     { "table", "floor_table" }, { "sum", "floor_sum" }, { "into", "floor_into" },
+                    { "sum_fn", "floor_sum" }, { "into_fn", "floor_into" },
                     { "floor_sum", "c" } } do
   parts[#parts + 1] = (B.ratio_text(med, r[1], r[2], r[3]))
 end
-print(string.format("percpu: table %.1f, sum %.1f, into %.1f, c %.1f ns/op (CPU); %s",
-  med.table, med.sum, med.into, med.c, table.concat(parts, ", ")))
+print(string.format("percpu: table %.1f, sum %.1f, into %.1f, sum_fn %.1f, into_fn %.1f, "
+  .. "c %.1f ns/op (CPU); %s", med.table, med.sum, med.into, med.sum_fn, med.into_fn, med.c,
+  table.concat(parts, ", ")))

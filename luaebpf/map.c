@@ -48,10 +48,12 @@ static int map_close(lua_State *L) {
     return 0;
 }
 
+#define MAP_CLOSED "the map handle was closed"
+
 luaebpf_map *luaebpf_check_map(lua_State *L, int idx, const char *op) {
     luaebpf_map *m = luaL_checkudata(L, idx, LUAEBPF_MAP);
     if (m->fd < 0)
-        luaebpf_raise_closed(L, op, m->name, m->id, "the map handle was closed");
+        luaebpf_raise_closed(L, op, m->name, m->id, MAP_CLOSED);
     return m;
 }
 
@@ -591,22 +593,23 @@ static inline int elem_syscall(int op, int fd, const void *key, void *value, uin
 /* Inlined into each method, so op is a constant there: the table lookups and
  * the syscall switch fold away and the lookup path costs what a hand-written
  * one would (callgrind: about 40 instructions per call less than a shared copy). */
-/* pc: how a lookup answers a per-CPU value (percpu.c), or NULL */
+/* pc: how a lookup answers a per-CPU value (percpu.c), or NULL; karg: the
+ * key's stack index (2 after self; 1 in a function made by m:lookup_fn) */
 static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf_map *m, int op,
                                                            uint64_t flags, const char *flag,
-                                                           const luaebpf_percpu *pc) {
+                                                           const luaebpf_percpu *pc, int karg) {
     const struct elem_op *o = &elem_ops[op];
     elem_buf b;
     elem_buf_init(L, m, &b); /* before encoding: nothing of ours exists yet if it runs Lua */
     /* the key first: a missing key is argument #1's; a plain integer key inline */
-    if (o->key && !(m->shape.key_size && luaebpf_encode_fast(L, m->shape.kc, 2, b.key)))
-        luaebpf_encode_key(L, &m->shape, 2, b.key);
+    if (o->key && !(m->shape.key_size && luaebpf_encode_fast(L, m->shape.kc, karg, b.key)))
+        luaebpf_encode_key(L, &m->shape, karg, b.key);
     if (o->value_arg) {
         luaL_checkany(L, o->value_arg);
         luaebpf_encode_value(L, &m->shape, o->value_arg, b.value);
     }
     if (m->fd < 0) /* closed by a finalizer that ran meanwhile */
-        luaebpf_check_map(L, 1, o->name);
+        luaebpf_raise_closed(L, o->name, m->name, m->id, MAP_CLOSED);
     const void *key = o->key && m->shape.key_size ? b.key : NULL;
     int r;
     LUAEBPF_RETRY(r, elem_syscall(op, m->fd, key, b.value, flags), r == 0);
@@ -627,7 +630,7 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
     /* valgrind sizes a lookup's output by value_size; per-CPU it is ncpus strides */
     VALGRIND_MAKE_MEM_DEFINED(b.value, m->shape.value_bytes);
     /* b is this call's own: a finalizer running while this decodes cannot touch it */
-    int key_idx = m->shape.key_size ? 2 : 0;
+    int key_idx = m->shape.key_size ? karg : 0;
     if (pc && pc->reduce) /* folds b in place */
         luaebpf_percpu_push(L, &m->shape, pc->reduce, b.value, key_idx);
     else if (pc && pc->into)
@@ -637,28 +640,35 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
     return 1;
 }
 
-/* { lock = bool, percpu = "sum" | "min" | "max", into = table }: the BPF_F_LOCK
- * flag (a value holding a bpf_spin_lock is read under it by default) and, for
- * percpu.c, the per-CPU answer into pc. Strict like every options table: one
- * lua_next pass over its own entries (no metamethod is consulted), and any key
- * but these three raises. It sits on a hot path (a per-CPU lookup with a
- * reduction is meant to cost what the bare syscall does), so the pass makes
- * the fewest API calls it can: per entry the walk's step, the key's bytes,
- * the value's check, the pop; the error wording is built only when one
- * raises. An `into` table is copied to a slot pushed below the walk, so it
- * stays anchored on the stack until the call returns. */
-static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_State *L,
-                                                                           const luaebpf_map *m,
-                                                                           int opts_type,
-                                                                           luaebpf_percpu *pc) {
+static int no_bloom_lookup(lua_State *L) { /* the kernel would read a value, not a key */
+    return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to look "
+                      "up; test membership with f:contains(value)");
+}
+
+/* { lock = bool, percpu = "sum" | "min" | "max", into = table } at opts: the
+ * BPF_F_LOCK flag (a value holding a bpf_spin_lock is read under it by
+ * default; *lock is -1 then, else what was asked) and, for percpu.c, the
+ * per-CPU answer into pc. Strict like every options table: one lua_next pass
+ * over its own entries (no metamethod is consulted), and any key but these
+ * three raises. It sits on a hot path (a per-CPU lookup with a reduction is
+ * meant to cost what the bare syscall does), so the pass makes the fewest API
+ * calls it can: per entry the walk's step, the key's bytes, the value's check,
+ * the pop; the error wording is built only when one raises. An `into` table
+ * is copied to a slot pushed below the walk, so it stays anchored on the
+ * stack until the call returns (it is the top when this returns). */
+static inline __attribute__((always_inline)) void check_lookup_options(lua_State *L,
+                                                                       const luaebpf_map *m,
+                                                                       int opts, int opts_type,
+                                                                       luaebpf_percpu *pc,
+                                                                       int *lock) {
     static const char *const known[] = {"lock", "percpu", "into", NULL};
-    uint64_t flags = luaebpf_shape_lock(&m->shape);
+    *lock = -1;
     if (__builtin_expect(opts_type != LUA_TTABLE, 0))
-        luaL_checktype(L, 3, LUA_TTABLE); /* raises */
+        luaL_checktype(L, opts, LUA_TTABLE); /* raises */
     int slot = lua_gettop(L) + 1;
     lua_pushnil(L); /* slot: the into table, if any */
     lua_pushnil(L);
-    while (lua_next(L, 3)) {
+    while (lua_next(L, opts)) {
         /* no lua_type first: a number key that lua_tolstring turns into text
          * in place (which would derail lua_next) is unknown whatever its text,
          * so the walk ends in check_options' error, from a fresh walk */
@@ -681,31 +691,87 @@ static inline __attribute__((always_inline)) uint64_t check_lookup_options(lua_S
             if (!lua_isboolean(L, -1))
                 luaL_error(L, "bad option 'lock': a boolean expected, got %s",
                            luaL_typename(L, -1));
-            flags = lua_toboolean(L, -1) ? BPF_F_LOCK : 0;
+            *lock = lua_toboolean(L, -1);
         } else {
-            luaebpf_check_options(L, 3, "lookup options", known); /* raises */
+            luaebpf_check_options(L, opts, "lookup options", known); /* raises */
         }
         lua_pop(L, 1);
     }
     if (__builtin_expect(pc->reduce && pc->into, 0))
         luaebpf_percpu_both(L, "lookup");
-    return flags;
+}
+
+static inline uint64_t lookup_flags(const luaebpf_map *m, int lock) {
+    return lock < 0 ? luaebpf_shape_lock(&m->shape) : lock ? BPF_F_LOCK : 0;
 }
 
 /* m:lookup(key [, { lock = true } | { percpu = "sum" } | { into = t }]) -> value | nil | nil, err */
 static int map_lookup(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup");
-    if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER) /* the kernel would read a value, not a key */
-        return luaL_error(L, "lookup: this map is a bloom filter, which holds no values to "
-                          "look up; test membership with f:contains(value)");
+    if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER)
+        return no_bloom_lookup(L);
     int opts = lua_type(L, 3);
     if (opts <= LUA_TNIL) { /* none or nil: the hot path, with nothing of the options' */
         uint64_t flags = luaebpf_shape_lock(&m->shape);
-        return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, NULL);
+        return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, NULL, 2);
     }
     luaebpf_percpu pc = {0, 0};
-    uint64_t flags = check_lookup_options(L, m, opts, &pc);
-    return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &pc);
+    int lock;
+    check_lookup_options(L, m, 3, opts, &pc, &lock);
+    uint64_t flags = lookup_flags(m, lock);
+    return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &pc, 2);
+}
+
+/* m:lookup_fn([opts]) -> get, where get(key) is m:lookup(key, opts) with the
+ * options read once, here: for loops that look up many keys the same way.
+ * get skips what a method call pays every time (the method's lookup through
+ * the metatable, the self check) and the walk of the options table, which is
+ * most of what m:lookup(k, { percpu = "sum" }) adds to the syscall. get
+ * holds the map (it stays open while get is alive) and reads its shape on
+ * each call, so m:codec{} still applies; after m:close() get raises, as
+ * m:lookup does. Upvalues: the bound options, the map, the into table. */
+typedef struct bound_lookup {
+    luaebpf_map *m;
+    luaebpf_percpu pc; /* pc.into: lua_upvalueindex(3), or 0 */
+    int lock;          /* as check_lookup_options answers it */
+} bound_lookup;
+
+static int bound_lookup_call(lua_State *L) {
+    const bound_lookup *b = lua_touserdata(L, lua_upvalueindex(1));
+    luaebpf_map *m = b->m;
+    if (__builtin_expect(lua_gettop(L) > 1, 0))
+        return luaL_error(L, "lookup: a function made by m:lookup_fn takes the key only (its "
+                          "options were fixed when it was made), got %d arguments",
+                          lua_gettop(L));
+    if (__builtin_expect(m->fd < 0 || m->shape.btf_pending, 0)) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        luaebpf_check_map_data(L, -1, "lookup"); /* raises when closed */
+        lua_pop(L, 1);
+    }
+    uint64_t flags = lookup_flags(m, b->lock);
+    return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &b->pc, 1);
+}
+
+static int map_lookup_fn(lua_State *L) {
+    luaebpf_map *m = luaebpf_check_map_data(L, 1, "lookup_fn");
+    if (m->shape.type == BPF_MAP_TYPE_BLOOM_FILTER)
+        return no_bloom_lookup(L);
+    int opts = lua_type(L, 2);
+    lua_settop(L, 2);
+    bound_lookup *b = lua_newuserdata(L, sizeof *b); /* 3 */
+    b->m = m;
+    b->pc = (luaebpf_percpu){0, 0};
+    b->lock = -1;
+    lua_pushvalue(L, 1); /* 4: the map, anchored */
+    if (opts > LUA_TNIL) {
+        check_lookup_options(L, m, 2, opts, &b->pc, &b->lock); /* pushes 5: into or nil */
+        if (b->pc.into)
+            b->pc.into = lua_upvalueindex(3);
+    } else {
+        lua_pushnil(L); /* 5 */
+    }
+    lua_pushcclosure(L, bound_lookup_call, 3);
+    return 1;
 }
 
 /* f:contains(value) -> true (maybe present) | false (absent) | nil, err: a
@@ -718,7 +784,7 @@ static int map_contains(lua_State *L) {
         return luaL_error(L, "contains is for bloom filters; this map is a %s: use lookup",
                           tn ? tn : "map of another type");
     luaL_checkany(L, 2); /* before the buffers, which may take the empty slot 2 */
-    return elem_call(L, m, ELEM_CONTAINS, 0, NULL, NULL);
+    return elem_call(L, m, ELEM_CONTAINS, 0, NULL, NULL, 2);
 }
 
 static uint64_t check_update_flag(lua_State *L, int idx, const char **name) {
@@ -741,12 +807,12 @@ static int map_update(lua_State *L) {
     flags |= luaebpf_shape_lock(&m->shape); /* a spin-locked value is written under its lock */
     if (lua_type(L, 3) == LUA_TUSERDATA && luaebpf_type_holds_maps(m->shape.type))
         return luaebpf_update_inner(L, m, flags, fname); /* an inner Map by handle */
-    return elem_call(L, m, ELEM_UPDATE, flags, fname, NULL);
+    return elem_call(L, m, ELEM_UPDATE, flags, fname, NULL, 2);
 }
 
 /* m:delete(key) -> true | false when absent | nil, err */
 static int map_delete(lua_State *L) {
-    return elem_call(L, fast_self(L, "delete"), ELEM_DELETE, 0, NULL, NULL);
+    return elem_call(L, fast_self(L, "delete"), ELEM_DELETE, 0, NULL, NULL, 2);
 }
 
 /* m:lookup_and_delete(key) -> value | nil | nil, err (pop, on a queue or stack) */
@@ -754,7 +820,7 @@ static int map_lookup_and_delete(lua_State *L) {
     luaebpf_map *m = fast_self(L, "lookup_and_delete");
     /* a spin-locked value is read under its lock (hash types, 5.14+) */
     return elem_call(L, m, ELEM_LOOKUP_AND_DELETE, luaebpf_shape_lock(&m->shape), NULL,
-                     NULL);
+                     NULL, 2);
 }
 
 void luaebpf_map_open(lua_State *L) {
@@ -764,7 +830,7 @@ void luaebpf_map_open(lua_State *L) {
         {"info", map_info},       {"fd", map_fd},
         {"codec", map_codec},     {"close", map_close},
         {"layout", map_layout},   {"pin", map_pin},
-        {"contains", map_contains},
+        {"contains", map_contains}, {"lookup_fn", map_lookup_fn},
         {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", map_close}, {"__close", map_close}, {"__tostring", map_tostring}, {NULL, NULL}};

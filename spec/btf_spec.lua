@@ -784,7 +784,7 @@ describe("the \"btf\" codec and BPF_F_LOCK", function()
   teardown(function() S.teardown() end)
   after_each(close_tracked)
 
-  it("sends BPF_F_LOCK on lookup, update and batch reads of a spin-locked value, not with lock = false", function()
+  it("sends BPF_F_LOCK on lookup (and lookup_fn), update and batch reads of a spin-locked value, not with lock = false", function()
     local has_strace = H.has("strace")
     if not has_strace then return pending("needs strace") end
     local code = string.format([[
@@ -796,6 +796,8 @@ assert(m:update(1, { a = 1, b = 2 }))
 assert(m:lookup(1))
 assert(m:lookup(1, { lock = false }))
 assert(m:lookup(1, { lock = true }))
+assert(m:lookup_fn()(1))
+assert(m:lookup_fn{ lock = false }(1))
 for k in m:pairs() do end
 m:close()
 ]], S.path("locked"))
@@ -815,6 +817,8 @@ m:close()
       "BPF_MAP_LOOKUP_ELEM BPF_F_LOCK",
       "BPF_MAP_LOOKUP_ELEM BPF_ANY", -- lock = false: no flag
       "BPF_MAP_LOOKUP_ELEM BPF_F_LOCK",
+      "BPF_MAP_LOOKUP_ELEM BPF_F_LOCK", -- m:lookup_fn(): as m:lookup
+      "BPF_MAP_LOOKUP_ELEM BPF_ANY", -- m:lookup_fn{ lock = false }
       "BPF_MAP_LOOKUP_BATCH BPF_F_LOCK",
     }, ops)
   end)
