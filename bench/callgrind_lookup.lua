@@ -3,7 +3,8 @@
 -- difference / N is what one call costs (syscall entry excluded: callgrind
 -- counts user-space instructions only). make bench-callgrind runs it.
 --   lua5.4 bench/callgrind_lookup.lua MODE N
--- MODE: plain (hash u32 -> u64), floor (cbench.lookup_floor on it),
+-- MODE: plain (hash u32 -> u64), plain_fn (through m:lookup_fn()), floor
+--       (cbench.lookup_floor on it),
 --       table | sum | into (percpu_hash u32 -> u64: m:lookup(k), with
 --       { percpu = "sum" }, with { into = t }), sum_fn | into_fn (the same
 --       through m:lookup_fn), floor_sum, floor_into;
@@ -33,27 +34,29 @@ if walks[mode] then
   return
 end
 local NKEYS = 1000
-local percpu = mode ~= "plain" and mode ~= "floor"
+local percpu = mode ~= "plain" and mode ~= "plain_fn" and mode ~= "floor"
 local m = ebpf.create{ type = percpu and "percpu_hash" or "hash", key = "u32", value = "u64",
                        max_entries = NKEYS }
 for k = 0, NKEYS - 1 do assert(m:update(k, k)) end
 local fd, cb = m:fd(), B.cbench
 local SUM, T = { percpu = "sum" }, {}
 local INTO = { into = T }
-local sum_fn, into_fn
+local sum_fn, into_fn, plain_fn
+if not percpu then plain_fn = m:lookup_fn() end
 if percpu then sum_fn, into_fn = m:lookup_fn(SUM), m:lookup_fn(INTO) end
 local f = ({
   plain = function(k) return m:lookup(k) end,
   table = function(k) return m:lookup(k) end,
   sum = function(k) return m:lookup(k, SUM) end,
   into = function(k) return m:lookup(k, INTO) end,
+  plain_fn = function(k) return plain_fn(k) end,
   sum_fn = function(k) return sum_fn(k) end,
   into_fn = function(k) return into_fn(k) end,
   floor = function(k) return cb.lookup_floor(fd, k) end,
   floor_sum = function(k) return cb.percpu_sum_floor(fd, k) end,
   floor_into = function(k) return cb.percpu_into_floor(fd, k, T) end,
 })[mode]
-assert(f, "mode: plain, floor, table, sum, into, sum_fn, into_fn, floor_sum or floor_into")
+assert(f, "mode: plain, plain_fn, floor, table, sum, into, sum_fn, into_fn, floor_sum or floor_into")
 f(1)
 local k = 0
 for _ = 1, N do

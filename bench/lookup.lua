@@ -2,7 +2,7 @@
 -- process. Run from the repo root (make bench):
 --   lua5.4 bench/lookup.lua [lookups_per_round [rounds]]
 -- A 10,000-entry hash (u32 -> u64) is filled and checked in an untimed pass;
--- then Lua, the floor (cbench.lookup_floor, a Lua C function doing the same
+-- then Lua (m:lookup(k), and get(k) with get = m:lookup_fn()), the floor (cbench.lookup_floor, a Lua C function doing the same
 -- lookup with u32/u64 hard-coded) and C take turns, each doing the same
 -- number of hits with keys cycling 0..nkeys-1, timed in CPU time, and the
 -- median round of each side is compared.
@@ -34,7 +34,13 @@ for k = 0, NKEYS - 1 do
       tostring(err), expected(k)))
   end
 end
-if m:lookup(NKEYS) ~= nil then fail("lookup of an absent key did not return nil") end
+local get = m:lookup_fn()
+for k = 0, NKEYS - 1 do
+  if get(k) ~= expected(k) then fail("lookup_fn's get misread key " .. k) end
+end
+if m:lookup(NKEYS) ~= nil or get(NKEYS) ~= nil then
+  fail("lookup of an absent key did not return nil")
+end
 local _, cmiss = cbench.lookup_loop(m:fd(), NKEYS, NKEYS)
 if cmiss ~= 0 then fail("the C loop missed " .. cmiss .. " of " .. NKEYS .. " keys") end
 for k = 0, NKEYS - 1 do
@@ -50,6 +56,17 @@ local function lua_round(n)
   local t0 = now()
   for _ = 1, n do
     m:lookup(k)
+    k = k + 1
+    if k == NKEYS then k = 0 end
+  end
+  return (now() - t0) * 1e9 / n
+end
+
+local function fn_round(n)
+  local k = 0
+  local t0 = now()
+  for _ = 1, n do
+    get(k)
     k = k + 1
     if k == NKEYS then k = 0 end
   end
@@ -78,6 +95,7 @@ end
 -- warm up every side (page cache, branch predictors, CPU frequency)
 local warm = math.max(1, math.floor(ITERS / 5))
 lua_round(warm)
+fn_round(warm)
 floor_round(warm)
 c_round(warm)
 
@@ -85,6 +103,7 @@ print(string.format("lookup: hash u32 -> u64, %d entries, %d rounds of %d lookup
   NKEYS, ROUNDS, ITERS))
 local med = B.rounds(ROUNDS, {
   { name = "lua", run = function() return lua_round(ITERS) end },
+  { name = "fn", run = function() return fn_round(ITERS) end },
   { name = "floor", run = function() return floor_round(ITERS) end },
   { name = "c", run = function() return c_round(ITERS) end },
 }, "op", { "lua", "c" })
@@ -93,6 +112,8 @@ print(string.format("  target: lua/C <= %.2f: the same syscall; encoding the key
   .. "decoding the value in Lua may add at most 10%%", TARGET))
 print(string.format("  target: lua/floor <= %.2f: against a Lua C function doing the same "
   .. "lookup, what luaebpf's own code adds", FLOOR_TARGET))
-print(string.format("lookup: lua %.1f, floor %.1f, c %.1f ns/op (CPU); %s, %s, %s",
-  med.lua, med.floor, med.c, (B.ratio_text(med, "lua", "c", TARGET)),
-  (B.ratio_text(med, "lua", "floor", FLOOR_TARGET)), (B.ratio_text(med, "floor", "c"))))
+print("  fn: get(k), get = m:lookup_fn() (reported: no method call)")
+print(string.format("lookup: lua %.1f, fn %.1f, floor %.1f, c %.1f ns/op (CPU); %s, %s, %s, %s, %s",
+  med.lua, med.fn, med.floor, med.c, (B.ratio_text(med, "lua", "c", TARGET)),
+  (B.ratio_text(med, "lua", "floor", FLOOR_TARGET)), (B.ratio_text(med, "fn", "c")),
+  (B.ratio_text(med, "fn", "floor")), (B.ratio_text(med, "floor", "c"))))

@@ -15,16 +15,6 @@
 #include "luaebpf.h"
 #include "valgrind.h"
 
-int luaebpf_fd_is(int fd, const char *anon) {
-    char proc[64], target[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(proc, target, sizeof target - 1);
-    if (n < 0)
-        return 0;
-    target[n] = '\0';
-    return strncmp(target, "anon_inode:", 11) == 0 && strcmp(target + 11, anon) == 0;
-}
-
 luaebpf_link *luaebpf_link_push(lua_State *L, int owner_idx, const char *name) {
     if (owner_idx)
         owner_idx = lua_absindex(L, owner_idx);
@@ -132,15 +122,7 @@ static int link_info(lua_State *L) {
  * pin is removed (os.remove(path)) and no fd holds it. */
 static int link_pin(lua_State *L) {
     luaebpf_link *k = check_link(L, 1, "pin");
-    const char *path = luaebpf_check_path(L, 2);
-    if (bpf_obj_pin(k->fd, path) != 0) {
-        int no = errno;
-        lua_pushnil(L);
-        luaebpf_pusherror_about(L, "pin", no, "program", k->prog, luaebpf_pin_hint(no, path));
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return luaebpf_pin_fd(L, k->fd, luaebpf_check_path(L, 2), k->prog);
 }
 
 /* reads all of fd into a malloc'd buffer: 0 and *out, *len, or the errno */
@@ -302,23 +284,11 @@ static int link_chunks(lua_State *L) {
  * pinned link attached */
 static int core_open_link(lua_State *L) {
     const char *path = luaebpf_check_path(L, 1);
-    luaebpf_link *k = luaebpf_link_push(L, 0, path);
-    int fd;
-    LUAEBPF_RETRY(fd, bpf_obj_get(path), fd >= 0);
-    if (fd < 0) {
-        int no = errno;
-        luaebpf_pusherror_about(L, "open", no, "object", path,
-                                no == ENOENT ? "no such pin" : luaebpf_pin_hint(no, path));
-        return lua_error(L);
-    }
     /* a link attach made is "bpf_link", one opened from a pin "bpf-link" */
-    if (!luaebpf_fd_is(fd, "bpf_link") && !luaebpf_fd_is(fd, "bpf-link")) {
-        close(fd);
-        luaebpf_pusherror_about(L, "open", EINVAL, "object", path,
+    static const char *const kinds[] = {"bpf_link", "bpf-link", NULL};
+    luaebpf_link *k = luaebpf_link_push(L, 0, path); /* before the fd: it may raise */
+    k->fd = luaebpf_open_pinned(L, path, kinds,
                                 "the pinned object is not a link (a map or a program?)");
-        return lua_error(L);
-    }
-    k->fd = fd;
     return 1;
 }
 

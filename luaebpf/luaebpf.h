@@ -350,6 +350,7 @@ const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
 const char *luaebpf_open_hint(int errnum, uint32_t access, int by_id);
 /* raises the error of opening the pin at path, saying what most likely went wrong */
 int luaebpf_open_failed(lua_State *L, const char *path, int errnum, uint32_t access);
+#define LUAEBPF_NOT_A_MAP "the pinned object is not a map (a program or a link?)"
 const char *luaebpf_pin_hint(int errnum, const char *path);
 
 /* ---- err.c: errno -> code/class, the error object ---- */
@@ -433,8 +434,6 @@ typedef struct luaebpf_link {
  * is kept alive by it */
 luaebpf_link *luaebpf_link_push(lua_State *L, int owner_idx, const char *name);
 void luaebpf_link_detach(luaebpf_link *k); /* idempotent */
-/* 1 when fd is the kernel object `anon` names ("bpf_link", "bpf-prog") */
-int luaebpf_fd_is(int fd, const char *anon);
 void luaebpf_link_open(lua_State *L);
 
 /* program.c: the Program handle, one loaded program's fd */
@@ -564,6 +563,19 @@ void luaebpf_fdinfo_push(lua_State *L, const luaebpf_fdinfo *fi, int idx);
 long long luaebpf_fdinfo_field(const char *text, const char *key);
 /* reads the small file path (relative to dirfd) whole into buf, NUL-terminated; 0 or errno */
 int luaebpf_read_small(int dirfd, const char *path, char *buf, size_t size);
+
+/* ---- pinned.c: pinning programs and links, opening pins by kind ---- */
+/* 1 when fd is the kernel object `anon` names ("bpf_link", "bpf-prog",
+ * "bpf-map"), 0 when it is another, -1 when /proc cannot say */
+int luaebpf_fd_is(int fd, const char *anon);
+/* pins fd at path: pushes true, or nil and the "pin" error about the program
+ * called name (a link's is its program's); returns what it pushed */
+int luaebpf_pin_fd(lua_State *L, int fd, const char *path, const char *name);
+/* the fd of the object pinned at path when it is one of kinds (anon-inode
+ * names, NULL-terminated); raises the "open" error naming path otherwise,
+ * not_it saying what it is instead */
+int luaebpf_open_pinned(lua_State *L, const char *path, const char *const kinds[],
+                        const char *not_it);
 
 /* ---- pins.c: where maps are pinned (calls no Lua) ---- */
 /* calls found(ctx, map id, path) for each pin of a map (of map id want only,

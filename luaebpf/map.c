@@ -75,17 +75,6 @@ static int map_load_info(luaebpf_map *m) {
     return luaebpf_shape_init(&m->shape, info.type, info.key_size, info.value_size);
 }
 
-/* a pinned path may hold a program or a link: only a map fd is a map */
-static int fd_is_map(int fd) {
-    char link[64], target[64];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, target, sizeof target - 1);
-    if (n < 0)
-        return 1; /* no /proc: let get_info decide */
-    target[n] = '\0';
-    return strcmp(target, "anon_inode:bpf-map") == 0;
-}
-
 /* the hot path of the element methods: the Map metatable is their upvalue 1,
  * so checking self costs a pointer compare instead of a registry lookup; any
  * doubt goes to luaebpf_check_map_data, which raises the right error. Inlined
@@ -233,10 +222,10 @@ static int map_open(lua_State *L) {
     LUAEBPF_RETRY(fd, bpf_obj_get_opts(path, &o), fd >= 0);
     if (fd < 0)
         return luaebpf_open_failed(L, path, errno, access);
-    if (!fd_is_map(fd)) {
+    /* a pinned path may hold a program or a link; without /proc, get_info decides */
+    if (luaebpf_fd_is(fd, "bpf-map") == 0) {
         close(fd);
-        return luaebpf_raise(L, "open", EINVAL, path, 0,
-                             "the pinned object is not a map (a program or a link?)");
+        return luaebpf_raise(L, "open", EINVAL, path, 0, LUAEBPF_NOT_A_MAP);
     }
     map_adopt(L, m, 6, fd, access, path, 3, 4, 5);
     return 1;

@@ -129,36 +129,16 @@ static int program_info(lua_State *L) {
 /* prog:pin(path) -> true, or nil, err; the pin keeps the program loaded */
 static int program_pin(lua_State *L) {
     luaebpf_program *p = check_program(L, 1, "pin");
-    const char *path = luaebpf_check_path(L, 2);
-    if (bpf_obj_pin(p->fd, path) != 0) {
-        int no = errno;
-        lua_pushnil(L);
-        luaebpf_pusherror_about(L, "pin", no, "program", p->name, luaebpf_pin_hint(no, path));
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return luaebpf_pin_fd(L, p->fd, luaebpf_check_path(L, 2), p->name);
 }
 
 /* core.open_program(path) -> the Program pinned at path */
 static int core_open_program(lua_State *L) {
     const char *path = luaebpf_check_path(L, 1);
-    luaebpf_program *p = push_closed(L, 0, path);
-    int fd;
-    LUAEBPF_RETRY(fd, bpf_obj_get(path), fd >= 0);
-    if (fd < 0) {
-        int no = errno;
-        luaebpf_pusherror_about(L, "open", no, "object", path,
-                                no == ENOENT ? "no such pin" : luaebpf_pin_hint(no, path));
-        return lua_error(L);
-    }
-    if (!luaebpf_fd_is(fd, "bpf-prog")) {
-        close(fd);
-        luaebpf_pusherror_about(L, "open", EINVAL, "object", path,
+    static const char *const kinds[] = {"bpf-prog", NULL};
+    luaebpf_program *p = push_closed(L, 0, path); /* before the fd: it may raise */
+    p->fd = luaebpf_open_pinned(L, path, kinds,
                                 "the pinned object is not a program (a map or a link?)");
-        return lua_error(L);
-    }
-    p->fd = fd;
     return 1;
 }
 

@@ -348,6 +348,29 @@ describe("Program", function()
     mentions(err, { "'on_entry'", "on_enter", "on_exit" })
   end)
 
+  it("ebpf.open refuses a pinned link or program: not a map", function()
+    local obj = track(ebpf.load(SYSCOUNT))
+    local link = track(obj:attach("on_enter"))
+    local lpath, ppath = fs.path .. "/alink", fs.path .. "/aprog"
+    assert.is_true(link:pin(lpath))
+    assert.is_true(obj:program("on_enter"):pin(ppath))
+    collectgarbage()
+    collectgarbage()
+    local fds = H.fd_count_min()
+    for _, path in ipairs{ lpath, ppath } do
+      for _, access in ipairs{ "r", "w", "rw" } do -- "r", "w": the kernel refuses the flag itself
+        local err = raised(ebpf.open, path, { access = access })
+        assert.are.equal("invalid", err.class)
+        mentions(err, { path, "not a map (a program or a link?)" })
+      end
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(fds, H.fd_count_min()) -- the fd opened to look is closed
+    assert.is_true(os.remove(lpath))
+    assert.is_true(os.remove(ppath))
+  end)
+
   it("ebpf.open_program refuses a pin that is not a program", function()
     local obj = track(ebpf.load(SYSCOUNT))
     local link = track(obj:attach("on_enter"))
