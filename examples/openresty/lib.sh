@@ -1,7 +1,9 @@
-# examples/openresty/lib.sh: sourced by examples/openresty/test.sh and
-# bench/http.sh. Starts and stops examples/openresty/nginx.conf on 127.0.0.1
-# in a temporary prefix: the config is rendered there with the checkout's
-# paths, the port, and every file nginx writes (pid, temp dirs) moved into it.
+# examples/openresty/lib.sh: sourced by examples/openresty/test.sh,
+# test_page.sh and bench/http.sh. Starts and stops
+# examples/openresty/nginx.conf on 127.0.0.1 in a temporary prefix: the
+# config is rendered there with the checkout's paths, the port, and every file
+# nginx writes (pid, temp dirs) moved into it. For the two tests, the tally of
+# checks and the steps both take (build, tools, workers, teardown).
 # Needs ROOT (the checkout) set by the caller.
 
 # a free TCP port on 127.0.0.1
@@ -50,4 +52,66 @@ ngx_stop() {
   left=$(pgrep -P "$NGX_PID" 2>/dev/null)
   NGX_PID=
   [ -z "$left" ]
+}
+
+# ---------------------------------------------------------------- checks
+# one line per check, "ok - ..." or "not ok - ..." (CHECK_PREFIX before the
+# text), then "N passed, N failed" and the exit status
+passed=0
+failed=0
+ok() { echo "ok - ${CHECK_PREFIX:-}$1"; passed=$((passed + 1)); }
+notok() { echo "not ok - ${CHECK_PREFIX:-}$1"; failed=$((failed + 1)); }
+summary() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+
+# tally_from FILE WHAT: the ok / not ok lines of FILE (what WHAT printed)
+# counted in; a checker that printed no check is a failed check
+tally_from() {
+  passed=$((passed + $(grep -c '^ok ' "$1")))
+  failed=$((failed + $(grep -c '^not ok ' "$1")))
+  if ! grep -q '^ok \|^not ok ' "$1"; then notok "$2 ran no check"; fi
+}
+
+# check_build DEPS NAME: make LUA=luajit DEPS all, its log kept (and its tail
+# shown) only when it fails, which ends the test
+check_build() {
+  log=/tmp/luaebpf-$2-build.log
+  if make --no-print-directory LUA=luajit "$1" all >"$log" 2>&1; then
+    ok "make LUA=luajit $1 all builds build/luajit/luaebpf/core.so"
+    rm -f "$log"
+  else
+    tail -20 "$log"
+    notok "make LUA=luajit $1 all (log: $log)"
+    summary
+  fi
+}
+
+# check_tools TOOL...: each is on PATH, or the test ends naming the first missing
+check_tools() {
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then notok "$tool is missing (make deps)"; summary; fi
+  done
+}
+
+# check_workers: the workers of the nginx ngx_start started run as nobody
+check_workers() {
+  workers=$(pgrep -P "$NGX_PID" -u nobody | wc -l)
+  if [ "$workers" -ge 1 ]; then ok "$workers workers run as nobody"; else notok "no worker runs as nobody"; fi
+}
+
+# check_teardown FS STATE: nginx stopped with no process left, the bpffs at
+# FS unmounted (its pinned maps freed) and removed, STATE removed
+check_teardown() {
+  pid=$NGX_PID
+  if ngx_stop && ! kill -0 "$pid" 2>/dev/null; then
+    ok "nginx stopped, no process left"
+  else
+    notok "nginx processes are left"
+  fi
+  umount "$1" && rmdir "$1"
+  rm -rf "$2"
+  if mountpoint -q "$1" 2>/dev/null || [ -e "$1" ] || [ -e "$2" ]; then
+    notok "$1 or $2 is left"
+  else
+    ok "bpffs unmounted (its pinned maps freed), temporary prefix removed"
+  fi
 }

@@ -21,23 +21,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 . "$ROOT/examples/openresty/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-notok() { echo "not ok - $1"; failed=$((failed + 1)); }
-summary() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-
-if make --no-print-directory LUA=luajit deps-openresty all >/tmp/luaebpf-openresty-build.log 2>&1; then
-  ok "make LUA=luajit builds build/luajit/luaebpf/core.so"
-  rm -f /tmp/luaebpf-openresty-build.log
-else
-  tail -20 /tmp/luaebpf-openresty-build.log
-  notok "make LUA=luajit (log: /tmp/luaebpf-openresty-build.log)"
-  summary
-fi
-for tool in nginx curl bpftool luajit /usr/bin/python3 prometheus promtool; do
-  if ! command -v "$tool" >/dev/null 2>&1; then notok "$tool is missing (make deps)"; summary; fi
-done
+check_build deps-openresty openresty
+check_tools nginx curl bpftool luajit /usr/bin/python3 prometheus promtool
 if [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
   notok "libnginx-mod-http-lua is missing (make deps)"
   summary
@@ -88,9 +73,7 @@ else
   cleanup
   summary
 fi
-# the workers run as nobody
-workers=$(pgrep -P "$NGX_PID" -u nobody | wc -l)
-if [ "$workers" -ge 1 ]; then ok "$workers workers run as nobody"; else notok "no worker runs as nobody"; fi
+check_workers
 
 # fetch NAME PATH: STATE/NAME.code, .head, .body
 fetch() {
@@ -156,9 +139,7 @@ prom_stop
 
 /usr/bin/python3 examples/openresty/check.py "$STATE" "$FS" >"$STATE/check.out" 2>&1
 cat "$STATE/check.out"
-passed=$((passed + $(grep -c '^ok ' "$STATE/check.out")))
-failed=$((failed + $(grep -c '^not ok ' "$STATE/check.out")))
-if ! grep -q '^ok \|^not ok ' "$STATE/check.out"; then notok "check.py ran no check"; fi
+tally_from "$STATE/check.out" check.py
 
 # GET /events/events: NCLIENTS clients stream at once (spread over the
 # workers by reuseport) while NEXEC programs of unique names run one after the
@@ -237,9 +218,7 @@ sleep 0.6 # the consumer writes its statistics every 0.5 s
 curl -s -o "$STATE/events.json" "http://127.0.0.1:$PORT/events"
 /usr/bin/python3 examples/openresty/check_events.py "$STATE" "$KEEP" "$NCLIENTS" >"$STATE/check_events.out" 2>&1
 cat "$STATE/check_events.out"
-passed=$((passed + $(grep -c '^ok ' "$STATE/check_events.out")))
-failed=$((failed + $(grep -c '^not ok ' "$STATE/check_events.out")))
-if ! grep -q '^ok \|^not ok ' "$STATE/check_events.out"; then notok "check_events.py ran no check"; fi
+tally_from "$STATE/check_events.out" check_events.py
 workers=$(pgrep -P "$NGX_PID" -u nobody | wc -l)
 others=$(pgrep -P "$NGX_PID" | wc -l)
 if [ "$workers" -ge 1 ] && [ "$workers" -eq "$others" ]; then
@@ -278,27 +257,13 @@ fi
 NGX_PID=$MAIN_PID
 rm -rf "$BAD"
 
-pid=$NGX_PID
-if ngx_stop && ! kill -0 "$pid" 2>/dev/null; then
-  ok "nginx stopped, no process left"
-else
-  notok "nginx processes are left"
-fi
-umount "$FS" && rmdir "$FS"
-rm -rf "$STATE"
-if mountpoint -q "$FS" 2>/dev/null || [ -e "$FS" ] || [ -e "$STATE" ]; then
-  notok "$FS or $STATE is left"
-else
-  ok "bpffs unmounted (its pinned maps freed), temporary prefix removed"
-fi
+check_teardown "$FS" "$STATE"
 
 # the live page (GET /) in headless Chromium, with its own nginx and maps
 # (test_page.sh); its checks count here, its summary line does not
 page_out=$(mktemp /tmp/luaebpf-page-out-XXXXXX)
 sh examples/openresty/test_page.sh >"$page_out" 2>&1
 grep -v '^[0-9]* passed, [0-9]* failed$' "$page_out"
-passed=$((passed + $(grep -c '^ok ' "$page_out")))
-failed=$((failed + $(grep -c '^not ok ' "$page_out")))
-if ! grep -q '^ok \|^not ok ' "$page_out"; then notok "test_page.sh ran no check"; fi
+tally_from "$page_out" test_page.sh
 rm -f "$page_out"
 summary

@@ -18,23 +18,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 . "$ROOT/examples/openresty/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok - page: $1"; passed=$((passed + 1)); }
-notok() { echo "not ok - page: $1"; failed=$((failed + 1)); }
-summary() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-
-if make --no-print-directory LUA=luajit deps-page all >/tmp/luaebpf-page-build.log 2>&1; then
-  ok "make LUA=luajit deps-page all (headless Chromium installed)"
-  rm -f /tmp/luaebpf-page-build.log
-else
-  tail -20 /tmp/luaebpf-page-build.log
-  notok "make LUA=luajit deps-page all (log: /tmp/luaebpf-page-build.log)"
-  summary
-fi
-for tool in nginx curl bpftool luajit chromium /usr/bin/python3; do
-  if ! command -v "$tool" >/dev/null 2>&1; then notok "$tool is missing (make deps-page)"; summary; fi
-done
+CHECK_PREFIX="page: "
+check_build deps-page page
+check_tools nginx curl bpftool luajit chromium /usr/bin/python3
 
 FS=$(mktemp -d /tmp/luaebpfXXXXXX)
 STATE=$(mktemp -d /tmp/luaebpf-page-XXXXXX)
@@ -70,31 +56,16 @@ else
   cleanup
   summary
 fi
-workers=$(pgrep -P "$NGX_PID" -u nobody | wc -l)
-if [ "$workers" -ge 1 ]; then ok "$workers workers run as nobody"; else notok "no worker runs as nobody"; fi
+check_workers
 
 /usr/bin/python3 examples/openresty/check_page.py "$STATE" "$FS" "$PORT" "$NGX_PID" "$SHOTS" \
   >"$STATE/check_page.out" 2>&1
 sed 's/^\(ok\|not ok\) - /\1 - page: /' "$STATE/check_page.out"
-passed=$((passed + $(grep -c '^ok ' "$STATE/check_page.out")))
-failed=$((failed + $(grep -c '^not ok ' "$STATE/check_page.out")))
-if ! grep -q '^ok \|^not ok ' "$STATE/check_page.out"; then notok "check_page.py ran no check"; fi
+tally_from "$STATE/check_page.out" check_page.py
 if [ -s "$SHOTS/live-page.png" ]; then
   echo "# screenshot: $SHOTS/live-page.png"
   if [ -n "${PAGE_SCREENSHOT:-}" ]; then cp "$SHOTS/live-page.png" "$PAGE_SCREENSHOT"; fi
 fi
 
-pid=$NGX_PID
-if ngx_stop && ! kill -0 "$pid" 2>/dev/null; then
-  ok "nginx stopped, no process left"
-else
-  notok "nginx processes are left"
-fi
-umount "$FS" && rmdir "$FS"
-rm -rf "$STATE"
-if mountpoint -q "$FS" 2>/dev/null || [ -e "$FS" ] || [ -e "$STATE" ]; then
-  notok "$FS or $STATE is left"
-else
-  ok "bpffs unmounted, temporary prefix removed"
-fi
+check_teardown "$FS" "$STATE"
 summary
