@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
-#include <bpf/bpf.h>
 #include "luaebpf.h"
 
 /* ------------------------------------------------- element operations */
@@ -196,14 +195,6 @@ int luaebpf_open_failed(lua_State *L, const char *path, int no, uint32_t access)
         luaebpf_pusherror(L, "open", no, "invalid", path, 0,
                           "not on a bpffs: pinned maps live on a mounted bpf filesystem");
         return lua_error(L);
-    }
-    if (no == EINVAL && access) { /* a pinned program or link refuses a map's access flags */
-        int fd = bpf_obj_get(path);
-        int map = fd >= 0 ? luaebpf_fd_is(fd, "bpf-map") : -1;
-        if (fd >= 0)
-            close(fd);
-        if (map == 0)
-            return luaebpf_raise(L, "open", no, path, 0, LUAEBPF_NOT_A_MAP);
     }
     if (no == EACCES && !dir_searchable(path))
         return luaebpf_raise(L, "open", no, path, 0, "needs search (x) permission on the "

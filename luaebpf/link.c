@@ -97,23 +97,15 @@ static void push_link_type(lua_State *L, uint32_t type) {
         lua_pushfstring(L, "type_%d", (int)type);
 }
 
-/* link:info() -> { id =, type =, prog_id = }, or nil, err */
+/* link:info() -> the table ebpf.links() gives for this link, or nil, err */
 static int link_info(lua_State *L) {
     luaebpf_link *k = check_link(L, 1, "info");
-    struct bpf_link_info info;
-    int no = link_get_info(k, &info);
+    int no = luaebpf_push_link_info(L, k->fd);
     if (no) {
         lua_pushnil(L);
         luaebpf_pusherror_about(L, "info", no, "program", k->prog, NULL);
         return 2;
     }
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, info.id);
-    lua_setfield(L, -2, "id");
-    push_link_type(L, info.type);
-    lua_setfield(L, -2, "type");
-    lua_pushinteger(L, info.prog_id);
-    lua_setfield(L, -2, "prog_id");
     return 1;
 }
 

@@ -350,7 +350,6 @@ const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
 const char *luaebpf_open_hint(int errnum, uint32_t access, int by_id);
 /* raises the error of opening the pin at path, saying what most likely went wrong */
 int luaebpf_open_failed(lua_State *L, const char *path, int errnum, uint32_t access);
-#define LUAEBPF_NOT_A_MAP "the pinned object is not a map (a program or a link?)"
 const char *luaebpf_pin_hint(int errnum, const char *path);
 
 /* ---- err.c: errno -> code/class, the error object ---- */
@@ -601,6 +600,10 @@ void luaebpf_iter_open(lua_State *L);
 void luaebpf_mmap_open(lua_State *L);
 void luaebpf_object_open(lua_State *L);
 void luaebpf_system_open(lua_State *L);
+/* system.c: push the info table of the program (link) fd, as ebpf.progs()
+ * (ebpf.links()) gives it; 0, or the errno with nothing pushed */
+int luaebpf_push_prog_info(lua_State *L, int fd);
+int luaebpf_push_link_info(lua_State *L, int fd);
 
 /* expect.c: push a message naming each field of expect that differs from info */
 int luaebpf_expect_diff(lua_State *L, int expect_idx, int info_idx);

@@ -210,6 +210,19 @@ static int map_pin(lua_State *L) {
     return 1;
 }
 
+/* 1 when path pins a program or a link: asked after the kernel refused a
+ * map's access flags with EINVAL, which both do */
+static int pins_no_map(const char *path) {
+    int fd = bpf_obj_get(path);
+    if (fd < 0)
+        return 0;
+    int map = luaebpf_fd_is(fd, "bpf-map");
+    close(fd);
+    return map == 0;
+}
+
+#define NOT_A_MAP "the pinned object is not a map (a program or a link?)"
+
 /* core.open(path [, opts]) */
 static int map_open(lua_State *L) {
     const char *path = luaebpf_check_path(L, 1);
@@ -220,12 +233,16 @@ static int map_open(lua_State *L) {
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd;
     LUAEBPF_RETRY(fd, bpf_obj_get_opts(path, &o), fd >= 0);
-    if (fd < 0)
-        return luaebpf_open_failed(L, path, errno, access);
+    if (fd < 0) {
+        int no = errno;
+        if (no == EINVAL && access && pins_no_map(path))
+            return luaebpf_raise(L, "open", no, path, 0, NOT_A_MAP);
+        return luaebpf_open_failed(L, path, no, access);
+    }
     /* a pinned path may hold a program or a link; without /proc, get_info decides */
     if (luaebpf_fd_is(fd, "bpf-map") == 0) {
         close(fd);
-        return luaebpf_raise(L, "open", EINVAL, path, 0, LUAEBPF_NOT_A_MAP);
+        return luaebpf_raise(L, "open", EINVAL, path, 0, NOT_A_MAP);
     }
     map_adopt(L, m, 6, fd, access, path, 3, 4, 5);
     return 1;

@@ -75,54 +75,15 @@ static int program_fd(lua_State *L) {
     return 1;
 }
 
-/* prog:info() -> { id =, name =, type =, tag = (16 hex digits), map_ids = {...} },
- * or nil, err */
+/* prog:info() -> the table ebpf.progs() gives for this program, or nil, err */
 static int program_info(lua_State *L) {
     luaebpf_program *p = check_program(L, 1, "info");
-    struct bpf_prog_info info;
-    uint32_t len = sizeof info, *ids = NULL, nids = 0;
-    for (int pass = 0; pass < 4; pass++) { /* again while the map count grows */
-        memset(&info, 0, sizeof info);
-        info.nr_map_ids = nids;
-        info.map_ids = (uint64_t)(uintptr_t)ids;
-        len = sizeof info;
-        if (bpf_obj_get_info_by_fd(p->fd, &info, &len) != 0) {
-            int no = errno;
-            lua_pushnil(L);
-            luaebpf_pusherror_about(L, "info", no, "program", p->name, NULL);
-            return 2;
-        }
-        VALGRIND_MAKE_MEM_DEFINED(&info, sizeof info);
-        if (info.nr_map_ids <= nids)
-            break;
-        nids = info.nr_map_ids;
-        ids = lua_newuserdata(L, nids * sizeof *ids); /* freed by the collector */
+    int no = luaebpf_push_prog_info(L, p->fd);
+    if (no) {
+        lua_pushnil(L);
+        luaebpf_pusherror_about(L, "info", no, "program", p->name, NULL);
+        return 2;
     }
-    if (ids)
-        VALGRIND_MAKE_MEM_DEFINED(ids, nids * sizeof *ids);
-    char tag[2 * BPF_TAG_SIZE + 1];
-    for (int i = 0; i < BPF_TAG_SIZE; i++)
-        snprintf(tag + 2 * i, 3, "%02x", info.tag[i]);
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, info.id);
-    lua_setfield(L, -2, "id");
-    lua_pushlstring(L, info.name, strnlen(info.name, sizeof info.name));
-    lua_setfield(L, -2, "name");
-    const char *type = libbpf_bpf_prog_type_str((enum bpf_prog_type)info.type);
-    if (type)
-        lua_pushstring(L, type);
-    else
-        lua_pushfstring(L, "type_%d", (int)info.type);
-    lua_setfield(L, -2, "type");
-    lua_pushstring(L, tag);
-    lua_setfield(L, -2, "tag");
-    uint32_t n = info.nr_map_ids < nids ? info.nr_map_ids : nids;
-    lua_createtable(L, (int)n, 0);
-    for (uint32_t i = 0; i < n; i++) {
-        lua_pushinteger(L, ids[i]);
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    lua_setfield(L, -2, "map_ids");
     return 1;
 }
 

@@ -1,7 +1,8 @@
 /* system.c: questions about the whole system rather than one map: every
  * loaded map (core.maps), program (core.progs) and link (core.links), as
- * info tables like bpftool's, and the number of possible CPUs (core.ncpus,
- * which asks shape.c: the per-CPU layout is the shape's). */
+ * info tables like bpftool's (prog:info() and link:info() push the same), and
+ * the number of possible CPUs (core.ncpus, which asks shape.c: the per-CPU
+ * layout is the shape's). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -142,7 +143,7 @@ static void set_enum(lua_State *L, const char *k, const char *name, const char *
 /* the fields bpftool prog show prints. The map ids need a second call with a
  * buffer of the size the first reported; a userdata holds it, so a raise
  * frees it. */
-static int push_prog(lua_State *L, int fd) {
+int luaebpf_push_prog_info(lua_State *L, int fd) {
     struct bpf_prog_info info;
     uint32_t len = sizeof info;
     memset(&info, 0, sizeof info);
@@ -206,7 +207,7 @@ static int push_prog(lua_State *L, int fd) {
 
 /* the fields bpftool link show prints for the common link types; the names
  * (tracepoint, iterator target) need a buffer of our own, given up front */
-static int push_link(lua_State *L, int fd) {
+int luaebpf_push_link_info(lua_State *L, int fd) {
     struct bpf_link_info info;
     char name[256];
     uint32_t len = sizeof info;
@@ -276,9 +277,9 @@ static int push_link(lua_State *L, int fd) {
 static const listing map_listing = {"maps", "map", 1, bpf_map_get_next_id,
                                     bpf_map_get_fd_by_id_opts, push_map};
 static const listing prog_listing = {"progs", "program", 0, bpf_prog_get_next_id,
-                                     bpf_prog_get_fd_by_id_opts, push_prog};
+                                     bpf_prog_get_fd_by_id_opts, luaebpf_push_prog_info};
 static const listing link_listing = {"links", "link", 0, bpf_link_get_next_id,
-                                     bpf_link_get_fd_by_id_opts, push_link};
+                                     bpf_link_get_fd_by_id_opts, luaebpf_push_link_info};
 
 static int list_iter(lua_State *L, const listing *ls) {
     lua_pushinteger(L, 0);

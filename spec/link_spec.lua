@@ -237,7 +237,12 @@ describe("link:info and link:pin", function()
     assert.are.equal(shown.type, info.type)
     assert.are.equal(int(shown.prog_id), info.prog_id)
     assert.are.equal(H.prog_id(obj:programs()[1].fd), info.prog_id)
+    assert.are.equal(shown.tp_name, info.tp_name)
     assert.is_true(link:fd() > 2)
+    -- the same table ebpf.links() gives for this link
+    local listed
+    for l in ebpf.links() do if l.id == info.id then listed = l end end
+    assert.are.same(listed, info)
   end)
 
   it("keeps a pinned link attached after close, until the pin is removed", function()
@@ -320,6 +325,16 @@ describe("Program", function()
     assert.are.same(want, info.map_ids)
     assert.are.same({ track(obj:map("counts")):info().id }, info.map_ids)
     assert.matches("on_enter", tostring(prog))
+    -- the fields ebpf.progs() gives, with bpftool's values
+    assert.are.equal(int(shown.bytes_xlated), info.bytes_xlated)
+    assert.are.equal(int(shown.bytes_jited or 0), info.bytes_jited)
+    assert.are.equal(int(shown.uid), info.uid)
+    assert.are.equal(int(shown.bytes_memlock), info.memlock)
+    assert.are.equal(shown.gpl_compatible, info.gpl_compatible)
+    local listed
+    for p in ebpf.progs() do if p.id == info.id then listed = p end end
+    listed.run_time_ns, listed.run_cnt = info.run_time_ns, info.run_cnt -- counted as it runs
+    assert.are.same(listed, info)
   end)
 
   it("pins a program that outlives its object and opens it from the pin", function()
