@@ -211,7 +211,8 @@ typedef struct chunks {
     char buf[CHUNK_SIZE];
 } chunks;
 
-static int chunks_close(lua_State *L) { /* __gc, __close: a loop left early */
+/* run:close(), __gc, __close: a loop left early */
+static int chunks_close(lua_State *L) {
     chunks *c = luaL_checkudata(L, 1, CHUNKS);
     int fd = c->fd;
     c->fd = -1;
@@ -246,7 +247,10 @@ static int chunks_step(lua_State *L) {
 
 /* for chunk in link:chunks() do ... end: one run of an iterator link, read
  * in chunks of at most 16 KiB as the kernel hands them out (a line the
- * program printed may straddle two chunks) */
+ * program printed may straddle two chunks). Returns the step function, the
+ * run (the loop's state, which the step does not read: it is there so that
+ * `local step, run = link:chunks()` can run:close() a loop left early where
+ * no closing value does it), nil, and on 5.4 the run as closing value. */
 static int link_chunks(lua_State *L) {
     luaebpf_link *k = check_link(L, 1, "chunks");
     lua_settop(L, 1);
@@ -264,7 +268,7 @@ static int link_chunks(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, chunks_step, 2);
-    lua_pushnil(L);
+    lua_pushvalue(L, 2);
     lua_pushnil(L);
     if (!LUAEBPF_FOR_CLOSES)
         return 3;
@@ -293,11 +297,14 @@ void luaebpf_link_open(lua_State *L) {
         {"__gc", link_close}, {"__close", link_close}, {"__tostring", link_tostring},
         {NULL, NULL}};
     luaebpf_class(L, LUAEBPF_LINK, "Link", link_meta, link_methods, 0);
-    luaL_newmetatable(L, CHUNKS); /* module, mt: not a class users see */
-    lua_pushcfunction(L, chunks_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, chunks_close);
-    lua_setfield(L, -2, "__close");
+    /* module, mt: not a class in the module; a run has one method */
+    static const luaL_Reg chunks_meta[] = {{"__gc", chunks_close}, {"__close", chunks_close},
+                                           {NULL, NULL}};
+    static const luaL_Reg chunks_methods[] = {{"close", chunks_close}, {NULL, NULL}};
+    luaL_newmetatable(L, CHUNKS);
+    luaL_setfuncs(L, chunks_meta, 0);
+    luaL_newlib(L, chunks_methods);
+    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, core_open_link);
     lua_setfield(L, -2, "open_link");
