@@ -106,9 +106,11 @@ static uint32_t check_access(lua_State *L, int opts) {
     return flags[luaebpf_opt_name(L, opts, "access", names, 0)];
 }
 
-static const char *const open_options[] = {"access", "expect", "key", "value", "int64", NULL};
+static const char *const open_options[] = {"access", "expect", "key", "value", "int64",
+                                           "decode", NULL};
 
-/* checks opts at index `opts`; leaves key spec, value spec, expect on the stack top */
+/* checks opts at index `opts`; leaves key spec, value spec, expect, decode on
+ * the stack top */
 static uint32_t check_open_options(lua_State *L, int opts) {
     if (!lua_isnoneornil(L, opts)) {
         luaL_checktype(L, opts, LUA_TTABLE);
@@ -116,9 +118,8 @@ static uint32_t check_open_options(lua_State *L, int opts) {
     }
     uint32_t access = check_access(L, opts);
     if (lua_isnoneornil(L, opts)) {
-        lua_pushnil(L);
-        lua_pushnil(L);
-        lua_pushnil(L);
+        for (int i = 0; i < 4; i++)
+            lua_pushnil(L);
     } else {
         lua_getfield(L, opts, "key");
         lua_getfield(L, opts, "value");
@@ -126,12 +127,14 @@ static uint32_t check_open_options(lua_State *L, int opts) {
         if (!lua_isnil(L, -1) && !lua_istable(L, -1))
             luaL_error(L, "bad option 'expect': a table of info fields expected, got %s",
                        luaL_typename(L, -1));
+        lua_getfield(L, opts, "decode");
     }
     return access;
 }
 
-/* protected: args map, key spec, value spec, expect (or nil). Checks expect
- * first, so a map of the wrong shape is reported as such, then sets codecs. */
+/* protected: args map, key spec, value spec, expect, decode (each may be
+ * nil). Checks expect first, so a map of the wrong shape is reported as such,
+ * then sets codecs, then their decoders as m:codec{ decode = ... } would. */
 static int check_and_set_codecs(lua_State *L) {
     luaebpf_map *m = lua_touserdata(L, 1);
     if (!lua_isnil(L, 4)) {
@@ -150,16 +153,21 @@ static int check_and_set_codecs(lua_State *L) {
     }
     luaebpf_shape_set_codec(L, &m->shape, 1, 2, 1);
     luaebpf_shape_set_codec(L, &m->shape, 1, 3, 0);
+    if (!lua_isnil(L, 5)) {
+        lua_pushnil(L); /* neither codec changes: only decoders are added */
+        luaebpf_shape_change_codecs(L, &m->shape, 1, -1, -1, 5, m->shape.int64_string);
+    }
     return 0;
 }
 
 /* The end of every constructor: stores fd in the handle m at map_idx (from
  * here on the GC owns it), reads the map's info, then checks expect and sets
- * the codecs from the specs at kspec and vspec (0: none). On any failure it
+ * the codecs from the specs at kspec and vspec and the decoders at decode
+ * (0: none). On any failure it
  * closes the fd before raising, so a failed open leaves nothing open; the
  * stack is left with the handle on top. */
 static void map_adopt(lua_State *L, luaebpf_map *m, int map_idx, int fd, uint32_t access,
-                      const char *label, int kspec, int vspec, int expect) {
+                      const char *label, int kspec, int vspec, int expect, int decode) {
     m->fd = fd;
     m->access = access;
     int no = map_load_info(m);
@@ -171,14 +179,14 @@ static void map_adopt(lua_State *L, luaebpf_map *m, int map_idx, int fd, uint32_
     luaebpf_gc_hint(L, m->shape.key_size + m->shape.value_bytes);
     lua_pushcfunction(L, check_and_set_codecs);
     lua_pushvalue(L, map_idx);
-    int args[3] = {kspec, vspec, expect};
-    for (int i = 0; i < 3; i++) {
+    int args[4] = {kspec, vspec, expect, decode};
+    for (int i = 0; i < 4; i++) {
         if (args[i])
             lua_pushvalue(L, args[i]);
         else
             lua_pushnil(L);
     }
-    if (lua_pcall(L, 4, 0, 0) != 0) {
+    if (lua_pcall(L, 5, 0, 0) != 0) {
         map_release_fd(m);
         lua_error(L);
     }
@@ -194,7 +202,7 @@ luaebpf_map *luaebpf_map_from_fd(lua_State *L, int src_fd) {
     int fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         luaebpf_raise(L, "open", errno, NULL, 0, "cannot duplicate the map's fd");
-    map_adopt(L, m, map_idx, fd, 0, NULL, 0, 0, 0);
+    map_adopt(L, m, map_idx, fd, 0, NULL, 0, 0, 0, 0);
     return m;
 }
 
@@ -227,8 +235,9 @@ static int pins_no_map(const char *path) {
 static int map_open(lua_State *L) {
     const char *path = luaebpf_check_path(L, 1);
     lua_settop(L, 2);
-    uint32_t access = check_open_options(L, 2); /* 3 key spec, 4 value spec, 5 expect */
-    luaebpf_map *m = map_push_closed(L);       /* 6 */
+    /* 3 key spec, 4 value spec, 5 expect, 6 decode */
+    uint32_t access = check_open_options(L, 2);
+    luaebpf_map *m = map_push_closed(L); /* 7 */
     m->shape.int64_string = luaebpf_opt_int64(L, 2, 0);
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd;
@@ -244,7 +253,7 @@ static int map_open(lua_State *L) {
         close(fd);
         return luaebpf_raise(L, "open", EINVAL, path, 0, NOT_A_MAP);
     }
-    map_adopt(L, m, 6, fd, access, path, 3, 4, 5);
+    map_adopt(L, m, 7, fd, access, path, 3, 4, 5, 6);
     return 1;
 }
 
@@ -266,7 +275,7 @@ static int map_open_id(lua_State *L) {
         int no = errno;
         return luaebpf_raise(L, "open", no, NULL, (uint32_t)id, luaebpf_open_hint(no, access, 1));
     }
-    map_adopt(L, m, 6, fd, access, NULL, 3, 4, 5);
+    map_adopt(L, m, 7, fd, access, NULL, 3, 4, 5, 6);
     return 1;
 }
 
@@ -365,7 +374,8 @@ static const char *create_name(lua_State *L) {
 static int map_create(lua_State *L) {
     static const char *const known[] = {"type", "key_size", "value_size", "max_entries",
                                         "name", "flags", "map_extra", "numa_node",
-                                        "inner_map", "key", "value", "int64", NULL};
+                                        "inner_map", "key", "value", "int64", "decode",
+                                        NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     luaebpf_check_options(L, 1, "create spec", known);
@@ -390,7 +400,8 @@ static int map_create(lua_State *L) {
     const char *name = create_name(L); /* 4 */
     lua_getfield(L, 1, "inner_map"); /* 5: anchored, so it is closed at worst, never freed */
     luaebpf_map *inner = lua_isnil(L, 5) ? NULL : luaebpf_check_map(L, 5, "create");
-    luaebpf_map *m = map_push_closed(L); /* 6 */
+    lua_getfield(L, 1, "decode");        /* 6 */
+    luaebpf_map *m = map_push_closed(L); /* 7 */
     m->shape.int64_string = int64_string;
     if (inner) { /* its fd last, with no Lua call between it and the syscall */
         if (inner->fd < 0)
@@ -405,7 +416,7 @@ static int map_create(lua_State *L) {
                              : no == EINVAL ? "the kernel refused this combination of type, "
                                               "sizes and flags" : NULL);
     }
-    map_adopt(L, m, 6, fd, 0, name, 2, 3, 0);
+    map_adopt(L, m, 7, fd, 0, name, 2, 3, 0, 6);
     return 1;
 }
 

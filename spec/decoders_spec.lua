@@ -690,6 +690,56 @@ describe("m:codec{ decode = ... } over BTF", function()
     raw:close()
   end)
 
+  it("takes decode = {} in ebpf.open, ebpf.open_id and ebpf.create, as m:codec{} would", function()
+    local flows = obj:map("flows")
+    local id = flows:info().id
+    -- open_id over the map's BTF: the key's saddr reads as text
+    local m = ebpf.open_id(id, { access = "rw", decode = { saddr = "ipv4" } })
+    assert(m:update({ saddr = "192.168.7.9", dport = 443, family = 2 }, 3))
+    local d = cjson.decode(H.run("bpftool -j map dump id " .. id))
+    assert.are.equal(1, #d)
+    assert.are.equal("c0a80709", H.hex(H.from_hex_list(d[1].key):sub(1, 4)))
+    assert.are.same({ { saddr = "192.168.7.9", dport = 443, family = 2 } }, (m:dump()))
+    assert(m:delete({ saddr = "192.168.7.9", dport = 443, family = 2 }))
+    m:close()
+    -- open of a pin, with hand-written codecs and a decoder on a value field
+    local fs = H.mount_bpffs()
+    finally(function() fs:unmount() end)
+    local path = fs:bpftool_map{ type = "hash", key = 4, value = 8,
+      fill = { [1] = H.le(2, 4) .. H.le(-13, 4) } }
+    m = ebpf.open(path, { key = "u32", value = { { "nr", "u32" }, { "err", "i32" } },
+                          decode = { nr = "errno", err = "errno" } })
+    assert.are.same({ nr = "ENOENT", err = "-EACCES" }, m:lookup(1))
+    m:close()
+    -- create: the decoders write too, bpftool reads the bytes
+    m = ebpf.create{ type = "hash", key = { { "addr", "u32" } }, value = "u64", max_entries = 2,
+                     decode = { addr = "ipv4" } }
+    assert(m:update({ addr = "10.0.0.7" }, 1))
+    d = cjson.decode(H.run("bpftool -j map dump id " .. m:info().id))
+    assert.are.equal("0a000007", H.hex(H.from_hex_list(d[1].key)))
+    m:close()
+    -- a bad decode fails the open, naming the option and the fields, and leaves no fd
+    collectgarbage()
+    collectgarbage()
+    local fds = H.fd_count_min()
+    for _, open in ipairs{
+      function() return ebpf.open(path, { key = "u32", value = "u64", decode = { nope = "ipv4" } }) end,
+      function() return ebpf.open_id(id, { decode = { saddr = "mac" } }) end,
+      function() return ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = 1,
+                                     decode = { x = "ipv4" } } end,
+      function() return ebpf.open(path, { decode = "ipv4" }) end,
+    } do
+      local msg = tostring(raised(open))
+      assert.truthy(msg:find("decode", 1, true), msg)
+    end
+    mentions(raised(ebpf.open, path, { key = "u32", value = "u64", decode = { nope = "ipv4" } }),
+      "nope", "key", "value")
+    mentions(raised(ebpf.open_id, id, { decode = { saddr = "mac" } }), "saddr", "mac")
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(fds, H.fd_count_min())
+  end)
+
   it("decodes an LPM trie's BTF key as cidr (bpftool dump as oracle)", function()
     local m = obj:map("routes")
     m:codec{ key = "cidr" }
