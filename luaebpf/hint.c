@@ -196,6 +196,10 @@ int luaebpf_open_failed(lua_State *L, const char *path, int no, uint32_t access)
                           "not on a bpffs: pinned maps live on a mounted bpf filesystem");
         return lua_error(L);
     }
+    /* on a bpffs, only an object that is not a map refuses a valid access
+     * flag (a link: the kernel opens links read-write only) */
+    if (no == EINVAL && access)
+        return luaebpf_raise(L, "open", no, path, 0, LUAEBPF_NOT_A_MAP);
     if (no == EACCES && !dir_searchable(path))
         return luaebpf_raise(L, "open", no, path, 0, "needs search (x) permission on the "
                              "directory of the pin, and read permission on the pin file");

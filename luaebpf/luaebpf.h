@@ -350,6 +350,7 @@ const char *luaebpf_elem_hint(const luaebpf_map *m, const char *op, int errnum,
 const char *luaebpf_open_hint(int errnum, uint32_t access, int by_id);
 /* raises the error of opening the pin at path, saying what most likely went wrong */
 int luaebpf_open_failed(lua_State *L, const char *path, int errnum, uint32_t access);
+#define LUAEBPF_NOT_A_MAP "the pinned object is not a map (a program or a link?)"
 const char *luaebpf_pin_hint(int errnum, const char *path);
 
 /* ---- err.c: errno -> code/class, the error object ---- */

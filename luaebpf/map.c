@@ -218,19 +218,6 @@ static int map_pin(lua_State *L) {
     return 1;
 }
 
-/* 1 when path pins a program or a link: asked after the kernel refused a
- * map's access flags with EINVAL, which both do */
-static int pins_no_map(const char *path) {
-    int fd = bpf_obj_get(path);
-    if (fd < 0)
-        return 0;
-    int map = luaebpf_fd_is(fd, "bpf-map");
-    close(fd);
-    return map == 0;
-}
-
-#define NOT_A_MAP "the pinned object is not a map (a program or a link?)"
-
 /* core.open(path [, opts]) */
 static int map_open(lua_State *L) {
     const char *path = luaebpf_check_path(L, 1);
@@ -242,16 +229,13 @@ static int map_open(lua_State *L) {
     LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = access);
     int fd;
     LUAEBPF_RETRY(fd, bpf_obj_get_opts(path, &o), fd >= 0);
-    if (fd < 0) {
-        int no = errno;
-        if (no == EINVAL && access && pins_no_map(path))
-            return luaebpf_raise(L, "open", no, path, 0, NOT_A_MAP);
-        return luaebpf_open_failed(L, path, no, access);
-    }
-    /* a pinned path may hold a program or a link; without /proc, get_info decides */
+    if (fd < 0)
+        return luaebpf_open_failed(L, path, errno, access);
+    /* a pinned program opens under access flags too (a link refuses them:
+     * open_failed says so); without /proc, get_info decides */
     if (luaebpf_fd_is(fd, "bpf-map") == 0) {
         close(fd);
-        return luaebpf_raise(L, "open", EINVAL, path, 0, NOT_A_MAP);
+        return luaebpf_raise(L, "open", EINVAL, path, 0, LUAEBPF_NOT_A_MAP);
     }
     map_adopt(L, m, 7, fd, access, path, 3, 4, 5, 6);
     return 1;
@@ -556,12 +540,23 @@ typedef struct elem_buf {
     uint64_t small[ELEM_STACK / 8]; /* uint64_t: aligned for any scalar a codec stores */
 } elem_buf;
 
-static void elem_buf_init(lua_State *L, const luaebpf_map *m, elem_buf *b) {
+/* last_arg: the stack index of the call's last argument (its key or value);
+ * a buffer pushed while one was left out must not take its slot, where the
+ * encoder would read it as the argument */
+static unsigned char *elem_buf_push(lua_State *L, size_t total, int last_arg) {
+    if (lua_gettop(L) < last_arg)
+        lua_settop(L, last_arg); /* nil there, as the argument left out reads */
+    return lua_newuserdata(L, total);
+}
+
+static inline __attribute__((always_inline)) void elem_buf_init(lua_State *L,
+                                                                const luaebpf_map *m,
+                                                                elem_buf *b, int last_arg) {
     size_t key_bytes = ((size_t)m->shape.key_size + 7) / 8 * 8;
     size_t total = key_bytes + m->shape.value_bytes;
     unsigned char *p = (unsigned char *)b->small;
     if (total > sizeof b->small)
-        p = lua_newuserdata(L, total);
+        p = elem_buf_push(L, total, last_arg);
     b->key = p;
     b->value = p + key_bytes;
 }
@@ -617,12 +612,15 @@ static inline __attribute__((always_inline)) int elem_call(lua_State *L, luaebpf
                                                            const luaebpf_percpu *pc, int karg) {
     const struct elem_op *o = &elem_ops[op];
     elem_buf b;
-    elem_buf_init(L, m, &b); /* before encoding: nothing of ours exists yet if it runs Lua */
+    int nargs = o->value_arg ? lua_gettop(L) : 0; /* what the caller passed, before any buffer */
+    /* before encoding: nothing of ours exists yet if it runs Lua */
+    elem_buf_init(L, m, &b, o->value_arg ? o->value_arg : o->key ? karg : 0);
     /* the key first: a missing key is argument #1's; a plain integer key inline */
     if (o->key && !(m->shape.key_size && luaebpf_encode_fast(L, m->shape.kc, karg, b.key)))
         luaebpf_encode_key(L, &m->shape, karg, b.key);
     if (o->value_arg) {
-        luaL_checkany(L, o->value_arg);
+        if (nargs < o->value_arg) /* luaL_checkany's words: the buffer may fill the slot */
+            luaL_argerror(L, o->value_arg, "value expected");
         luaebpf_encode_value(L, &m->shape, o->value_arg, b.value);
     }
     if (m->fd < 0) /* closed by a finalizer that ran meanwhile */
@@ -760,11 +758,8 @@ static int bound_lookup_call(lua_State *L) {
         return luaL_error(L, "lookup: a function made by m:lookup_fn takes the key only (its "
                           "options were fixed when it was made), got %d arguments",
                           lua_gettop(L));
-    if (__builtin_expect(m->fd < 0 || m->shape.btf_pending, 0)) {
-        lua_pushvalue(L, lua_upvalueindex(2));
-        luaebpf_check_map_data(L, -1, "lookup"); /* raises when closed */
-        lua_pop(L, 1);
-    }
+    if (__builtin_expect(m->fd < 0, 0)) /* pending BTF was loaded when get was made */
+        return luaebpf_raise_closed(L, "lookup", m->name, m->id, MAP_CLOSED);
     uint64_t flags = lookup_flags(m, b->lock);
     return elem_call(L, m, ELEM_LOOKUP, flags, flags ? "lock" : NULL, &b->pc, 1);
 }
@@ -800,7 +795,6 @@ static int map_contains(lua_State *L) {
     if (m->shape.type != BPF_MAP_TYPE_BLOOM_FILTER)
         return luaL_error(L, "contains is for bloom filters; this map is a %s: use lookup",
                           tn ? tn : "map of another type");
-    luaL_checkany(L, 2); /* before the buffers, which may take the empty slot 2 */
     return elem_call(L, m, ELEM_CONTAINS, 0, NULL, NULL, 2);
 }
 

@@ -108,6 +108,48 @@ describe("m:lookup_fn", function()
     mentions(raised(peek, 1), { "this map has no keys" })
   end)
 
+  -- past 512 bytes of key and value a call's buffer is a userdata on the
+  -- stack: it must never take the slot of an argument left out
+  it("reads values too large for the call's own buffer, keys left out included", function()
+    local big = string.rep("a", 1000) .. string.rep("z", 24)
+    local q = track(ebpf.create{ type = "queue", value = "raw", value_size = 1024, max_entries = 4 })
+    assert(q:update(nil, big))
+    assert(q:update(nil, big:reverse()))
+    local peek = q:lookup_fn()
+    assert.are.equal(big, peek())
+    assert.are.equal(big, q:lookup())
+    assert.are.equal(big, q:lookup(nil))
+    assert.are.equal(big, q:lookup_and_delete()) -- a pop with no key given
+    assert.are.equal(big:reverse(), peek())
+    mentions(raised(q.update, q, nil), { "value expected" }) -- as a small value's update says
+    local h = track(ebpf.create{ type = "hash", key = "u32", value = "raw", value_size = 1024,
+                                 max_entries = 4 })
+    assert(h:update(1, big))
+    assert.are.equal(big, h:lookup_fn()(1))
+    mentions(raised(h:lookup_fn()), { "bad argument #1", "key: u32" })
+    mentions(raised(h.lookup, h), { "key: u32" })
+    mentions(raised(h.update, h, 1), { "value expected" })
+    -- per-CPU: 37 u64 a CPU, 296 bytes each
+    local p = track(ebpf.create{ type = "percpu_hash", key = "u32", value = { "u64", 37 },
+                                 max_entries = 4 })
+    local per = {}
+    for cpu = 1, NCPUS do
+      per[cpu] = {}
+      for i = 1, 37 do per[cpu][i] = cpu * 1000 + i end
+    end
+    assert(p:update(5, per))
+    local want = {}
+    for i = 1, 37 do
+      want[i] = 0
+      for cpu = 1, NCPUS do want[i] = want[i] + p:lookup(5)[cpu][i] end
+    end
+    assert.are.same(want, p:lookup_fn{ percpu = "sum" }(5))
+    assert.are.same(want, p:lookup(5, { percpu = "sum" }))
+    local t = {}
+    assert.are.same(per, p:lookup_fn{ into = t }(5))
+    assert.is_nil(p:lookup_fn{ percpu = "max" }(6))
+  end)
+
   it("binds the options when made: the table changed afterwards changes nothing", function()
     local m = open_map("percpu_hash")
     assert(m:update(1, per_cpu(1)))

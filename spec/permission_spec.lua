@@ -122,6 +122,27 @@ r.w = catch(ebpf.open, %q, { access = "w" })
     end
   end)
 
+  it("says a read-only pin of a link or a program is not a map, without write permission to ask again", function()
+    local obj = ebpf.load(SYSCOUNT)
+    local link = obj:attach("on_enter")
+    finally(function() link:close(); obj:close() end)
+    local lpath, ppath = fs.path .. "/rolink", fs.path .. "/roprog"
+    assert.is_true(link:pin(lpath))
+    assert.is_true(obj:program("on_enter"):pin(ppath))
+    finally(function() os.remove(lpath); os.remove(ppath) end)
+    H.run("chmod 0444 " .. lpath .. " " .. ppath)
+    local r = as_nobody(string.format([[
+r.link = catch(ebpf.open, %q)
+r.prog = catch(ebpf.open, %q)
+]], lpath, ppath))
+    for _, which in ipairs{ "link", "prog" } do
+      local e = r[which]
+      assert.is_false(e.ok, which)
+      assert.are.equal("invalid", e.class, e.message)
+      mentions(e.message, { "not a map (a program or a link?)" })
+    end
+  end)
+
   it("refuses update, delete, lookup_and_delete and drain through its read-only handle: EPERM, class \"permission\"", function()
     local path = pinned(fs)
     H.run("chmod 0644 " .. path)
