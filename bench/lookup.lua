@@ -51,6 +51,9 @@ local now = B.cpu
 local floor = cbench.lookup_floor
 local fd = m:fd()
 
+-- each side writes its loop out, unlike percpu.lua's side(f): a call through
+-- a wrapper would add a Lua call to every lookup, which is most of what the
+-- floor ratio measures here
 local function lua_round(n)
   local k = 0
   local t0 = now()
