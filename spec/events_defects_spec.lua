@@ -216,11 +216,12 @@ local function drop() end
 if jit then jit.off() end -- LuaJIT runs no finalizer while a compiled loop calls the step
 collectgarbage("setpause", 0)
 route(1, 0)
-for _ = 1, 6000 do
+for i = 1, 6000 do
   if hits >= 60 then break end
   if not pcall(rb.consume, rb, drop) then open() end -- drained: the ring holds one record
   trigger(1)
-  garbage(mischief)
+  -- a varying number, so that some land mid-step whatever the module allocates
+  for _ = 1, 1 + (i * 37 + i * i % 11) % 6 do garbage(mischief) end
   inside = true
   local ok, r = pcall(it)
   inside = false
@@ -286,7 +287,11 @@ for i = 1, 600 do
   action = ({ "add", "close", "fail" })[i % 3 + 1]
   local holder = action == "fail" and ebpf.ringbuf(m2) or nil -- the add of m2 is refused
   rb = ebpf.ringbuf(m1)
-  garbage(nested)
+  -- where a finalizer runs follows the allocations made before it, which any
+  -- change to the module moves: a few of them, as many as a sequence that
+  -- does not keep step with the three actions says, so that some land inside
+  -- an add of each kind whatever the module allocates
+  for _ = 1, 1 + (i * 37 + i * i % 11) % 6 do garbage(nested) end
   inside = true
   pcall(rb.add, rb, m2, { record = { { "a", "u32" }, { "b", "u64" }, { "c", "char[8]" } } })
   inside = false
