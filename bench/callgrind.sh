@@ -12,7 +12,7 @@ irs() { # mode n -> total Ir; a run that fails (cbench.so not built...) stops th
     { echo "callgrind.sh: $LUA bench/callgrind_lookup.lua $1 $2 failed:" >&2; echo "$out" >&2; exit 1; }
   echo "$out" | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
 }
-for mode in plain plain_fn floor table sum into sum_fn into_fn floor_sum floor_into; do
+for mode in plain plain_fn floor method_floor table sum into sum_fn into_fn floor_sum floor_into; do
   a=$(irs $mode "$N") && b=$(irs $mode 0) || exit 1
   echo "callgrind: $mode $(( (a - b) / N )) instructions per lookup ($LUA)"
 done

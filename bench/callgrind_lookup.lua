@@ -4,7 +4,7 @@
 -- counts user-space instructions only). make bench-callgrind runs it.
 --   lua5.4 bench/callgrind_lookup.lua MODE N
 -- MODE: plain (hash u32 -> u64), plain_fn (through m:lookup_fn()), floor
---       (cbench.lookup_floor on it),
+--       (cbench.lookup_floor on it), method_floor (the same as a C method),
 --       table | sum | into (percpu_hash u32 -> u64: m:lookup(k), with
 --       { percpu = "sum" }, with { into = t }), sum_fn | into_fn (the same
 --       through m:lookup_fn), floor_sum, floor_into;
@@ -34,11 +34,12 @@ if walks[mode] then
   return
 end
 local NKEYS = 1000
-local percpu = mode ~= "plain" and mode ~= "plain_fn" and mode ~= "floor"
+local percpu = mode ~= "plain" and mode ~= "plain_fn" and mode ~= "floor" and mode ~= "method_floor"
 local m = ebpf.create{ type = percpu and "percpu_hash" or "hash", key = "u32", value = "u64",
                        max_entries = NKEYS }
 for k = 0, NKEYS - 1 do assert(m:update(k, k)) end
 local fd, cb = m:fd(), B.cbench
+local fm = cb.floor_map(fd)
 local SUM, T = { percpu = "sum" }, {}
 local INTO = { into = T }
 local sum_fn, into_fn, plain_fn
@@ -53,10 +54,11 @@ local f = ({
   sum_fn = function(k) return sum_fn(k) end,
   into_fn = function(k) return into_fn(k) end,
   floor = function(k) return cb.lookup_floor(fd, k) end,
+  method_floor = function(k) return fm:lookup(k) end,
   floor_sum = function(k) return cb.percpu_sum_floor(fd, k) end,
   floor_into = function(k) return cb.percpu_into_floor(fd, k, T) end,
 })[mode]
-assert(f, "mode: plain, plain_fn, floor, table, sum, into, sum_fn, into_fn, floor_sum or floor_into")
+assert(f, "mode: plain, plain_fn, floor, method_floor, table, sum, into, sum_fn, into_fn, floor_sum or floor_into")
 f(1)
 local k = 0
 for _ = 1, N do

@@ -2,10 +2,12 @@
 -- process. Run from the repo root (make bench):
 --   lua5.4 bench/lookup.lua [lookups_per_round [rounds]]
 -- A 10,000-entry hash (u32 -> u64) is filled and checked in an untimed pass;
--- then Lua (m:lookup(k), and get(k) with get = m:lookup_fn()), the floor (cbench.lookup_floor, a Lua C function doing the same
--- lookup with u32/u64 hard-coded) and C take turns, each doing the same
--- number of hits with keys cycling 0..nkeys-1, timed in CPU time, and the
--- median round of each side is compared.
+-- then Lua (m:lookup(k), and get(k) with get = m:lookup_fn()), the floor
+-- (cbench.lookup_floor, a Lua C function doing the same lookup with u32/u64
+-- hard-coded), the method floor (the same as a C method: fm:lookup(k), fm =
+-- cbench.floor_map(fd)) and C take turns, each doing the same number of hits
+-- with keys cycling 0..nkeys-1, timed in CPU time, and the median round of
+-- each side is compared.
 package.path = "lua/?.lua;lua/?/init.lua;./bench/?.lua;" .. package.path
 local B = require "benchlib" -- points package.cpath at this interpreter's build
 
@@ -43,8 +45,11 @@ if m:lookup(NKEYS) ~= nil or get(NKEYS) ~= nil then
 end
 local _, cmiss = cbench.lookup_loop(m:fd(), NKEYS, NKEYS)
 if cmiss ~= 0 then fail("the C loop missed " .. cmiss .. " of " .. NKEYS .. " keys") end
+local fm = cbench.floor_map(m:fd())
 for k = 0, NKEYS - 1 do
-  if cbench.lookup_floor(m:fd(), k) ~= expected(k) then fail("the floor misread key " .. k) end
+  if cbench.lookup_floor(m:fd(), k) ~= expected(k) or fm:lookup(k) ~= expected(k) then
+    fail("a floor misread key " .. k)
+  end
 end
 
 local now = B.cpu
@@ -89,6 +94,19 @@ local function floor_round(n)
   return (now() - t0) * 1e9 / n
 end
 
+-- the method floor: the same as a C method, so what every method call costs
+-- (the method's lookup through __index, a self check) is on both sides
+local function method_round(n)
+  local k = 0
+  local t0 = now()
+  for _ = 1, n do
+    fm:lookup(k)
+    k = k + 1
+    if k == NKEYS then k = 0 end
+  end
+  return (now() - t0) * 1e9 / n
+end
+
 local function c_round(n)
   local ns, misses = cbench.lookup_loop(fd, NKEYS, n)
   if misses ~= 0 then fail("the C loop missed " .. misses .. " lookups") end
@@ -100,6 +118,7 @@ local warm = math.max(1, math.floor(ITERS / 5))
 lua_round(warm)
 fn_round(warm)
 floor_round(warm)
+method_round(warm)
 c_round(warm)
 
 print(string.format("lookup: hash u32 -> u64, %d entries, %d rounds of %d lookups per side",
@@ -108,6 +127,7 @@ local med = B.rounds(ROUNDS, {
   { name = "lua", run = function() return lua_round(ITERS) end },
   { name = "fn", run = function() return fn_round(ITERS) end },
   { name = "floor", run = function() return floor_round(ITERS) end },
+  { name = "method", run = function() return method_round(ITERS) end },
   { name = "c", run = function() return c_round(ITERS) end },
 }, "op", { "lua", "c" })
 m:close()
@@ -115,8 +135,11 @@ print(string.format("  target: lua/C <= %.2f: the same syscall; encoding the key
   .. "decoding the value in Lua may add at most 10%%", TARGET))
 print(string.format("  target: lua/floor <= %.2f: against a Lua C function doing the same "
   .. "lookup, what luaebpf's own code adds", FLOOR_TARGET))
-print("  fn: get(k), get = m:lookup_fn() (reported: no method call)")
-print(string.format("lookup: lua %.1f, fn %.1f, floor %.1f, c %.1f ns/op (CPU); %s, %s, %s, %s, %s",
-  med.lua, med.fn, med.floor, med.c, (B.ratio_text(med, "lua", "c", TARGET)),
-  (B.ratio_text(med, "lua", "floor", FLOOR_TARGET)), (B.ratio_text(med, "fn", "c")),
-  (B.ratio_text(med, "fn", "floor")), (B.ratio_text(med, "floor", "c"))))
+print("  fn: get(k), get = m:lookup_fn() (reported: no method call); method: the floor as a "
+  .. "C method, fm:lookup(k) (reported: lua/method is what luaebpf adds to a method call)")
+print(string.format("lookup: lua %.1f, fn %.1f, floor %.1f, method %.1f, c %.1f ns/op (CPU); "
+  .. "%s, %s, %s, %s, %s, %s, %s", med.lua, med.fn, med.floor, med.method, med.c,
+  (B.ratio_text(med, "lua", "c", TARGET)), (B.ratio_text(med, "lua", "floor", FLOOR_TARGET)),
+  (B.ratio_text(med, "lua", "method")), (B.ratio_text(med, "fn", "c")),
+  (B.ratio_text(med, "fn", "floor")), (B.ratio_text(med, "method", "floor")),
+  (B.ratio_text(med, "floor", "c"))))

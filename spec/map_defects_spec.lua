@@ -317,6 +317,38 @@ char LICENSE[] SEC("license") = "GPL";
   end)
 end)
 
+-- the element methods check self by a mark in the handle before the
+-- metatable: anything but an open Map must still get the metatable's answer
+describe("an element method called on something else", function()
+  local track, close_all = helpers.tracker()
+  after_each(close_all)
+
+  it("refuses every other object as self, and a closed Map as closed", function()
+    local m = track(ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = 4 })
+    assert(m:update(1, 10))
+    local a = track(ebpf.create{ type = "array", key = "u32", value = "u64", max_entries = 4,
+                                 flags = { "mmapable" } })
+    local ring = track(ebpf.create{ type = "ringbuf", key_size = 0, value_size = 0,
+                                    max_entries = 4096 })
+    local others = { io.stdout, track(a:mmap()), track(ebpf.ringbuf(ring)), {}, "m", 1,
+                     newproxy and newproxy(true) or setmetatable({}, getmetatable(m)) }
+    local methods = { "lookup", "update", "delete", "lookup_and_delete", "contains" }
+    for i, x in ipairs(others) do
+      for _, name in ipairs(methods) do
+        local ok, err = pcall(ebpf.Map[name], x, 1, 1)
+        assert.is_false(ok, name .. " on other #" .. i)
+        assert.truthy(tostring(err):find("Map expected", 1, true), tostring(err))
+      end
+    end
+    local closed = ebpf.create{ type = "hash", key = "u32", value = "u64", max_entries = 4 }
+    closed:close()
+    for _, name in ipairs(methods) do
+      assert.are.equal("closed", select(2, pcall(ebpf.Map[name], closed, 1, 1)).class, name)
+    end
+    assert.are.equal(10, m:lookup(1)) -- and the open one still reads
+  end)
+end)
+
 describe("a missing argument", function()
   local track, close_all = helpers.tracker()
   after_each(close_all)
