@@ -27,10 +27,10 @@ static const char map_mark;
 static luaebpf_map *map_push_closed(lua_State *L) {
     luaebpf_map *m = luaebpf_newuserdata(L, sizeof *m);
     memset(m, 0, sizeof *m);
-    m->mark = &map_mark;
     m->fd = -1; /* __gc on a handle that never got its fd releases nothing */
     m->shape.name = m->name; /* filled in place once the kernel names it */
     luaL_setmetatable(L, LUAEBPF_MAP);
+    m->mark = &map_mark; /* once its __gc is sure to run */
     lua_newtable(L); /* the user value: keeps the shape's codecs alive */
     luaebpf_setuservalue(L, -2);
     return m;
@@ -84,9 +84,11 @@ static int map_load_info(luaebpf_map *m) {
 /* the hot path of the element methods. A full userdata of a Map's size whose
  * first field holds map_mark's address is an open Map: only map_push_closed
  * writes that address, and closing clears it (a Map is always closed, by its
- * __gc at the latest, before its memory can be freed and reused), so no other
- * object's bytes hold it short of code that writes memory at will; the size
- * is checked first, so a smaller userdata is never read past its end. That
+ * __gc at the latest, before its memory can be freed and reused: the
+ * metatable is not Lua code's to take the __gc from, see __metatable in
+ * luaebpf_map_open), so no other object's bytes hold it short of code that
+ * writes memory at will; the size is checked first, so a smaller userdata is
+ * never read past its end. That
  * costs two API calls where fetching and comparing the metatable cost four
  * (callgrind: about 100 instructions a call, a tenth of m:lookup's). Any
  * doubt goes to luaebpf_check_map_data, which checks the metatable and
@@ -858,5 +860,12 @@ void luaebpf_map_open(lua_State *L) {
         {"open", map_open}, {"open_id", map_open_id}, {"create", map_create}, {NULL, NULL}};
     /* each method knows the metatable: see fast_self */
     luaebpf_class(L, LUAEBPF_MAP, "Map", meta, methods, 1);
+    /* getmetatable(m) answers this name, not the table: a __gc taken from it
+     * would let a Map's memory be freed still marked (see fast_self); the
+     * methods are ebpf.Map */
+    luaL_getmetatable(L, LUAEBPF_MAP);
+    lua_pushliteral(L, LUAEBPF_MAP);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
     luaL_setfuncs(L, funcs, 0);
 }
