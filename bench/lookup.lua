@@ -56,56 +56,36 @@ local now = B.cpu
 local floor = cbench.lookup_floor
 local fd = m:fd()
 
--- each side writes its loop out, unlike percpu.lua's side(f): a call through
--- a wrapper would add a Lua call to every lookup, which is most of what the
--- floor ratio measures here
-local function lua_round(n)
+-- round(call, ...): a function timing n runs of the statement `call` (a
+-- lookup of key k; the other arguments are its values x, y) with k cycling
+-- over the keys. Each side's loop is compiled with its call written in,
+-- unlike percpu.lua's side(f): a call through a wrapper would add a Lua call
+-- to every lookup, which is most of what the floor ratio measures here.
+local function round(call, x, y)
+  local src = [[
+local now, NKEYS, x, y = ...
+return function(n)
   local k = 0
   local t0 = now()
   for _ = 1, n do
-    m:lookup(k)
+    ]] .. call .. [[
+
     k = k + 1
     if k == NKEYS then k = 0 end
   end
   return (now() - t0) * 1e9 / n
+end]]
+  return assert((loadstring or load)(src, "=round " .. call))(now, NKEYS, x, y)
 end
 
-local function fn_round(n)
-  local k = 0
-  local t0 = now()
-  for _ = 1, n do
-    get(k)
-    k = k + 1
-    if k == NKEYS then k = 0 end
-  end
-  return (now() - t0) * 1e9 / n
-end
-
+local lua_round = round("x:lookup(k)", m)
+local fn_round = round("x(k)", get) -- get = m:lookup_fn()
 -- the floor: a Lua C function that does the same lookup with a u32 key and
 -- a u64 value hard-coded (bench/cbench.c)
-local function floor_round(n)
-  local k = 0
-  local t0 = now()
-  for _ = 1, n do
-    floor(fd, k)
-    k = k + 1
-    if k == NKEYS then k = 0 end
-  end
-  return (now() - t0) * 1e9 / n
-end
-
+local floor_round = round("x(y, k)", floor, fd)
 -- the method floor: the same as a C method, so what every method call costs
 -- (the method's lookup through __index, a self check) is on both sides
-local function method_round(n)
-  local k = 0
-  local t0 = now()
-  for _ = 1, n do
-    fm:lookup(k)
-    k = k + 1
-    if k == NKEYS then k = 0 end
-  end
-  return (now() - t0) * 1e9 / n
-end
+local method_round = round("x:lookup(k)", fm)
 
 local function c_round(n)
   local ns, misses = cbench.lookup_loop(fd, NKEYS, n)

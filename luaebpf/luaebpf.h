@@ -327,7 +327,6 @@ typedef struct luaebpf_stats {
 } luaebpf_stats;
 
 typedef struct luaebpf_map {
-    const void *mark;       /* map.c's mark while open: its element methods' quick self check */
     int fd;                 /* -1 once closed: every method checks it first */
     uint32_t access;        /* BPF_F_RDONLY, BPF_F_WRONLY or 0 (read-write) */
     uint32_t id, max_entries, map_flags;
