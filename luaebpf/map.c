@@ -163,9 +163,8 @@ static int check_and_set_codecs(lua_State *L) {
 /* The end of every constructor: stores fd in the handle m at map_idx (from
  * here on the GC owns it), reads the map's info, then checks expect and sets
  * the codecs from the specs at kspec and vspec and the decoders at decode
- * (0: none). On any failure it
- * closes the fd before raising, so a failed open leaves nothing open; the
- * stack is left with the handle on top. */
+ * (0: none). On any failure it closes the fd before raising, so a failed open
+ * leaves nothing open; the stack is left with the handle on top. */
 static void map_adopt(lua_State *L, luaebpf_map *m, int map_idx, int fd, uint32_t access,
                       const char *label, int kspec, int vspec, int expect, int decode) {
     m->fd = fd;
