@@ -356,7 +356,6 @@ static const elfsym *find(const elffile *f, uint64_t vaddr) {
     return fallback;
 }
 
-
 /* pushes nil, "path: why" and returns 2 */
 static int failed(lua_State *L, const char *path, const char *why, int errnum) {
     lua_pushnil(L);

@@ -368,6 +368,10 @@ int luaebpf_fail(lua_State *L, const char *op, int errnum, const luaebpf_map *m,
                  const char *detail);               /* pushes nil, err; returns 2 */
 int luaebpf_raise(lua_State *L, const char *op, int errnum, const char *map, uint32_t id,
                   const char *detail);               /* raises the error object */
+/* raises ENOENT on `op` for the `about` named `name`, listing the names the
+ * object has (a list on the stack top): "no map named 'x' in this object
+ * (it has: a b)" */
+int luaebpf_raise_not_found(lua_State *L, const char *op, const char *about, const char *name);
 /* raises class "closed" (EBADF) for op on a closed handle; name may be NULL, id 0 */
 int luaebpf_raise_closed(lua_State *L, const char *op, const char *name, uint32_t id,
                          const char *detail);
@@ -389,11 +393,6 @@ struct btf;
 luaebpf_codec *luaebpf_codec_from_btf(lua_State *L, const struct btf *btf, uint32_t type_id);
 struct btf *luaebpf_btf_load(uint32_t btf_id);
 
-
-/* err.c: raises ENOENT on `op` for the `about` named `name`, listing the names
- * the object has (a list on the stack top): "no map named 'x' in this object
- * (it has: a b)" */
-int luaebpf_raise_not_found(lua_State *L, const char *op, const char *about, const char *name);
 
 /* ---- object.c: the Object handle; globals.c, link.c and program.c serve it ---- */
 struct bpf_object;
