@@ -265,6 +265,7 @@ $(CBENCH): bench/cbench.c
 
 bench: deps-bench all $(CBENCH)
 	$(LUA) bench/lookup.lua
+	sh bench/lookup_then.sh $(LUA)
 	$(LUA) bench/batch.lua
 	$(LUA) bench/iterate.lua
 	$(LUA) bench/percpu.lua

@@ -89,6 +89,39 @@ function B.ratio_text(med, a, b, target)
     target and string.format(" (<= %.2f %s)", target, B.verdict(r <= target)) or ""), r
 end
 
+-- B.then_map(so, id, opts): the map of id opened through an older build of
+-- the core (its core.so at path so; bench/lookup_then.sh builds one), for a
+-- side that times that build's methods against this one's in the same
+-- process. Both builds register their metatables under the same registry
+-- names, so this build's are set aside while the older one loads and opens
+-- the map, and put back after: each build's handles then carry its own
+-- metatable, which its methods hold as an upvalue. A finalizer may look its
+-- build's metatables up in the registry, so none may run while the other
+-- build's are there: the collector is stopped for the swap, and the older
+-- build's garbage is collected before this build's metatables come back. A
+-- script using this ends with os.exit, not lua_close, for the same reason.
+function B.then_map(so, id, opts)
+  collectgarbage("collect") -- this build's garbage, under its own metatables
+  collectgarbage("stop")
+  local reg, set_aside = debug.getregistry(), {}
+  for k, v in pairs(reg) do
+    if type(k) == "string" and k:find("^luaebpf%.") then set_aside[k] = v end
+  end
+  for k in pairs(set_aside) do reg[k] = nil end
+  local open, err = package.loadlib(so, "luaopen_luaebpf_core")
+  local ok, m = pcall(function()
+    return assert(assert(open, err)().open_id(id, opts))
+  end)
+  collectgarbage("collect") -- the older build's garbage, under its own metatables
+  for k in pairs(reg) do
+    if type(k) == "string" and k:find("^luaebpf%.") then reg[k] = nil end
+  end
+  for k, v in pairs(set_aside) do reg[k] = v end
+  collectgarbage("restart")
+  if not ok then error(m, 2) end
+  return m
+end
+
 -- deep equality of two decoded values (tables field by field)
 function B.deep_equal(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

@@ -9,7 +9,9 @@
 --       { percpu = "sum" }, with { into = t }), sum_fn | into_fn (the same
 --       through m:lookup_fn), floor_sum, floor_into;
 --       walks of an N-entry hash u32 -> u64 (per entry): pairs, pairs_floor,
---       dump, dump_floor
+--       dump, dump_floor;
+--       then: m:lookup(k) of an older build's core.so at $LUAEBPF_THEN_SO
+--       (bench/lookup_then.sh), on the same hash as plain
 package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
 local B = require "benchlib"
 local ebpf = require "luaebpf"
@@ -35,6 +37,7 @@ if walks[mode] then
 end
 local NKEYS = 1000
 local percpu = mode ~= "plain" and mode ~= "plain_fn" and mode ~= "floor" and mode ~= "method_floor"
+  and mode ~= "then"
 local m = ebpf.create{ type = percpu and "percpu_hash" or "hash", key = "u32", value = "u64",
                        max_entries = NKEYS }
 for k = 0, NKEYS - 1 do assert(m:update(k, k)) end
@@ -45,6 +48,9 @@ local INTO = { into = T }
 local sum_fn, into_fn, plain_fn
 if not percpu then plain_fn = m:lookup_fn() end
 if percpu then sum_fn, into_fn = m:lookup_fn(SUM), m:lookup_fn(INTO) end
+local then_m = mode == "then"
+  and B.then_map(assert(os.getenv("LUAEBPF_THEN_SO"), "then: LUAEBPF_THEN_SO unset"),
+    m:info().id, { key = "u32", value = "u64" })
 local f = ({
   plain = function(k) return m:lookup(k) end,
   table = function(k) return m:lookup(k) end,
@@ -55,10 +61,11 @@ local f = ({
   into_fn = function(k) return into_fn(k) end,
   floor = function(k) return cb.lookup_floor(fd, k) end,
   method_floor = function(k) return fm:lookup(k) end,
+  ["then"] = function(k) return then_m:lookup(k) end,
   floor_sum = function(k) return cb.percpu_sum_floor(fd, k) end,
   floor_into = function(k) return cb.percpu_into_floor(fd, k, T) end,
 })[mode]
-assert(f, "mode: plain, plain_fn, floor, method_floor, table, sum, into, sum_fn, into_fn, floor_sum or floor_into")
+assert(f, "mode: plain, plain_fn, floor, method_floor, table, sum, into, sum_fn, into_fn, floor_sum, floor_into or then")
 f(1)
 local k = 0
 for _ = 1, N do
@@ -67,3 +74,4 @@ for _ = 1, N do
   if k == NKEYS then k = 0 end
 end
 m:close()
+if then_m then os.exit(0) end -- not lua_close: see B.then_map

@@ -8,6 +8,8 @@
 -- cbench.floor_map(fd)) and C take turns, each doing the same number of hits
 -- with keys cycling 0..nkeys-1, timed in CPU time, and the median round of
 -- each side is compared.
+-- With LUAEBPF_THEN_SO set to an older build's core.so, a side "then" times
+-- that build's m:lookup on the same map (bench/lookup_then.sh builds one).
 package.path = "lua/?.lua;lua/?/init.lua;./bench/?.lua;" .. package.path
 local B = require "benchlib" -- points package.cpath at this interpreter's build
 
@@ -52,6 +54,15 @@ for k = 0, NKEYS - 1 do
   end
 end
 
+local THEN_SO = os.getenv("LUAEBPF_THEN_SO")
+local then_m
+if THEN_SO then
+  then_m = B.then_map(THEN_SO, m:info().id, { key = "u32", value = "u64" })
+  for k = 0, NKEYS - 1 do
+    if then_m:lookup(k) ~= expected(k) then fail("the older build misread key " .. k) end
+  end
+end
+
 local now = B.cpu
 local floor = cbench.lookup_floor
 local fd = m:fd()
@@ -86,6 +97,7 @@ local floor_round = round("x(y, k)", floor, fd)
 -- the method floor: the same as a C method, so what every method call costs
 -- (the method's lookup through __index, a self check) is on both sides
 local method_round = round("x:lookup(k)", fm)
+local then_round = then_m and round("x:lookup(k)", then_m)
 
 local function c_round(n)
   local ns, misses = cbench.lookup_loop(fd, NKEYS, n)
@@ -100,16 +112,21 @@ fn_round(warm)
 floor_round(warm)
 method_round(warm)
 c_round(warm)
+if then_round then then_round(warm) end
 
 print(string.format("lookup: hash u32 -> u64, %d entries, %d rounds of %d lookups per side",
   NKEYS, ROUNDS, ITERS))
-local med = B.rounds(ROUNDS, {
+local sides = {
   { name = "lua", run = function() return lua_round(ITERS) end },
   { name = "fn", run = function() return fn_round(ITERS) end },
   { name = "floor", run = function() return floor_round(ITERS) end },
   { name = "method", run = function() return method_round(ITERS) end },
   { name = "c", run = function() return c_round(ITERS) end },
-}, "op", { "lua", "c" })
+}
+if then_round then
+  sides[#sides + 1] = { name = "then", run = function() return then_round(ITERS) end }
+end
+local med = B.rounds(ROUNDS, sides, "op", { "lua", "c" })
 m:close()
 print(string.format("  target: lua/C <= %.2f: the same syscall; encoding the key and "
   .. "decoding the value in Lua may add at most 10%%", TARGET))
@@ -123,3 +140,10 @@ print(string.format("lookup: lua %.1f, fn %.1f, floor %.1f, method %.1f, c %.1f 
   (B.ratio_text(med, "lua", "method")), (B.ratio_text(med, "fn", "c")),
   (B.ratio_text(med, "fn", "floor")), (B.ratio_text(med, "method", "floor")),
   (B.ratio_text(med, "floor", "c"))))
+if then_m then
+  print(string.format("lookup then: %s: then %.1f ns/op; %s, %s, %s", THEN_SO, med["then"],
+    (B.ratio_text(med, "lua", "then")), (B.ratio_text(med, "then", "floor")),
+    (B.ratio_text(med, "then", "c"))))
+  io.stdout:flush()
+  os.exit(0) -- not lua_close: see B.then_map
+end
