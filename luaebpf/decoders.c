@@ -280,12 +280,13 @@ int luaebpf_decoded_read(const luaebpf_node *n, const unsigned char *p, char *bu
     switch (n->decoder) {
     case LUAEBPF_DEC_KSYM: {
         uint64_t off;
-        name = luaebpf_ksym(v, &off);
-        if (name && off) {
-            snprintf(buf, size, "%s+0x%llx", name, (unsigned long long)off);
-            return LUAEBPF_READ_TEXT;
+        if (!luaebpf_ksym(v, &off, buf, size))
+            return LUAEBPF_READ_NUMBER;
+        if (off) {
+            size_t len = strlen(buf);
+            snprintf(buf + len, size - len, "+0x%llx", (unsigned long long)off);
         }
-        break;
+        return LUAEBPF_READ_TEXT;
     }
     case LUAEBPF_DEC_SYSCALL:
         name = luaebpf_syscall_name(v);

@@ -1,13 +1,26 @@
 /* ksym.c: kernel symbols by address, for the "ksym" decoder and kernel stack
- * frames. /proc/kallsyms is read once per process (about 5 MiB and 40 ms of
- * kernel time here, too much per lookup) into one sorted array searched by
- * binary search, and freed only when the module is unloaded. Symbols loaded
- * after the first use (modules, BPF programs) are not in it. */
+ * frames. /proc/kallsyms (about 5 MiB and 40 ms of kernel time here, too much
+ * per lookup) is read into one sorted array searched by binary search, shared
+ * by every Lua state of the process and freed when the module is unloaded.
+ *
+ * The core kernel's symbols never change, but BPF programs (and modules) come
+ * and go, and a new program's code is often packed right after an older
+ * one's: a table read before it was loaded names its addresses after that
+ * older program, plus an offset. So an address outside the core kernel's text
+ * is looked up only after checking that no BPF program was loaded since the
+ * table was read (one bpf() call: the next program id after the newest the
+ * table saw); if one was, the table is read again first. Reads are at most
+ * one per RELOAD_GAP_NS: within it, such an address gets no name rather than
+ * a wrong one. A process that cannot list programs (no CAP_SYS_ADMIN) cannot
+ * see kernel addresses in kallsyms either, so its table is empty anyway.
+ * Modules loaded since are not checked for. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <bpf/bpf.h>
 #include "luaebpf.h"
 
 typedef struct ksym {
@@ -16,12 +29,22 @@ typedef struct ksym {
     int global;       /* kallsyms' type letter upper-case: a global symbol */
 } ksym;
 
-static struct {
+typedef struct ksym_table {
     ksym *syms;
     size_t n;
     char *text;
-} table;
-static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+    uint64_t core_lo, core_hi; /* the core kernel's text, _stext to _etext; 0, 0: unknown */
+    uint32_t newest_prog;      /* the highest BPF program id before the file was read */
+    int can_list;              /* 0: programs cannot be listed, so staleness is unknowable */
+    int64_t read_at;           /* CLOCK_MONOTONIC ns when it was read; 0: never */
+} ksym_table;
+
+static ksym_table table;
+/* readers copy a name out under the read lock; a reload swaps under the write lock */
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER; /* one reader of the file at a time */
+
+#define RELOAD_GAP_NS 250000000LL
 
 /* A function's end is the next symbol's start; past the last symbol nothing
  * is known, and an offset this large means the address is not code we know. */
@@ -66,11 +89,39 @@ static char *read_all(const char *path) {
     return buf;
 }
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* the highest loaded program id into *id (0: none); 0 when programs cannot be listed */
+static int newest_prog_id(uint32_t *id) {
+    uint32_t cur = 0, next;
+    while (bpf_prog_get_next_id(cur, &next) == 0)
+        cur = next;
+    *id = cur;
+    return errno == ENOENT;
+}
+
+/* 1 when a program with an id above newest is loaded. Ids are handed out in
+ * rising order (wrapping only past 2^31), so that is a program loaded since
+ * the table that saw newest was read. */
+static int prog_loaded_since(uint32_t newest) {
+    uint32_t next;
+    return bpf_prog_get_next_id(newest, &next) == 0;
+}
+
 /* Lines read "ffffffff81000000 T _stext" or "... t name\t[module]". Absolute
  * and undefined symbols are not places in code; addresses all zero mean the
  * kernel hides them from this process (kptr_restrict): then the table stays
- * empty and every address stays a number. */
-static void load_table(void) {
+ * empty and every address stays a number. Programs are listed before the
+ * file is read, so one loaded meanwhile makes the table stale, never newer
+ * than it says. */
+static void read_table(ksym_table *t) {
+    memset(t, 0, sizeof *t);
+    t->can_list = newest_prog_id(&t->newest_prog);
+    t->read_at = now_ns();
     char *text = read_all("/proc/kallsyms");
     if (!text) return;
     size_t cap = 1024, n = 0;
@@ -85,6 +136,8 @@ static void load_table(void) {
         name = end + 3;
         name[strcspn(name, "\t")] = '\0';
         if (addr == 0 || type == 'a' || type == 'A' || type == 'U' || !*name) continue;
+        if (strcmp(name, "_stext") == 0) t->core_lo = addr;
+        else if (strcmp(name, "_etext") == 0) t->core_hi = addr;
         if (n == cap) {
             ksym *bigger = realloc(syms, (cap *= 2) * sizeof *syms);
             if (!bigger) { free(syms); syms = NULL; break; }
@@ -94,25 +147,76 @@ static void load_table(void) {
         syms[n].global = type >= 'A' && type <= 'Z';
         syms[n++].name = name;
     }
-    if (!syms || n == 0) { free(syms); free(text); return; }
+    if (!syms || n == 0) { free(syms); free(text); t->core_lo = t->core_hi = 0; return; }
     qsort(syms, n, sizeof *syms, by_addr);
-    table.syms = syms;
-    table.n = n;
-    table.text = text;
+    t->syms = syms;
+    t->n = n;
+    t->text = text;
 }
 
-const char *luaebpf_ksym(uint64_t addr, uint64_t *off) {
-    pthread_once(&table_once, load_table);
+/* Reads the file again if the table was never read, or (stale) is older than
+ * a program loaded since and older than RELOAD_GAP_NS; the swap waits for the
+ * readers, and the old table is freed after it, when no reader can hold it. */
+static void reload(int stale) {
+    pthread_mutex_lock(&reload_lock);
+    pthread_rwlock_rdlock(&table_lock);
+    int64_t read_at = table.read_at;
+    uint32_t newest = table.newest_prog;
+    pthread_rwlock_unlock(&table_lock);
+    /* another thread may have read it while this one waited */
+    int due = read_at == 0 || (stale && now_ns() - read_at >= RELOAD_GAP_NS &&
+                               prog_loaded_since(newest));
+    if (due) {
+        ksym_table fresh, old;
+        read_table(&fresh);
+        pthread_rwlock_wrlock(&table_lock);
+        old = table;
+        table = fresh;
+        pthread_rwlock_unlock(&table_lock);
+        free(old.syms);
+        free(old.text);
+    }
+    pthread_mutex_unlock(&reload_lock);
+}
+
+/* Whether addr may lie in code the table has not seen (outside the core
+ * kernel's text, while a program was loaded since); called under the read lock */
+static int maybe_unseen(uint64_t addr) {
+    if (!table.can_list || table.n == 0)
+        return 0; /* nothing to learn by reading again */
+    if (table.core_lo && addr >= table.core_lo && addr < table.core_hi)
+        return 0;
+    return prog_loaded_since(table.newest_prog);
+}
+
+int luaebpf_ksym(uint64_t addr, uint64_t *off, char *name, size_t size) {
+    pthread_rwlock_rdlock(&table_lock);
+    if (table.read_at == 0) {
+        pthread_rwlock_unlock(&table_lock);
+        reload(0);
+        pthread_rwlock_rdlock(&table_lock);
+    }
+    if (maybe_unseen(addr)) {
+        pthread_rwlock_unlock(&table_lock);
+        reload(1);
+        pthread_rwlock_rdlock(&table_lock);
+        if (maybe_unseen(addr)) { /* read too recently to read again: no name, not a wrong one */
+            pthread_rwlock_unlock(&table_lock);
+            return 0;
+        }
+    }
     size_t lo = 0, hi = table.n; /* find the last symbol at or below addr */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (table.syms[mid].addr <= addr) lo = mid + 1; else hi = mid;
     }
-    if (lo == 0) return NULL;
-    const ksym *s = &table.syms[lo - 1];
-    if (addr - s->addr >= KSYM_MAX_OFFSET) return NULL;
-    *off = addr - s->addr;
-    return s->name;
+    int found = lo > 0 && addr - table.syms[lo - 1].addr < KSYM_MAX_OFFSET;
+    if (found) {
+        *off = addr - table.syms[lo - 1].addr;
+        snprintf(name, size, "%s", table.syms[lo - 1].name);
+    }
+    pthread_rwlock_unlock(&table_lock);
+    return found;
 }
 
 /* The table lives until the module is unloaded: dlclose of its last user (a
@@ -120,14 +224,7 @@ const char *luaebpf_ksym(uint64_t addr, uint64_t *off) {
 __attribute__((destructor)) static void ksym_unload(void) {
     free(table.syms);
     free(table.text);
-    table.syms = NULL;
-    table.text = NULL;
-    table.n = 0;
-}
-
-size_t luaebpf_ksym_count(void) {
-    pthread_once(&table_once, load_table);
-    return table.n;
+    memset(&table, 0, sizeof table);
 }
 
 /* An address as Lua holds it: on 5.3+ an integer (kernel addresses, above
@@ -157,8 +254,8 @@ static uint64_t check_address(lua_State *L, int i) {
 /* core.ksym(addr): name, offset of the kernel symbol holding addr, or nil */
 static int core_ksym(lua_State *L) {
     uint64_t off, addr = check_address(L, 1);
-    const char *name = luaebpf_ksym(addr, &off);
-    if (!name) return 0;
+    char name[LUAEBPF_KSYM_NAME];
+    if (!luaebpf_ksym(addr, &off, name, sizeof name)) return 0;
     lua_pushstring(L, name);
     lua_pushinteger(L, (lua_Integer)off);
     return 2;

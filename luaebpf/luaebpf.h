@@ -203,8 +203,10 @@ int luaebpf_sysnames_built(void); /* 0: the build had no generated table */
 /* ksym.c: kernel symbols from /proc/kallsyms, read once per process. The
  * name of the symbol holding addr (its offset in *off), or NULL when unknown:
  * kallsyms unreadable or hidden from this process, or addr in no symbol */
-const char *luaebpf_ksym(uint64_t addr, uint64_t *off);
-size_t luaebpf_ksym_count(void); /* symbols known; 0: every address stays a number */
+/* the name of the kernel symbol holding addr copied into name (cut to size),
+ * *off the offset into it: 1; or 0, when none is known */
+#define LUAEBPF_KSYM_NAME 512 /* the kernel's KSYM_NAME_LEN */
+int luaebpf_ksym(uint64_t addr, uint64_t *off, char *name, size_t size);
 void luaebpf_ksym_open(lua_State *L); /* core.ksym */
 
 /* elfsym.c: function symbols and build ids of ELF files, cached per file */
