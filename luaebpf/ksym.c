@@ -6,14 +6,22 @@
  * The core kernel's symbols never change, but BPF programs (and modules) come
  * and go, and a new program's code is often packed right after an older
  * one's: a table read before it was loaded names its addresses after that
- * older program, plus an offset. So an address outside the core kernel's text
- * is looked up only after checking that no BPF program was loaded since the
- * table was read (one bpf() call: the next program id after the newest the
- * table saw); if one was, the table is read again first. Reads are at most
- * one per RELOAD_GAP_NS: within it, such an address gets no name rather than
- * a wrong one. A process that cannot list programs (no CAP_SYS_ADMIN) cannot
- * see kernel addresses in kallsyms either, so its table is empty anyway.
- * Modules loaded since are not checked for. */
+ * older program, plus an offset. So an answer that is not a core kernel
+ * symbol (one of a module or a BPF program, kallsyms' "\t[name]" lines, or
+ * none) is given only after checking that no BPF program was loaded since
+ * the table was read (one bpf() call: the next program id after the newest
+ * the table saw); if one was, the table is read again first. Reads are at
+ * least RELOAD_GAP_NS apart, counted from the end of the last: within that,
+ * such an address gets no name rather than a wrong one. So does every such
+ * address in a process that may read kallsyms' addresses (CAP_SYSLOG) but
+ * not list programs (CAP_SYS_ADMIN): it cannot know what is stale. Modules
+ * and programs are never placed inside the kernel's image, so an address
+ * between two core symbols needs no check.
+ * The kernel lists BPF symbols by their index in a list, so a program
+ * unloaded while the file is being read can make it skip a later one: when
+ * programs went meanwhile, the table counts as stale until read again.
+ * Not seen: modules loaded since, BPF trampolines and dispatchers (made on
+ * attach, with no program id). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,16 +35,17 @@ typedef struct ksym {
     uint64_t addr;
     const char *name; /* into the file's text, which the table keeps */
     int global;       /* kallsyms' type letter upper-case: a global symbol */
+    int loaded;       /* a module's or a BPF program's ("\t[name]"): it may go */
 } ksym;
 
 typedef struct ksym_table {
     ksym *syms;
     size_t n;
     char *text;
-    uint64_t core_lo, core_hi; /* the core kernel's text, _stext to _etext; 0, 0: unknown */
     uint32_t newest_prog;      /* the highest BPF program id before the file was read */
     int can_list;              /* 0: programs cannot be listed, so staleness is unknowable */
-    int64_t read_at;           /* CLOCK_MONOTONIC ns when it was read; 0: never */
+    int skipped;               /* programs went while the file was read: one may be missing */
+    int64_t read_at;           /* CLOCK_MONOTONIC ns when its read ended; 0: never */
 } ksym_table;
 
 static ksym_table table;
@@ -95,21 +104,29 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* the highest loaded program id into *id (0: none); 0 when programs cannot be listed */
-static int newest_prog_id(uint32_t *id) {
-    uint32_t cur = 0, next;
-    while (bpf_prog_get_next_id(cur, &next) == 0)
+/* Walks the loaded programs' ids: the highest into *newest (0: none, or as
+ * far as the walk got), how many are at most upto into *count. 0 when this
+ * process may not list programs. */
+static int walk_prog_ids(uint32_t upto, uint32_t *newest, uint32_t *count) {
+    uint32_t cur = 0, next, n = 0;
+    while (bpf_prog_get_next_id(cur, &next) == 0) {
         cur = next;
-    *id = cur;
-    return errno == ENOENT;
+        n += cur <= upto;
+    }
+    int listed = errno != EPERM;
+    *newest = cur;
+    *count = n;
+    return listed;
 }
 
-/* 1 when a program with an id above newest is loaded. Ids are handed out in
- * rising order (wrapping only past 2^31), so that is a program loaded since
- * the table that saw newest was read. */
-static int prog_loaded_since(uint32_t newest) {
+/* Whether the table may lack a program: one with an id above the newest it
+ * saw is loaded (ids are handed out in rising order, wrapping only past 2^31,
+ * so it was loaded since), or that cannot be asked. Called under a lock. */
+static int table_stale(void) {
     uint32_t next;
-    return bpf_prog_get_next_id(newest, &next) == 0;
+    if (!table.can_list || table.skipped)
+        return 1;
+    return bpf_prog_get_next_id(table.newest_prog, &next) == 0 || errno != ENOENT;
 }
 
 /* Lines read "ffffffff81000000 T _stext" or "... t name\t[module]". Absolute
@@ -119,10 +136,13 @@ static int prog_loaded_since(uint32_t newest) {
  * file is read, so one loaded meanwhile makes the table stale, never newer
  * than it says. */
 static void read_table(ksym_table *t) {
+    uint32_t before, after, newest;
     memset(t, 0, sizeof *t);
-    t->can_list = newest_prog_id(&t->newest_prog);
-    t->read_at = now_ns();
+    t->can_list = walk_prog_ids(UINT32_MAX, &t->newest_prog, &before);
     char *text = read_all("/proc/kallsyms");
+    t->read_at = now_ns(); /* a read under load or valgrind may take seconds */
+    if (t->can_list && walk_prog_ids(t->newest_prog, &newest, &after) && after < before)
+        t->skipped = 1;
     if (!text) return;
     size_t cap = 1024, n = 0;
     ksym *syms = malloc(cap * sizeof *syms);
@@ -134,10 +154,10 @@ static void read_table(ksym_table *t) {
         if (end == line || end[0] != ' ' || !end[1] || end[2] != ' ') continue;
         char type = end[1];
         name = end + 3;
-        name[strcspn(name, "\t")] = '\0';
+        size_t len = strcspn(name, "\t");
+        int loaded = name[len] == '\t';
+        name[len] = '\0';
         if (addr == 0 || type == 'a' || type == 'A' || type == 'U' || !*name) continue;
-        if (strcmp(name, "_stext") == 0) t->core_lo = addr;
-        else if (strcmp(name, "_etext") == 0) t->core_hi = addr;
         if (n == cap) {
             ksym *bigger = realloc(syms, (cap *= 2) * sizeof *syms);
             if (!bigger) { free(syms); syms = NULL; break; }
@@ -145,27 +165,28 @@ static void read_table(ksym_table *t) {
         }
         syms[n].addr = addr;
         syms[n].global = type >= 'A' && type <= 'Z';
+        syms[n].loaded = loaded;
         syms[n++].name = name;
     }
-    if (!syms || n == 0) { free(syms); free(text); t->core_lo = t->core_hi = 0; return; }
+    if (!syms || n == 0) { free(syms); free(text); return; }
     qsort(syms, n, sizeof *syms, by_addr);
     t->syms = syms;
     t->n = n;
     t->text = text;
 }
 
-/* Reads the file again if the table was never read, or (stale) is older than
- * a program loaded since and older than RELOAD_GAP_NS; the swap waits for the
- * readers, and the old table is freed after it, when no reader can hold it. */
+/* Reads the file again if the table was never read, or (stale) if it may
+ * lack a program, can learn of one by reading, and was read RELOAD_GAP_NS ago
+ * or more; the swap waits for the readers, and the old table is freed after
+ * it, when no reader can hold it. */
 static void reload(int stale) {
     pthread_mutex_lock(&reload_lock);
     pthread_rwlock_rdlock(&table_lock);
-    int64_t read_at = table.read_at;
-    uint32_t newest = table.newest_prog;
-    pthread_rwlock_unlock(&table_lock);
     /* another thread may have read it while this one waited */
-    int due = read_at == 0 || (stale && now_ns() - read_at >= RELOAD_GAP_NS &&
-                               prog_loaded_since(newest));
+    int due = table.read_at == 0 ||
+              (stale && table.can_list && now_ns() - table.read_at >= RELOAD_GAP_NS &&
+               table_stale());
+    pthread_rwlock_unlock(&table_lock);
     if (due) {
         ksym_table fresh, old;
         read_table(&fresh);
@@ -179,14 +200,29 @@ static void reload(int stale) {
     pthread_mutex_unlock(&reload_lock);
 }
 
-/* Whether addr may lie in code the table has not seen (outside the core
- * kernel's text, while a program was loaded since); called under the read lock */
-static int maybe_unseen(uint64_t addr) {
-    if (!table.can_list || table.n == 0)
-        return 0; /* nothing to learn by reading again */
-    if (table.core_lo && addr >= table.core_lo && addr < table.core_hi)
+/* The symbol holding addr, or NULL; under the read lock */
+static const ksym *holder(uint64_t addr) {
+    size_t lo = 0, hi = table.n; /* find the last symbol at or below addr */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (table.syms[mid].addr <= addr) lo = mid + 1; else hi = mid;
+    }
+    if (lo == 0 || addr - table.syms[lo - 1].addr >= KSYM_MAX_OFFSET)
+        return NULL;
+    return &table.syms[lo - 1];
+}
+
+/* Whether the answer for addr, s, may come from a table that lacks the code
+ * holding it, while the table may lack a program: it may unless s is a core
+ * kernel symbol followed by another (inside the kernel's image, where nothing
+ * is loaded). An address below every symbol (0, say) is named by nothing,
+ * whatever a read would find, so it costs no bpf() call. Under the read lock. */
+static int maybe_unseen(uint64_t addr, const ksym *s) {
+    if (table.n == 0 || addr < table.syms[0].addr)
         return 0;
-    return prog_loaded_since(table.newest_prog);
+    if (s && !s->loaded && s + 1 < table.syms + table.n && !s[1].loaded)
+        return 0;
+    return table_stale();
 }
 
 int luaebpf_ksym(uint64_t addr, uint64_t *off, char *name, size_t size) {
@@ -196,27 +232,24 @@ int luaebpf_ksym(uint64_t addr, uint64_t *off, char *name, size_t size) {
         reload(0);
         pthread_rwlock_rdlock(&table_lock);
     }
-    if (maybe_unseen(addr)) {
+    const ksym *s = holder(addr);
+    if (maybe_unseen(addr, s)) {
         pthread_rwlock_unlock(&table_lock);
         reload(1);
         pthread_rwlock_rdlock(&table_lock);
-        if (maybe_unseen(addr)) { /* read too recently to read again: no name, not a wrong one */
+        s = holder(addr);
+        if (maybe_unseen(addr, s)) {
+            /* not read again (too soon, or it cannot tell): no name, not a wrong one */
             pthread_rwlock_unlock(&table_lock);
             return 0;
         }
     }
-    size_t lo = 0, hi = table.n; /* find the last symbol at or below addr */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (table.syms[mid].addr <= addr) lo = mid + 1; else hi = mid;
-    }
-    int found = lo > 0 && addr - table.syms[lo - 1].addr < KSYM_MAX_OFFSET;
-    if (found) {
-        *off = addr - table.syms[lo - 1].addr;
-        snprintf(name, size, "%s", table.syms[lo - 1].name);
+    if (s) {
+        *off = addr - s->addr;
+        snprintf(name, size, "%s", s->name);
     }
     pthread_rwlock_unlock(&table_lock);
-    return found;
+    return s != NULL;
 }
 
 /* The table lives until the module is unloaded: dlclose of its last user (a

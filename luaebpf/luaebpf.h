@@ -200,11 +200,11 @@ int64_t luaebpf_errno_number(const char *name);
 extern const char luaebpf_syscall_arch[]; /* "x86_64-linux-gnu": whose numbers they are */
 int luaebpf_sysnames_built(void); /* 0: the build had no generated table */
 
-/* ksym.c: kernel symbols from /proc/kallsyms, read once per process. The
- * name of the symbol holding addr (its offset in *off), or NULL when unknown:
- * kallsyms unreadable or hidden from this process, or addr in no symbol */
-/* the name of the kernel symbol holding addr copied into name (cut to size),
- * *off the offset into it: 1; or 0, when none is known */
+/* ksym.c: kernel symbols from /proc/kallsyms, read again when BPF programs
+ * were loaded since. The name of the symbol holding addr copied into name
+ * (cut to size), *off the offset into it: 1; or 0 when none is known (kallsyms
+ * unreadable or hidden from this process, addr in no symbol, or in code the
+ * table may not have seen) */
 #define LUAEBPF_KSYM_NAME 512 /* the kernel's KSYM_NAME_LEN */
 int luaebpf_ksym(uint64_t addr, uint64_t *off, char *name, size_t size);
 void luaebpf_ksym_open(lua_State *L); /* core.ksym */

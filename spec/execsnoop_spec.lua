@@ -38,10 +38,12 @@ local function exists(path)
 end
 
 -- starts the example in the background with `args`; returns the pid of the
--- subshell that runs it and writes its exit status to dir/rc
+-- subshell that runs it and writes its exit status to dir/rc (through a
+-- rename: a file that exists holds the status, never an empty one)
 local function start(dir, args)
-  local cmd = string.format("(%s examples/execsnoop.lua %s >%s/out 2>%s/err </dev/null; echo $? >%s/rc) "
-    .. ">/dev/null 2>&1 & echo $!", H.lua_bin(), args, dir, dir, dir)
+  local cmd = string.format("(%s examples/execsnoop.lua %s >%s/out 2>%s/err </dev/null; "
+    .. "echo $? >%s/rc.tmp && mv %s/rc.tmp %s/rc) >/dev/null 2>&1 & echo $!",
+    H.lua_bin(), args, dir, dir, dir, dir, dir)
   local pid = tonumber(H.run(cmd):match("%d+"))
   local ready = wait_for(function()
     return (exists(dir .. "/out") and H.read_file(dir .. "/out"):find("FILENAME", 1, true) ~= nil)
