@@ -17,19 +17,27 @@
  * not list programs (CAP_SYS_ADMIN): it cannot know what is stale. Modules
  * and programs are never placed inside the kernel's image, so an address
  * between two core symbols needs no check.
- * The kernel lists BPF symbols by their index in a list, so a program
- * unloaded while the file is being read can make it skip a later one: when
- * programs went meanwhile, the table counts as stale until read again.
- * Not seen: modules loaded since, BPF trampolines and dispatchers (made on
- * attach, with no program id). */
+ *
+ * The kernel lists BPF symbols by their index in a list, so a symbol removed
+ * while the file is being read (an unloaded program, a replaced trampoline)
+ * can make it skip a later one; and it lists none with bpf_jit_kallsyms off.
+ * So after each read, every program the table should hold (ids up to the
+ * newest) is asked for its code's addresses; if one is missing, the table
+ * counts as stale until a read finds them all (two reads in a row missing
+ * code with no program loaded between mean it is hidden: no more reads then
+ * until a program is loaded). Not seen: modules loaded since, BPF
+ * trampolines and dispatchers (made on attach, with no program id), ftrace
+ * and kprobe trampolines. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include "luaebpf.h"
+#include "valgrind.h"
 
 typedef struct ksym {
     uint64_t addr;
@@ -44,7 +52,10 @@ typedef struct ksym_table {
     char *text;
     uint32_t newest_prog;      /* the highest BPF program id before the file was read */
     int can_list;              /* 0: programs cannot be listed, so staleness is unknowable */
-    int skipped;               /* programs went while the file was read: one may be missing */
+    int skipped;               /* a program's code is missing from it */
+    int skips_again;           /* and was in the last read too, with no program loaded since:
+                                * hidden (bpf_jit_kallsyms off), so reading again cannot help */
+    int failed;                /* the file could not be read: try again after the gap */
     int64_t read_at;           /* CLOCK_MONOTONIC ns when its read ended; 0: never */
 } ksym_table;
 
@@ -104,46 +115,90 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Walks the loaded programs' ids: the highest into *newest (0: none, or as
- * far as the walk got), how many are at most upto into *count. 0 when this
- * process may not list programs. */
-static int walk_prog_ids(uint32_t upto, uint32_t *newest, uint32_t *count) {
-    uint32_t cur = 0, next, n = 0;
-    while (bpf_prog_get_next_id(cur, &next) == 0) {
+/* the highest loaded program id into *newest (0: none, or as far as the walk
+ * got); 0 when this process may not list programs (EPERM, or an LSM's or
+ * seccomp's refusal: anything but the walk's end) */
+static int newest_prog_id(uint32_t *newest) {
+    uint32_t cur = 0, next;
+    while (bpf_prog_get_next_id(cur, &next) == 0)
         cur = next;
-        n += cur <= upto;
-    }
-    int listed = errno != EPERM;
+    int listed = errno == ENOENT;
     *newest = cur;
-    *count = n;
     return listed;
 }
 
-/* Whether the table may lack a program: one with an id above the newest it
- * saw is loaded (ids are handed out in rising order, wrapping only past 2^31,
- * so it was loaded since), or that cannot be asked. Called under a lock. */
-static int table_stale(void) {
+/* whether t holds a module's or program's symbol at addr */
+static int has_loaded_at(const ksym_table *t, uint64_t addr) {
+    size_t lo = 0, hi = t->n; /* the first symbol at or above addr */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->syms[mid].addr < addr) lo = mid + 1; else hi = mid;
+    }
+    for (; lo < t->n && t->syms[lo].addr == addr; lo++)
+        if (t->syms[lo].loaded)
+            return 1;
+    return 0;
+}
+
+/* Whether t, read after the programs up to id t->newest_prog were listed,
+ * holds the start of each one's code (its functions' addresses, the first
+ * CODE_ADDRS of them); a program gone since, or run by the interpreter
+ * (no addresses), is passed over. */
+#define CODE_ADDRS 64
+static int holds_every_program(const ksym_table *t) {
+    uint32_t cur = 0, next;
+    while (bpf_prog_get_next_id(cur, &next) == 0 && next <= t->newest_prog) {
+        cur = next;
+        int fd = bpf_prog_get_fd_by_id(cur);
+        if (fd < 0)
+            continue;
+        uint64_t addrs[CODE_ADDRS];
+        struct bpf_prog_info info;
+        uint32_t len = sizeof info;
+        memset(&info, 0, sizeof info);
+        info.nr_jited_ksyms = CODE_ADDRS;
+        info.jited_ksyms = (uint64_t)(uintptr_t)addrs;
+        int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+        close(fd);
+        if (r != 0)
+            continue;
+        uint32_t k = info.nr_jited_ksyms < CODE_ADDRS ? info.nr_jited_ksyms : CODE_ADDRS;
+        VALGRIND_MAKE_MEM_DEFINED(addrs, k * sizeof addrs[0]); /* the kernel wrote them */
+        for (uint32_t i = 0; i < k; i++)
+            if (addrs[i] && !has_loaded_at(t, addrs[i]))
+                return 0;
+    }
+    return 1;
+}
+
+/* Whether a program with an id above newest is loaded (ids are handed out in
+ * rising order, wrapping only past 2^31, so it was loaded since the listing
+ * that saw newest), or that cannot be asked */
+static int loaded_since(uint32_t newest) {
     uint32_t next;
-    if (!table.can_list || table.skipped)
-        return 1;
-    return bpf_prog_get_next_id(table.newest_prog, &next) == 0 || errno != ENOENT;
+    return bpf_prog_get_next_id(newest, &next) == 0 || errno != ENOENT;
+}
+
+/* Whether the table may lack a program. Called under a lock. */
+static int table_stale(void) {
+    return !table.can_list || table.skipped || loaded_since(table.newest_prog);
 }
 
 /* Lines read "ffffffff81000000 T _stext" or "... t name\t[module]". Absolute
  * and undefined symbols are not places in code; addresses all zero mean the
  * kernel hides them from this process (kptr_restrict): then the table stays
  * empty and every address stays a number. Programs are listed before the
- * file is read, so one loaded meanwhile makes the table stale, never newer
- * than it says. */
+ * file is read, so one loaded meanwhile makes the table stale, and checked
+ * after, so one it missed does too. */
 static void read_table(ksym_table *t) {
-    uint32_t before, after, newest;
     memset(t, 0, sizeof *t);
-    t->can_list = walk_prog_ids(UINT32_MAX, &t->newest_prog, &before);
+    t->can_list = newest_prog_id(&t->newest_prog);
     char *text = read_all("/proc/kallsyms");
     t->read_at = now_ns(); /* a read under load or valgrind may take seconds */
-    if (t->can_list && walk_prog_ids(t->newest_prog, &newest, &after) && after < before)
-        t->skipped = 1;
-    if (!text) return;
+    if (!text) {
+        t->failed = 1;
+        return;
+    }
     size_t cap = 1024, n = 0;
     ksym *syms = malloc(cap * sizeof *syms);
     for (char *line = text, *next; syms && *line; line = next) {
@@ -168,11 +223,17 @@ static void read_table(ksym_table *t) {
         syms[n].loaded = loaded;
         syms[n++].name = name;
     }
-    if (!syms || n == 0) { free(syms); free(text); return; }
+    if (!syms || n == 0) {
+        t->failed = !syms;
+        free(syms);
+        free(text);
+        return;
+    }
     qsort(syms, n, sizeof *syms, by_addr);
     t->syms = syms;
     t->n = n;
     t->text = text;
+    t->skipped = t->can_list && !holds_every_program(t);
 }
 
 /* Reads the file again if the table was never read, or (stale) if it may
@@ -183,15 +244,17 @@ static void reload(int stale) {
     pthread_mutex_lock(&reload_lock);
     pthread_rwlock_rdlock(&table_lock);
     /* another thread may have read it while this one waited */
-    int due = table.read_at == 0 ||
-              (stale && table.can_list && now_ns() - table.read_at >= RELOAD_GAP_NS &&
-               table_stale());
+    int gap = now_ns() - table.read_at >= RELOAD_GAP_NS;
+    int due = table.read_at == 0 || (table.failed && gap) ||
+              (stale && table.can_list && gap &&
+               ((table.skipped && !table.skips_again) || loaded_since(table.newest_prog)));
     pthread_rwlock_unlock(&table_lock);
     if (due) {
         ksym_table fresh, old;
         read_table(&fresh);
         pthread_rwlock_wrlock(&table_lock);
         old = table;
+        fresh.skips_again = fresh.skipped && old.skipped && fresh.newest_prog == old.newest_prog;
         table = fresh;
         pthread_rwlock_unlock(&table_lock);
         free(old.syms);
@@ -227,7 +290,7 @@ static int maybe_unseen(uint64_t addr, const ksym *s) {
 
 int luaebpf_ksym(uint64_t addr, uint64_t *off, char *name, size_t size) {
     pthread_rwlock_rdlock(&table_lock);
-    if (table.read_at == 0) {
+    if (table.read_at == 0 || table.failed) { /* reload reads it when due */
         pthread_rwlock_unlock(&table_lock);
         reload(0);
         pthread_rwlock_rdlock(&table_lock);
