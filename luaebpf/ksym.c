@@ -152,7 +152,7 @@ static int holds_every_program(const ksym_table *t) {
         int fd = bpf_prog_get_fd_by_id(cur);
         if (fd < 0)
             continue;
-        uint64_t addrs[CODE_ADDRS];
+        uint64_t addrs[CODE_ADDRS] = {0}; /* left as they are where the kernel hides them */
         struct bpf_prog_info info;
         uint32_t len = sizeof info;
         memset(&info, 0, sizeof info);
@@ -160,7 +160,7 @@ static int holds_every_program(const ksym_table *t) {
         info.jited_ksyms = (uint64_t)(uintptr_t)addrs;
         int r = bpf_obj_get_info_by_fd(fd, &info, &len);
         close(fd);
-        if (r != 0)
+        if (r != 0 || !info.jited_ksyms) /* the kernel zeroes the pointer when it hides them */
             continue;
         uint32_t k = info.nr_jited_ksyms < CODE_ADDRS ? info.nr_jited_ksyms : CODE_ADDRS;
         VALGRIND_MAKE_MEM_DEFINED(addrs, k * sizeof addrs[0]); /* the kernel wrote them */
