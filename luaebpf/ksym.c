@@ -127,15 +127,20 @@ static int newest_prog_id(uint32_t *newest) {
     return listed;
 }
 
-/* whether t holds a module's or program's symbol at addr */
-static int has_loaded_at(const ksym_table *t, uint64_t addr) {
-    size_t lo = 0, hi = t->n; /* the first symbol at or above addr */
+/* how many of t's symbols (sorted by address) are at or below addr */
+static size_t at_or_below(const ksym_table *t, uint64_t addr) {
+    size_t lo = 0, hi = t->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t->syms[mid].addr < addr) lo = mid + 1; else hi = mid;
+        if (t->syms[mid].addr <= addr) lo = mid + 1; else hi = mid;
     }
-    for (; lo < t->n && t->syms[lo].addr == addr; lo++)
-        if (t->syms[lo].loaded)
+    return lo;
+}
+
+/* whether t holds a module's or program's symbol at addr */
+static int has_loaded_at(const ksym_table *t, uint64_t addr) {
+    for (size_t i = at_or_below(t, addr); i > 0 && t->syms[i - 1].addr == addr; i--)
+        if (t->syms[i - 1].loaded)
             return 1;
     return 0;
 }
@@ -265,14 +270,10 @@ static void reload(int stale) {
 
 /* The symbol holding addr, or NULL; under the read lock */
 static const ksym *holder(uint64_t addr) {
-    size_t lo = 0, hi = table.n; /* find the last symbol at or below addr */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (table.syms[mid].addr <= addr) lo = mid + 1; else hi = mid;
-    }
-    if (lo == 0 || addr - table.syms[lo - 1].addr >= KSYM_MAX_OFFSET)
+    size_t i = at_or_below(&table, addr); /* the last symbol at or below addr is i - 1 */
+    if (i == 0 || addr - table.syms[i - 1].addr >= KSYM_MAX_OFFSET)
         return NULL;
-    return &table.syms[lo - 1];
+    return &table.syms[i - 1];
 }
 
 /* Whether the answer for addr, s, may come from a table that lacks the code
